@@ -1,0 +1,569 @@
+"""The request/reply channel: ump's Client/Server pair.
+
+Design note. One `_Core` per channel holds a FIFO of `_Request` nodes and the bookkeeping
+that decides who has gone, all guarded by one ``threading.Lock`` (``core.lock``) so that any
+mix of threads and event loops can use it. Clients, weak clients and the server only hold the
+core; the core holds none of them, so garbage collection of a handle is its close.
+
+Invariants (under ``core.lock``):
+- ``live`` = the number of QUEUED nodes in ``queue``; GONE nodes there are tombstones.
+- ``clients`` = the number of open strong `Client` handles; ``weak_clients`` likewise.
+- ``server_waiters`` holds the waiters of server tasks/threads parked in ``wait()``; a waker
+  removes a waiter before waking it. They are woken (all of them) when the last strong
+  client closes and (one of them) when a request is queued: a woken server re-checks the
+  queue itself, so a wake-up is a hint, never a hand-off, and a cancelled server loses
+  nothing (it passes the hint on).
+- Once ``server_closed`` is set, the queue is empty and stays so.
+
+Bounded channels (``max_queued``) never hide a sender's request from the server: a send
+on a full channel queues its node behind the others and waits for its reply, which is
+indistinguishable from waiting for room first and then for the reply (the server only
+reaches that node once the requests before it were taken). What the bound changes is
+that non-waiting `request()` raises `WouldBlock`, and `statistics().queued` never
+exceeds it.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar, final
+
+from ._errors import ClientsDisappeared, Closed, ServerDisappeared, WouldBlock
+from ._reply import ACTIVE, DONE, QUEUED, PendingReply, ReplyContext, _Request
+from ._wait import (
+    ThreadWaiter,
+    Waiter,
+    check_timeout,
+    ensure_blocking_allowed,
+    new_async_waiter,
+    park,
+    trio_checkpoint,
+    wake,
+)
+
+__all__ = ("ChannelStatistics", "Client", "Server", "WeakClient", "channel")
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+
+
+@final
+@dataclass(frozen=True)
+class ChannelStatistics:
+    """A snapshot of a channel, from [`Server.statistics`][asyncmp.Server.statistics]."""
+
+    queued: int
+    """Requests waiting to be picked up (at most ``max_queued`` on a bounded channel)."""
+    clients: int
+    """Open strong clients."""
+    weak_clients: int
+    """Weak clients that exist (they never keep the server alive)."""
+    in_flight: int
+    """Requests picked up by the server and not answered yet."""
+
+
+@final
+class _Core:
+    __slots__ = (
+        "clients",
+        "in_flight",
+        "live",
+        "lock",
+        "max_queued",
+        "queue",
+        "server_closed",
+        "server_waiters",
+        "weak_clients",
+    )
+
+    def __init__(self, max_queued: int | None) -> None:
+        self.lock = threading.Lock()
+        self.queue: deque[_Request] = deque()
+        self.live = 0
+        self.max_queued = max_queued
+        self.clients = 1
+        self.weak_clients = 0
+        self.in_flight = 0
+        self.server_closed = False
+        self.server_waiters: deque[Waiter] = deque()
+
+    # -- client side -------------------------------------------------------------------
+
+    def push(self, node: _Request, nowait: bool) -> None:
+        """Queue *node* and wake one parked server, or raise ServerDisappeared/WouldBlock."""
+        with self.lock:
+            if self.server_closed:
+                raise ServerDisappeared("the server is closed")
+            if nowait and self.max_queued is not None and self.live >= self.max_queued:
+                raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
+            self.queue.append(node)
+            self.live += 1
+            waiter = self.server_waiters.popleft() if self.server_waiters else None
+        if waiter is not None:
+            wake(waiter)
+
+    def drop_client(self) -> None:
+        with self.lock:
+            self.clients -= 1
+            if self.clients:
+                return
+            waiters = list(self.server_waiters)
+            self.server_waiters.clear()
+        # No request will come any more: wake every parked server, so that each one drains
+        # what is left or sees ClientsDisappeared.
+        for waiter in waiters:
+            wake(waiter)
+
+    # -- server side -------------------------------------------------------------------
+
+    def pop(self) -> tuple[Any, ReplyContext[Any]] | None:
+        """Take the oldest live request, or None when nothing is queued now, or raise when
+        nothing will ever come. Call with the lock held."""
+        queue = self.queue
+        while queue:
+            node = queue.popleft()
+            if node.state == QUEUED:
+                node.state = ACTIVE
+                self.live -= 1
+                self.in_flight += 1
+                return node.msg, ReplyContext._create(node)
+        if self.server_closed:
+            raise Closed("the server is closed")
+        if not self.clients:
+            raise ClientsDisappeared("every client has gone and the queue is drained")
+        return None
+
+    def unpark(self, waiter: Waiter) -> bool:
+        """deregister() for a parked server (see `_wait`)."""
+        with self.lock:
+            try:
+                self.server_waiters.remove(waiter)
+            except ValueError:
+                return False
+            return True
+
+    def pass_on(self) -> None:
+        """on_lost() for a server cancelled after being woken: hand the hint to the next."""
+        with self.lock:
+            if not (self.server_waiters and (self.live or not self.clients)):
+                return
+            waiter = self.server_waiters.popleft()
+        wake(waiter)
+
+    def close_server(self) -> None:
+        with self.lock:
+            if self.server_closed:
+                return
+            self.server_closed = True
+            failed = [node for node in self.queue if node.state == QUEUED]
+            self.queue.clear()
+            self.live = 0
+            waiters = list(self.server_waiters)
+            self.server_waiters.clear()
+            for node in failed:
+                node.state = DONE
+                node.error = ServerDisappeared("the server closed before taking this request")
+        for node in failed:
+            if node.waiter is not None:
+                wake(node.waiter)
+        for waiter in waiters:
+            wake(waiter)
+
+
+def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[Any, Any]]:
+    """Create a request/reply channel and return its two ends, ``(server, client)``.
+
+    Args:
+        max_queued: ``None`` (the default) for an unbounded FIFO, like ump; or the number of
+            requests that may wait for the server, beyond which `send` waits (cancellably)
+            and `request` raises [`WouldBlock`][asyncmp.WouldBlock].
+
+    For static typing, annotate the ends::
+
+        server: Server[Add, int]
+        client: Client[Add, int]
+        server, client = asyncmp.channel()
+    """
+    if max_queued is not None:
+        if isinstance(max_queued, bool) or not isinstance(max_queued, int):
+            raise TypeError(f"max_queued must be an int or None, not {max_queued!r}")
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be at least 1, not {max_queued}")
+    core = _Core(max_queued)
+    return Server._create(core), Client._create(core)
+
+
+@final
+class Client(Generic[Req, Rep]):
+    """The requesting end of a channel; send a message, get the server's reply.
+
+    Any number of tasks and threads, on any event loops, may use one client at the same
+    time, or [`clone`][asyncmp.Client.clone] it. The server sees `ClientsDisappeared` once
+    every strong client is closed: call [`close`][asyncmp.Client.close], use `with` /
+    `async with`, or let the client be garbage-collected.
+    """
+
+    __slots__ = ("__weakref__", "_closed", "_core")
+    _core: _Core
+    _closed: bool
+
+    def __new__(cls, *args: object, **kwargs: object) -> Client[Any, Any]:
+        raise TypeError("Client objects are made by asyncmp.channel(), not directly")
+
+    @classmethod
+    def _create(cls, core: _Core) -> Client[Any, Any]:
+        # The caller has already counted this client in core.clients.
+        self: Client[Any, Any] = object.__new__(cls)
+        self._core = core
+        self._closed = False
+        return self
+
+    async def send(self, msg: Req) -> Rep:
+        """Send *msg* and wait for the reply.
+
+        Raises:
+            ServerDisappeared: the server is closed, or closed while the request was queued.
+            NoReply: the server closed the reply context without answering.
+            Exception: whatever exception object the server passed to `rctx.fail()`.
+            Closed: this client was closed.
+
+        Cancellation: if the server has not picked the request up yet, it is withdrawn and
+        the server never sees it; otherwise the server's `reply()` returns `False`.
+        """
+        if self._closed:
+            raise Closed("this client is closed")
+        core = self._core
+        node = _Request(msg, core)
+        waiter = node.waiter = new_async_waiter()
+        core.push(node, False)
+        await park(waiter, node.abandon)
+        return node.outcome()  # type: ignore[no-any-return]
+
+    def request(self, msg: Req) -> PendingReply[Rep]:
+        """Queue *msg* now, without waiting, and return a handle to collect the reply.
+
+        Raises:
+            ServerDisappeared: the server is closed.
+            WouldBlock: the channel is bounded and full.
+            Closed: this client was closed.
+        """
+        if self._closed:
+            raise Closed("this client is closed")
+        node = _Request(msg, self._core)
+        self._core.push(node, True)
+        return PendingReply._create(node)
+
+    @property
+    def blocking(self) -> _BlockingClient[Req, Rep]:
+        """The blocking face, for plain threads: ``client.blocking.send(msg, timeout=None)``."""
+        return _BlockingClient(self)
+
+    def clone(self) -> Client[Req, Rep]:
+        """A new, independent strong client of the same server."""
+        if self._closed:
+            raise Closed("cannot clone a closed client")
+        core = self._core
+        with core.lock:
+            core.clients += 1
+        return Client._create(core)
+
+    def weak(self) -> WeakClient[Req, Rep]:
+        """A weak client: it can make a strong one while one exists, and keeps nothing alive."""
+        if self._closed:
+            raise Closed("cannot make a weak client from a closed client")
+        return WeakClient._create(self._core)
+
+    def close(self) -> None:
+        """Stop counting as a client of the server. Idempotent.
+
+        Requests already sent are unaffected: their replies still arrive.
+        """
+        if not self._closed:
+            self._closed = True
+            self._core.drop_client()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._closed
+
+    def __enter__(self) -> Client[Req, Rep]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client[Req, Rep]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._closed and not sys.is_finalizing():
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {'closed' if self._closed else 'open'}>"
+
+
+@final
+class _BlockingClient(Generic[Req, Rep]):
+    """``client.blocking``: the same client, with calls that block the calling thread."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client[Req, Rep]) -> None:
+        self._client = client
+
+    def send(self, msg: Req, timeout: float | None = None) -> Rep:
+        """Send *msg* and block until the reply arrives.
+
+        Raises:
+            TimeoutError: no reply within *timeout* seconds. The request is withdrawn if the
+                server has not picked it up, and otherwise the server's `reply()` returns
+                `False`.
+            RuntimeError: called on a thread that runs an event loop.
+            ServerDisappeared, NoReply, Closed: as for [`Client.send`][asyncmp.Client.send].
+        """
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("client.blocking.send()")
+        client = self._client
+        if client._closed:
+            raise Closed("this client is closed")
+        node = _Request(msg, client._core)
+        waiter = ThreadWaiter()
+        node.waiter = waiter
+        client._core.push(node, False)
+        if not waiter.wait(timeout) and node.abandon():
+            raise TimeoutError(f"no reply within {timeout} seconds")
+        return node.outcome()  # type: ignore[no-any-return]
+
+
+@final
+class WeakClient(Generic[Req, Rep]):
+    """A handle that can make a strong [`Client`][asyncmp.Client] but keeps no server alive.
+
+    Give one to a server's own handler so that it can reach the server without keeping it
+    running after every real client has gone.
+    """
+
+    __slots__ = ("__weakref__", "_core")
+    _core: _Core
+
+    def __new__(cls, *args: object, **kwargs: object) -> WeakClient[Any, Any]:
+        raise TypeError("WeakClient objects are made by Client.weak(), not directly")
+
+    @classmethod
+    def _create(cls, core: _Core) -> WeakClient[Any, Any]:
+        self: WeakClient[Any, Any] = object.__new__(cls)
+        self._core = core
+        with core.lock:
+            core.weak_clients += 1
+        return self
+
+    def upgrade(self) -> Client[Req, Rep] | None:
+        """A new strong client, or ``None`` once no strong client remains or the server is
+        closed."""
+        core = self._core
+        with core.lock:
+            if not core.clients or core.server_closed:
+                return None
+            core.clients += 1
+        return Client._create(core)
+
+    def __del__(self) -> None:
+        core = self._core
+        with core.lock:
+            core.weak_clients -= 1
+
+    def __repr__(self) -> str:
+        return "<WeakClient>"
+
+
+@final
+class Server(Generic[Req, Rep]):
+    """The serving end of a channel: receives ``(msg, rctx)`` pairs in FIFO order.
+
+    After the last strong client closes, the server still receives every request that was
+    queued, then [`wait`][asyncmp.Server.wait] raises
+    [`ClientsDisappeared`][asyncmp.ClientsDisappeared]; `async for` and
+    `for … in server.blocking` end there.
+
+    Closing the server (`close()`, `with`, or garbage collection) fails every queued
+    request with [`ServerDisappeared`][asyncmp.ServerDisappeared]; reply contexts already
+    taken are unaffected and may still be answered.
+    """
+
+    __slots__ = ("__weakref__", "_core")
+    _core: _Core
+
+    def __new__(cls, *args: object, **kwargs: object) -> Server[Any, Any]:
+        raise TypeError("Server objects are made by asyncmp.channel(), not directly")
+
+    @classmethod
+    def _create(cls, core: _Core) -> Server[Any, Any]:
+        self: Server[Any, Any] = object.__new__(cls)
+        self._core = core
+        return self
+
+    async def wait(self) -> tuple[Req, ReplyContext[Rep]]:
+        """Wait for the next request.
+
+        Raises:
+            ClientsDisappeared: every strong client is closed and the queue is drained.
+            Closed: this server was closed.
+
+        Cancellation loses nothing: a request is only taken from the queue by a `wait`
+        that returns it.
+        """
+        core = self._core
+        with core.lock:
+            item = core.pop()
+        if item is not None:
+            await trio_checkpoint()
+            return item
+        while True:
+            with core.lock:
+                item = core.pop()
+                if item is not None:
+                    return item
+                waiter = new_async_waiter()
+                core.server_waiters.append(waiter)
+            await park(waiter, functools.partial(core.unpark, waiter), core.pass_on)
+
+    def try_pop(self) -> tuple[Req, ReplyContext[Rep]] | None:
+        """The next request if one is queued, else ``None``.
+
+        Raises:
+            ClientsDisappeared: every strong client is closed and the queue is drained.
+            Closed: this server was closed.
+        """
+        core = self._core
+        with core.lock:
+            return core.pop()
+
+    @property
+    def blocking(self) -> _BlockingServer[Req, Rep]:
+        """The blocking face, for plain threads: ``server.blocking.wait(timeout=None)``."""
+        return _BlockingServer(self)
+
+    def statistics(self) -> ChannelStatistics:
+        """A snapshot of the queue and the clients."""
+        core = self._core
+        with core.lock:
+            queued = core.live
+            if core.max_queued is not None:
+                queued = min(queued, core.max_queued)
+            return ChannelStatistics(queued, core.clients, core.weak_clients, core.in_flight)
+
+    def close(self) -> None:
+        """Fail every queued request with `ServerDisappeared` and refuse new ones. Idempotent."""
+        self._core.close_server()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._core.server_closed
+
+    def __aiter__(self) -> Server[Req, Rep]:
+        return self
+
+    async def __anext__(self) -> tuple[Req, ReplyContext[Rep]]:
+        try:
+            return await self.wait()
+        except ClientsDisappeared:
+            raise StopAsyncIteration from None
+
+    def __enter__(self) -> Server[Req, Rep]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Server[Req, Rep]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not sys.is_finalizing():
+            self._core.close_server()
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        state = "closed" if self.closed else "open"
+        return (
+            f"<Server {state} [queued: {s.queued}, in flight: {s.in_flight} | "
+            f"clients: {s.clients}, weak: {s.weak_clients}]>"
+        )
+
+
+@final
+class _BlockingServer(Generic[Req, Rep]):
+    """``server.blocking``: wait for requests from a plain thread."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: Server[Req, Rep]) -> None:
+        self._server = server
+
+    def wait(self, timeout: float | None = None) -> tuple[Req, ReplyContext[Rep]]:
+        """Block until the next request arrives.
+
+        Raises:
+            TimeoutError: nothing arrived within *timeout* seconds.
+            ClientsDisappeared: every strong client is closed and the queue is drained.
+            Closed: this server was closed.
+            RuntimeError: called on a thread that runs an event loop.
+        """
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("server.blocking.wait()")
+        core = self._server._core
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with core.lock:
+                item = core.pop()
+                if item is not None:
+                    return item
+                waiter = ThreadWaiter()
+                core.server_waiters.append(waiter)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not waiter.wait(left) and core.unpark(waiter):
+                raise TimeoutError(f"no request within {timeout} seconds")
+
+    def __iter__(self) -> _BlockingServer[Req, Rep]:
+        return self
+
+    def __next__(self) -> tuple[Req, ReplyContext[Rep]]:
+        try:
+            return self.wait()
+        except ClientsDisappeared:
+            raise StopIteration from None

@@ -1,0 +1,218 @@
+"""One-shot wake-ups that cross threads and event loops.
+
+Every waiting operation in asyncmp follows one protocol, so that a task on asyncio, a task
+on trio and a plain thread can all wait for the same kind of event and be woken from any
+thread:
+
+1. Under the *owner's* lock (a channel's, a stage's …), the waiting side creates a waiter
+   with [`new_async_waiter`][] or `ThreadWaiter()` and registers it somewhere the waking
+   side will find it.
+2. The waking side, under the same lock, removes the waiter from that place (so it is woken
+   at most once) and then calls [`wake`][] on it, inside or outside the lock.
+3. The waiting side parks: ``await park(waiter, deregister, on_lost)`` or
+   ``waiter.wait(timeout)``.
+
+Cancellation and timeouts go through ``deregister()``: it runs under the owner's lock and
+returns ``True`` if the waiter was still registered (it is now removed, the wait is simply
+abandoned) or ``False`` if a waker already took it (a wake-up is on its way or has arrived).
+
+- On trio, ``False`` makes the cancellation fail (``Abort.FAILED``): the task keeps waiting
+  for the wake-up that is on its way, so nothing is lost and the cancel is delivered at the
+  next checkpoint.
+- On asyncio a ``CancelledError`` cannot be refused, so ``on_lost()`` is called instead: the
+  owner passes the wake-up on (to the next waiter, say) so that it is never lost.
+- A thread that times out calls ``deregister()`` itself; ``False`` means the wake-up raced the
+  timeout and the thread treats the wait as successful.
+
+Waking is cheap on the hot path: an asyncio waiter is the bare ``Future``; woken from its
+own loop's thread it is resolved directly, from anywhere else through
+``call_soon_threadsafe``. A trio waiter is rescheduled directly from its own thread and
+through its ``TrioToken`` otherwise. A thread waiter is a pre-acquired ``Lock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+import sniffio
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+__all__ = (
+    "AsyncWaiter",
+    "ThreadWaiter",
+    "Waiter",
+    "check_timeout",
+    "ensure_blocking_allowed",
+    "new_async_waiter",
+    "park",
+    "trio_checkpoint",
+    "wake",
+)
+
+_get_running_loop = asyncio._get_running_loop
+_get_ident = threading.get_ident
+_sniffio_local = sniffio.thread_local
+_Future = asyncio.Future
+
+
+class _Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+@final
+class _TrioWaiter:
+    """A trio task that will park with ``wait_task_rescheduled``."""
+
+    __slots__ = ("_task", "_thread", "_token")
+
+    def __init__(self) -> None:
+        import trio
+
+        self._task = trio.lowlevel.current_task()
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = _get_ident()
+
+    def wake(self) -> None:
+        import trio
+
+        # Same thread means we are inside this trio run (the task cannot have parked in a
+        # run that is not executing), so reschedule directly; otherwise hop through the token.
+        if _get_ident() == self._thread:
+            trio.lowlevel.reschedule(self._task)
+        else:
+            try:
+                self._token.run_sync_soon(trio.lowlevel.reschedule, self._task)
+            except trio.RunFinishedError:
+                pass  # the run is over: nobody is left to wake
+
+    async def park(self, deregister: Callable[[], bool]) -> None:
+        import trio
+
+        def abort(_: object) -> Any:
+            if deregister():
+                return trio.lowlevel.Abort.SUCCEEDED
+            # A waker already took us: refuse the cancellation, the wake-up is on its way.
+            return trio.lowlevel.Abort.FAILED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+@final
+class ThreadWaiter:
+    """A plain thread blocked on a pre-acquired lock; [`wake`][] releases it."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def wake(self) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until woken (``True``) or until *timeout* seconds pass (``False``)."""
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(timeout=timeout)
+
+
+AsyncWaiter: TypeAlias = "asyncio.Future[None] | _TrioWaiter"
+Waiter: TypeAlias = "asyncio.Future[None] | _TrioWaiter | ThreadWaiter"
+
+
+def _trio_running() -> bool:
+    # trio marks the thread that runs it; asyncio does not, so check trio first: under trio
+    # guest mode an asyncio loop is "running" too, but trio tasks cannot await its futures.
+    return _sniffio_local.name == "trio"
+
+
+def new_async_waiter() -> AsyncWaiter:
+    """A waiter for the task that calls this, on whichever event loop runs it."""
+    if _sniffio_local.name is None:
+        loop = _get_running_loop()
+        if loop is not None:
+            return loop.create_future()
+    if _trio_running():
+        return _TrioWaiter()
+    library = sniffio.current_async_library()
+    raise RuntimeError(f"asyncmp supports asyncio and trio, not {library!r}")
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def wake(waiter: Waiter) -> None:
+    """Wake *waiter* from any thread. Call at most once per waiter (see the module doc)."""
+    if isinstance(waiter, _Future):
+        loop = waiter.get_loop()
+        if _get_running_loop() is loop:
+            if not waiter.done():
+                waiter.set_result(None)
+        else:
+            try:
+                loop.call_soon_threadsafe(_resolve, waiter)
+            except RuntimeError:
+                pass  # the loop is closed: the task that waited is gone
+    else:
+        waiter.wake()
+
+
+async def park(
+    waiter: AsyncWaiter,
+    deregister: Callable[[], bool],
+    on_lost: Callable[[], None] | None = None,
+) -> None:
+    """Wait until *waiter* is woken; on cancellation apply the protocol of the module doc."""
+    if isinstance(waiter, _Future):
+        try:
+            await waiter
+        except BaseException:
+            if not deregister() and on_lost is not None:
+                on_lost()
+            raise
+    else:
+        await waiter.park(deregister)
+
+
+async def trio_checkpoint() -> None:
+    """A checkpoint under trio (its convention for every async operation); free on asyncio.
+
+    asyncio code expects ``await queue.get()`` on a non-empty queue not to yield, and so do
+    we; trio code expects every ``await`` to be a cancel and schedule point.
+    """
+    if _trio_running():
+        import trio
+
+        await trio.lowlevel.checkpoint()
+
+
+def ensure_blocking_allowed(operation: str) -> None:
+    """Raise ``RuntimeError`` if the calling thread runs an event loop.
+
+    A blocking call there would freeze the very loop that has to deliver the wake-up, so it
+    is refused at once instead of deadlocking.
+    """
+    if _sniffio_local.name is not None or _get_running_loop() is not None:
+        raise RuntimeError(
+            f"{operation} blocks the calling thread, but this thread runs an event loop; "
+            "await the async form instead"
+        )
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Validate a ``timeout=`` argument: ``None`` (wait forever) or a number ≥ 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if not timeout >= 0:  # also rejects NaN
+        raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+    return float(min(timeout, threading.TIMEOUT_MAX))
