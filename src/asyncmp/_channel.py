@@ -169,9 +169,9 @@ class _Core:
             for node in failed:
                 node.state = DONE
                 node.error = ServerDisappeared("the server closed before taking this request")
-        for node in failed:
-            if node.waiter is not None:
-                wake(node.waiter)
+                if node.waiter is not None:
+                    waiters.append(node.waiter)
+                    node.waiter = None
         for waiter in waiters:
             wake(waiter)
 
@@ -242,7 +242,7 @@ class Client(Generic[Req, Rep]):
         node = _Request(msg, core)
         waiter = node.waiter = new_async_waiter()
         core.push(node, False)
-        await park(waiter, node.abandon)
+        await park(waiter, functools.partial(node.deregister, waiter))
         return node.outcome()  # type: ignore[no-any-return]
 
     def request(self, msg: Req) -> PendingReply[Rep]:
@@ -351,7 +351,7 @@ class _BlockingClient(Generic[Req, Rep]):
         waiter = ThreadWaiter()
         node.waiter = waiter
         client._core.push(node, False)
-        if not waiter.wait(timeout) and node.abandon():
+        if not waiter.wait(timeout) and node.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return node.outcome()  # type: ignore[no-any-return]
 

@@ -10,7 +10,8 @@ lock of the channel it was sent on (``node.core.lock``)::
     QUEUED ──server closes──▶ DONE (ServerDisappeared)
 
 Invariants:
-- A node is DONE or GONE exactly once; whoever makes that transition owns the one wake-up.
+- A node becomes DONE or GONE once. ``node.waiter`` is the requester's registration: whoever
+  takes it (sets it to None) under the lock owns the one wake-up of that waiter.
 - A GONE node that is still in the queue is a tombstone: the server skips it on pop and it
   no longer counts in ``core.live``. A GONE node that was ACTIVE makes ``reply()`` return
   False (ump's OriginDisappeared).
@@ -20,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
@@ -72,17 +74,33 @@ class _Request:
             raise self.error
         return self.value
 
-    def abandon(self) -> bool:
-        """The requester gives up. True if it was not answered yet (now GONE)."""
-        core = self.core
-        with core.lock:
-            state = self.state
-            if state == DONE:
+    def _give_up(self) -> None:
+        """QUEUED/ACTIVE -> GONE. Call with the lock held."""
+        if self.state == QUEUED:
+            self.core.live -= 1  # a tombstone from now on; the server will skip it
+        self.state = GONE
+        self.error = Closed("this request was cancelled")
+
+    def cancel(self) -> bool:
+        """Anyone gives up on the request. True if it was not answered yet (now GONE)."""
+        with self.core.lock:
+            if self.state >= DONE:
                 return False
-            if state == QUEUED:
-                core.live -= 1  # a tombstone from now on; the server will skip it
-            self.state = GONE
+            self._give_up()
+            waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            wake(waiter)  # whoever waits for it now raises Closed
+        return True
+
+    def deregister(self, waiter: Waiter) -> bool:
+        """The requester's *waiter* gives up (cancelled, timed out): `_wait`'s deregister().
+
+        False if a waker already took the waiter: the outcome is there (or on its way)."""
+        with self.core.lock:
+            if self.waiter is not waiter:
+                return False
             self.waiter = None
+            self._give_up()
             return True
 
     def finish(self, value: object, error: BaseException | None) -> bool:
@@ -95,7 +113,7 @@ class _Request:
             self.state = DONE
             self.value = value
             self.error = error
-            waiter = self.waiter
+            waiter, self.waiter = self.waiter, None
         if waiter is not None:
             wake(waiter)
         return True
@@ -104,10 +122,8 @@ class _Request:
         """Wait for the outcome in a task; cancelling abandons the request."""
         core = self.core
         with core.lock:
-            if self.state == DONE:
+            if self.state >= DONE:
                 waiter = None
-            elif self.state == GONE:
-                raise Closed("this request was cancelled")
             elif self.waiter is not None:
                 raise RuntimeError("another task or thread is already waiting for this reply")
             else:
@@ -115,7 +131,7 @@ class _Request:
         if waiter is None:
             await trio_checkpoint()
         else:
-            await park(waiter, self.abandon)
+            await park(waiter, functools.partial(self.deregister, waiter))
         return self.outcome()
 
     def wait_blocking(self, timeout: float | None) -> Any:
@@ -124,15 +140,12 @@ class _Request:
         ensure_blocking_allowed("waiting for a reply")
         core = self.core
         with core.lock:
-            if self.state == GONE:
-                raise Closed("this request was cancelled")
-            if self.state == DONE:
+            if self.state >= DONE:
                 return self.outcome()
             if self.waiter is not None:
                 raise RuntimeError("another task or thread is already waiting for this reply")
-            waiter = ThreadWaiter()
-            self.waiter = waiter
-        if not waiter.wait(timeout) and self.abandon():
+            waiter = self.waiter = ThreadWaiter()
+        if not waiter.wait(timeout) and self.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return self.outcome()
 
@@ -268,7 +281,7 @@ class PendingReply(Generic[Rep]):
 
     def cancel(self) -> bool:
         """Give up on the reply. Returns ``True`` if the request had not been answered."""
-        return self._node.abandon()
+        return self._node.cancel()
 
     @property
     def blocking(self) -> _BlockingPendingReply[Rep]:
@@ -280,7 +293,7 @@ class PendingReply(Generic[Rep]):
     def __del__(self) -> None:
         node = self._node
         if node.state < DONE and not sys.is_finalizing():
-            node.abandon()
+            node.cancel()
 
     def __repr__(self) -> str:
         state = ("queued", "picked up", "done", "cancelled")[self._node.state]
