@@ -1,0 +1,582 @@
+"""Stage: one task or thread heads a shared resource and routes events to the others by token.
+
+Design note. A `Stage` keeps one `_Entry` per held token (``stage._entries``), one FIFO of
+parked entries (``stage._parked``, a dict in insertion order) and the entry that heads the
+stage (``stage._head``), all guarded by one ``threading.Lock`` (``stage._lock``), so that
+tasks on any event loop and plain threads can share one stage. The buffer has its own lock,
+taken only outside ``stage._lock`` (buffer lock → stage lock, never the other way), so a
+head may notify while it holds the buffer.
+
+An entry is in one of three states, changed only under ``stage._lock``::
+
+    IDLE ──enter, nobody heads──▶ HEAD ──head function ends──▶ IDLE (+ promote the next)
+    IDLE ──enter, someone heads──▶ PARKED ──notify──▶ IDLE (notified)
+                                   PARKED ──timeout/cancel──▶ IDLE
+                                   PARKED ──promoted (FIFO)──▶ HEAD
+
+Invariants:
+- At most one entry is HEAD, and it is ``stage._head``. ``stage._parked`` holds exactly the
+  PARKED entries, oldest first, each with its ``waiter``.
+- If anyone is parked, someone heads (``_parked`` non-empty ⇒ ``_head`` is not None): the
+  head leaves only through `_release_head`, which promotes the oldest parked entry, and a
+  promoted entry that will not head (its timeout passed, it was cancelled) releases again.
+- Whoever takes an entry out of ``_parked`` (notify, promotion) owns the one wake-up of its
+  waiter; a timed-out or cancelled waiter that finds itself no longer parked was already
+  given something, and passes it on (promotion) or leaves it marked (notification).
+- ``entry.notified`` is set by a notify and cleared only by the ``enter`` that returns
+  `Notified`, so no notification is lost between two ``enter`` calls on one ticket.
+- "Timeout wins": a waiter that resumes after its deadline returns `TimedOut`, whatever
+  woke it (exit-left's rule; what it was given is kept or handed on as above).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar, final
+
+import anyio
+
+from ._errors import Closed
+from ._stage_outcomes import Finished, Notified, TimedOut
+from ._wait import (
+    ThreadWaiter,
+    Waiter,
+    check_timeout,
+    ensure_blocking_allowed,
+    new_async_waiter,
+    park,
+    trio_checkpoint,
+    wake,
+)
+
+__all__ = ("Director", "Finished", "Notified", "Stage", "Ticket", "TimedOut")
+
+T = TypeVar("T", bound=Hashable)
+R = TypeVar("R")
+B = TypeVar("B")
+Ret = TypeVar("Ret")
+
+IDLE: Final = 0
+PARKED: Final = 1
+HEAD: Final = 2
+
+# What `_begin` / `_resume` tell `enter` to do next.
+_NOTIFIED: Final = 0
+_TIMED_OUT: Final = 1
+_HEAD: Final = 2
+_PARK: Final = 3
+
+
+@final
+class _Entry:
+    """One held token. Every field but ``token`` is guarded by the stage's lock."""
+
+    __slots__ = ("closed", "notified", "state", "token", "waiter")
+
+    def __init__(self, token: Hashable) -> None:
+        self.token = token
+        self.state = IDLE
+        self.notified = False
+        self.closed = False
+        self.waiter: Waiter | None = None
+
+
+@final
+class Stage(Generic[T, R, B]):
+    """Many tasks and threads wait for "their" events from a resource only one may read.
+
+    One caller of [`enter`][asyncmp.Stage.enter] at a time *heads* the stage: its head
+    function reads the resource, puts what belongs to others into the buffer and notifies
+    their tokens through the [`Director`][asyncmp.Director]; what belongs to itself it
+    returns. Everyone else waits, parked, until notified, promoted to head (oldest waiter
+    first) or timed out.
+
+    Args:
+        resource: the shared thing only a head may read (a socket, a pipe …); available to
+            everyone as `resource` for operations that do not compete with the head.
+        buffer: where heads put what they route (a dict of lists, say); reach it with
+            `with stage.buffer() as buf:`.
+
+    Tasks on any event loop (asyncio, uvloop, trio) and plain threads may use one stage at
+    the same time.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_buffer",
+        "_buffer_lock",
+        "_buffer_owner",
+        "_entries",
+        "_head",
+        "_lock",
+        "_parked",
+        "_resource",
+    )
+
+    def __init__(self, resource: R, buffer: B) -> None:
+        self._resource = resource
+        self._buffer = buffer
+        self._lock = threading.Lock()
+        self._entries: dict[Hashable, _Entry] = {}
+        self._parked: dict[Hashable, _Entry] = {}
+        self._head: _Entry | None = None
+        self._buffer_lock = threading.Lock()
+        self._buffer_owner: int | None = None
+
+    @property
+    def resource(self) -> R:
+        """The shared resource, for operations that do not compete with the head's reads
+        (sending on a UDP socket, say)."""
+        return self._resource
+
+    def ticket(self, token: T) -> Ticket[T] | None:
+        """Hold *token*: from now on, notifications for it are recorded.
+
+        Returns ``None`` if another ticket holds *token*. Take the ticket *before* looking
+        in the buffer, so that whatever a head routes after that look is notified to it.
+
+        Raises:
+            TypeError: *token* is not hashable.
+        """
+        entry = _Entry(token)
+        with self._lock:
+            if token in self._entries:
+                return None
+            self._entries[token] = entry
+        return Ticket._create(self, entry)
+
+    @contextmanager
+    def buffer(self) -> Iterator[B]:
+        """``with stage.buffer() as buf:`` — the buffer, under its lock.
+
+        Keep the block short and never ``await`` inside it: the lock is a thread lock.
+
+        Raises:
+            RuntimeError: this thread holds the buffer already (a nested ``with``, or a task
+                that awaited inside the block); a plain lock would deadlock here.
+        """
+        me = threading.get_ident()
+        # Only this thread can have stored its own ident, so this read needs no lock.
+        if self._buffer_owner == me:
+            raise RuntimeError(
+                "this thread already holds the stage's buffer: do not nest buffer() blocks "
+                "or await inside one"
+            )
+        with self._buffer_lock:
+            self._buffer_owner = me
+            try:
+                yield self._buffer
+            finally:
+                self._buffer_owner = None
+
+    async def enter(
+        self,
+        ticket: Ticket[T],
+        head: Callable[[Director[T, R, B]], Awaitable[Ret]],
+        timeout: float | None = None,  # noqa: ASYNC109 (an outcome, not an exception)
+    ) -> Finished[Ret] | Notified | TimedOut:
+        """Wait until this ticket's token is notified, or head the stage, or time out.
+
+        Args:
+            ticket: from [`ticket`][asyncmp.Stage.ticket]; it stays held afterwards, for the
+                next ``enter``, until you close it.
+            head: ``async def head(director) -> value``: run if this caller heads the stage
+                (at once if nobody heads, or when promoted); it reads the resource and
+                routes events until it has one of its own to return.
+            timeout: seconds to wait (not to head: a running head is never interrupted);
+                ``None`` waits for ever.
+
+        Returns:
+            `Finished(value)` if this caller headed, `Notified()` if its token was notified
+            (now or before this call), `TimedOut()` if the timeout passed first.
+
+        Raises:
+            Closed: the ticket is closed.
+            Exception: whatever the head function raised; the stage is released first and
+                the next waiter promoted.
+
+        Cancellation loses nothing: a cancelled waiter that was just promoted hands the head
+        on, and a notification stays marked on the ticket.
+        """
+        timeout = check_timeout(timeout)
+        entry = self._own(ticket, head)
+        await trio_checkpoint()
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        with self._lock:
+            action, waiter = self._begin(entry, timeout == 0, new_async_waiter)
+        while action == _PARK:
+            assert waiter is not None
+            assert not isinstance(waiter, ThreadWaiter)
+            deregister = functools.partial(self._deregister, entry, waiter)
+            try:
+                with anyio.CancelScope(
+                    deadline=math.inf if deadline is None else deadline
+                ) as scope:
+                    await park(waiter, deregister)
+            except BaseException:
+                self._abandon(entry)
+                raise
+            expired = deadline is not None and (
+                scope.cancel_called or anyio.current_time() >= deadline
+            )
+            with self._lock:
+                action, waiter = self._resume(entry, expired, new_async_waiter)
+        if action == _NOTIFIED:
+            return Notified()
+        if action == _TIMED_OUT:
+            return TimedOut()
+        director: Director[T, R, B] = Director._create(self, entry)
+        try:
+            result = head(director)
+            if not inspect.isawaitable(result):
+                raise TypeError(
+                    f"enter() needs an async head function, but {head!r} returned "
+                    f"{result!r}; use stage.blocking.enter() for plain functions"
+                )
+            value = await result
+        finally:
+            self._end_head(director)
+        return Finished(value)
+
+    @property
+    def blocking(self) -> _BlockingStage[T, R, B]:
+        """The blocking face, for plain threads: ``stage.blocking.enter(ticket, head)``."""
+        return _BlockingStage(self)
+
+    # -- the state machine (see the module docstring) ----------------------------------
+
+    def _own(self, ticket: Ticket[T], head: object) -> _Entry:
+        if not isinstance(ticket, Ticket):
+            raise TypeError(f"enter() needs a Ticket from stage.ticket(), not {ticket!r}")
+        if ticket._stage is not self:
+            raise ValueError("this ticket belongs to another stage")
+        if not callable(head):
+            raise TypeError(f"head must be a function taking a Director, not {head!r}")
+        return ticket._entry
+
+    def _begin(
+        self, entry: _Entry, expired: bool, new_waiter: Callable[[], Waiter]
+    ) -> tuple[int, Waiter | None]:
+        """First look, under the lock: return at once, head at once, or park."""
+        if entry.closed:
+            raise Closed("this ticket is closed")
+        if entry.state != IDLE:
+            raise RuntimeError("this ticket is already inside enter()")
+        if entry.notified:
+            entry.notified = False
+            return _NOTIFIED, None
+        if self._head is None:
+            # Nobody heads, hence nobody is parked: the fast path (timeout not involved).
+            self._head = entry
+            entry.state = HEAD
+            return _HEAD, None
+        if expired:
+            return _TIMED_OUT, None
+        waiter = entry.waiter = new_waiter()
+        entry.state = PARKED
+        self._parked[entry.token] = entry
+        return _PARK, waiter
+
+    def _resume(
+        self, entry: _Entry, expired: bool, new_waiter: Callable[[], Waiter]
+    ) -> tuple[int, Waiter | None]:
+        """After parking, under the lock: what were we given, and do we take it?"""
+        if entry.state == HEAD:
+            if not expired:
+                return _HEAD, None
+            # Promoted, but the timeout won: hand the head to the next waiter.
+            entry.state = IDLE
+            waiter = self._release_head()
+            if waiter is not None:
+                wake(waiter)
+            return _TIMED_OUT, None
+        if entry.state == PARKED:
+            # A spurious wake-up: still in line, keep our place with a fresh waiter.
+            if expired:
+                del self._parked[entry.token]
+                entry.state = IDLE
+                entry.waiter = None
+                return _TIMED_OUT, None
+            waiter = entry.waiter = new_waiter()
+            return _PARK, waiter
+        # IDLE: notified, or taken out of line by our own timeout.
+        if entry.notified and not expired:
+            entry.notified = False
+            return _NOTIFIED, None
+        return _TIMED_OUT, None
+
+    def _deregister(self, entry: _Entry, waiter: Waiter) -> bool:
+        """deregister() of `_wait.park`: leave the line unless something was given to us."""
+        with self._lock:
+            if entry.state != PARKED or entry.waiter is not waiter:
+                return False
+            del self._parked[entry.token]
+            entry.state = IDLE
+            entry.waiter = None
+            return True
+
+    def _abandon(self, entry: _Entry) -> None:
+        """A waiter leaves by an exception (cancellation): pass on what it was given."""
+        waiter = None
+        with self._lock:
+            if entry.state == HEAD:
+                entry.state = IDLE
+                waiter = self._release_head()
+            elif entry.state == PARKED:
+                del self._parked[entry.token]
+                entry.state = IDLE
+                entry.waiter = None
+            # A notification stays marked on the ticket for the next enter().
+        if waiter is not None:
+            wake(waiter)
+
+    def _release_head(self) -> Waiter | None:
+        """The head leaves: promote the oldest parked entry; return its waiter to wake.
+
+        Call with the lock held and wake the returned waiter (inside or outside the lock).
+        """
+        self._head = None
+        if not self._parked:
+            return None
+        token = next(iter(self._parked))
+        entry = self._parked.pop(token)
+        entry.state = HEAD
+        self._head = entry
+        waiter, entry.waiter = entry.waiter, None
+        return waiter
+
+    def _end_head(self, director: Director[T, R, B]) -> None:
+        with self._lock:
+            director._closed = True
+            director._entry.state = IDLE
+            waiter = self._release_head()
+        if waiter is not None:
+            wake(waiter)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            heading = "headed" if self._head is not None else "free"
+            return f"<Stage {heading} [tickets: {len(self._entries)}, parked: {len(self._parked)}]>"
+
+
+@final
+class Ticket(Generic[T]):
+    """A held token: notifications for it are recorded until the ticket is closed.
+
+    Made by [`Stage.ticket`][asyncmp.Stage.ticket]. One ticket serves any number of
+    ``enter`` calls, one at a time; close it (``close()``, ``with``, or garbage collection)
+    to free the token.
+    """
+
+    __slots__ = ("__weakref__", "_entry", "_stage")
+    _stage: Stage[Any, Any, Any]
+    _entry: _Entry
+
+    def __new__(cls, *args: object, **kwargs: object) -> Ticket[Any]:
+        raise TypeError("Ticket objects are made by stage.ticket(), not directly")
+
+    @classmethod
+    def _create(cls, stage: Stage[Any, Any, Any], entry: _Entry) -> Ticket[Any]:
+        self: Ticket[Any] = object.__new__(cls)
+        self._stage = stage
+        self._entry = entry
+        return self
+
+    @property
+    def token(self) -> T:
+        """The token this ticket holds."""
+        return self._entry.token  # type: ignore[return-value]
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._entry.closed
+
+    def close(self) -> None:
+        """Free the token: its pending notification is dropped and `ticket()` can take it
+        again. Idempotent.
+
+        Raises:
+            RuntimeError: the ticket is inside ``enter()`` right now.
+        """
+        stage = self._stage
+        entry = self._entry
+        with stage._lock:
+            if entry.closed:
+                return
+            if entry.state != IDLE:
+                raise RuntimeError("cannot close a ticket while it is inside enter()")
+            entry.closed = True
+            del stage._entries[entry.token]
+
+    def __enter__(self) -> Ticket[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # enter() holds a reference while it runs, so the entry is IDLE here.
+        if not self._entry.closed and not sys.is_finalizing():
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._entry.closed else "held"
+        return f"<Ticket {self._entry.token!r} {state}>"
+
+
+@final
+class Director(Generic[T, R, B]):
+    """What a head function gets: the resource, the buffer, and `notify` for the others.
+
+    Valid only while the head function runs; afterwards every method raises
+    [`Closed`][asyncmp.Closed]. Update the buffer *before* notifying the token it is for.
+    """
+
+    __slots__ = ("_closed", "_entry", "_stage")
+    _stage: Stage[T, R, B]
+    _entry: _Entry
+    _closed: bool
+
+    def __new__(cls, *args: object, **kwargs: object) -> Director[Any, Any, Any]:
+        raise TypeError("Director objects are made by Stage.enter(), not directly")
+
+    @classmethod
+    def _create(cls, stage: Stage[T, R, B], entry: _Entry) -> Director[T, R, B]:
+        self: Director[T, R, B] = object.__new__(cls)
+        self._stage = stage
+        self._entry = entry
+        self._closed = False
+        return self
+
+    @property
+    def resource(self) -> R:
+        """The stage's resource, which this head alone may read now."""
+        if self._closed:
+            raise Closed("this head has left the stage")
+        return self._stage._resource
+
+    @property
+    def token(self) -> T:
+        """The head's own token (it cannot notify itself: it returns its own events)."""
+        return self._entry.token  # type: ignore[return-value]
+
+    def buffer(self) -> AbstractContextManager[B]:
+        """``with director.buffer() as buf:`` — the same as
+        [`Stage.buffer`][asyncmp.Stage.buffer]."""
+        if self._closed:
+            raise Closed("this head has left the stage")
+        return self._stage.buffer()
+
+    def notify(self, token: T) -> bool:
+        """Wake the holder of *token*, or mark its ticket so its next ``enter`` returns
+        `Notified()` at once.
+
+        Returns:
+            ``True`` if a ticket holds *token*; ``False`` if none does (nothing happens, and
+            a ticket taken later is not woken by this).
+
+        Raises:
+            ValueError: *token* is the head's own token.
+            Closed: the head function has returned.
+        """
+        stage = self._stage
+        waiter = None
+        with stage._lock:
+            if self._closed:
+                raise Closed("this head has left the stage")
+            entry = stage._entries.get(token)
+            if entry is None:
+                return False
+            if entry is self._entry:
+                raise ValueError(
+                    f"a head cannot notify its own token {token!r}: return the event instead"
+                )
+            entry.notified = True
+            if entry.state == PARKED:
+                del stage._parked[entry.token]
+                entry.state = IDLE
+                waiter, entry.waiter = entry.waiter, None
+        if waiter is not None:
+            wake(waiter)
+        return True
+
+    def __repr__(self) -> str:
+        state = "left" if self._closed else "heading"
+        return f"<Director {self._entry.token!r} {state}>"
+
+
+@final
+class _BlockingStage(Generic[T, R, B]):
+    """``stage.blocking``: enter the stage from a plain thread."""
+
+    __slots__ = ("_stage",)
+
+    def __init__(self, stage: Stage[T, R, B]) -> None:
+        self._stage = stage
+
+    def enter(
+        self,
+        ticket: Ticket[T],
+        head: Callable[[Director[T, R, B]], Ret],
+        timeout: float | None = None,
+    ) -> Finished[Ret] | Notified | TimedOut:
+        """Like [`Stage.enter`][asyncmp.Stage.enter], blocking the calling thread, with a
+        plain ``def head(director) -> value`` (it reads the resource with blocking calls,
+        with a timeout or a readiness check of its own).
+
+        Raises:
+            RuntimeError: called on a thread that runs an event loop.
+            Closed: the ticket is closed.
+            Exception: whatever the head function raised (the next waiter is promoted).
+        """
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("stage.blocking.enter()")
+        stage = self._stage
+        entry = stage._own(ticket, head)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with stage._lock:
+            action, waiter = stage._begin(entry, timeout == 0, ThreadWaiter)
+        while action == _PARK:
+            assert isinstance(waiter, ThreadWaiter)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                woken = waiter.wait(left)
+            except BaseException:  # KeyboardInterrupt in the wait
+                stage._abandon(entry)
+                raise
+            if not woken and stage._deregister(entry, waiter):
+                return TimedOut()
+            expired = deadline is not None and time.monotonic() >= deadline
+            with stage._lock:
+                action, waiter = stage._resume(entry, expired, ThreadWaiter)
+        if action == _NOTIFIED:
+            return Notified()
+        if action == _TIMED_OUT:
+            return TimedOut()
+        director: Director[T, R, B] = Director._create(stage, entry)
+        try:
+            value = head(director)
+            if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
+                    value.close()
+                raise TypeError(
+                    f"blocking.enter() needs a plain head function, but {head!r} returned "
+                    "an awaitable; await stage.enter() for async functions"
+                )
+        finally:
+            stage._end_head(director)
+        return Finished(value)
