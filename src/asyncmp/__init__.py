@@ -23,6 +23,14 @@ from ._errors import (
     WouldBlock as WouldBlock,
 )
 from ._reply import PendingReply as PendingReply, ReplyContext as ReplyContext
+from ._stage import (
+    Director as Director,
+    Finished as Finished,
+    Notified as Notified,
+    Stage as Stage,
+    Ticket as Ticket,
+    TimedOut as TimedOut,
+)
 
 __all__ = (
     "AlreadyReplied",
@@ -30,13 +38,19 @@ __all__ = (
     "Client",
     "ClientsDisappeared",
     "Closed",
+    "Director",
     "Disconnected",
     "Error",
+    "Finished",
     "NoReply",
+    "Notified",
     "PendingReply",
     "ReplyContext",
     "Server",
     "ServerDisappeared",
+    "Stage",
+    "Ticket",
+    "TimedOut",
     "WeakClient",
     "WouldBlock",
     "channel",
