@@ -1,0 +1,357 @@
+"""What the two dispatch loops share: the control-flow values, the join handle, the watchdog.
+
+Design note. A dispatch loop (`asyncmp.task.spawn`, `asyncmp.thread.spawn`) owns the
+`Server` end of a fresh channel and feeds its requests, one at a time, to a handler. The
+loop bodies differ only in whether they await, so they live in ``task.py`` and
+``thread.py``; everything else — building the handler inside ``spawn``, reading what
+``proc_req`` returned, failing the request in hand when it raises, ending the loop and
+publishing its outcome — is here, written once.
+
+Invariants:
+- The loop holds the `Server` and a `WeakClient`, never a strong `Client`: only the
+  application's clients keep the loop alive (ump-server's rule).
+- The server is closed the moment the loop ends, for any reason, before ``term`` runs, so
+  requests queued behind a ``Break`` or a raise fail with `ServerDisappeared` at once.
+- A `JoinHandle` is finished exactly once, after the server was closed; its outcome is
+  stored before any joiner is woken, so a woken joiner reads it without the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar, final
+
+from ._channel import Client, Server, WeakClient, channel
+from ._reply import ReplyContext
+from ._wait import (
+    ThreadWaiter,
+    Waiter,
+    check_timeout,
+    ensure_blocking_allowed,
+    new_async_waiter,
+    park,
+    trio_checkpoint,
+    wake,
+)
+
+__all__ = ("Break", "Continue", "JoinHandle")
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+H = TypeVar("H")
+
+logger = logging.getLogger("asyncmp")
+
+
+@final
+@dataclass(frozen=True)
+class Break(Generic[T_co]):
+    """Returned by a handler's ``proc_req`` to end the dispatch loop with *value*.
+
+    The loop stops taking requests, closes the server (requests still queued get
+    [`ServerDisappeared`][asyncmp.ServerDisappeared]), calls ``term(value)`` if the handler
+    has one, and the [`JoinHandle`][asyncmp.JoinHandle] yields what ``term`` returned
+    (*value* itself without ``term``). ump-server's ``ControlFlow::Break(rv)``.
+    """
+
+    value: T_co
+    """What the loop ends with."""
+
+
+@final
+class Continue:
+    """Returned by a handler's ``proc_req`` to go on with the next request.
+
+    Returning ``None`` (falling off the end of ``proc_req``) means the same. ``Continue`` is
+    a singleton: ``Continue()`` returns it, and returning the class ``Continue`` itself is
+    accepted too. ump-server's ``ControlFlow::Continue(())``.
+    """
+
+    __slots__ = ()
+    _instance: ClassVar[Continue]
+
+    def __new__(cls) -> Continue:
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "Continue()"
+
+
+Continue._instance = object.__new__(Continue)
+
+
+def check_flow(flow: object) -> Break[Any] | None:
+    """Read what ``proc_req`` returned: a `Break` to stop, ``None`` to go on."""
+    if flow is None or flow is Continue or type(flow) is Continue:
+        return None
+    if type(flow) is Break:
+        return flow
+    raise TypeError(
+        f"proc_req must return None, Continue or Break(value), not {flow!r}; "
+        "send replies with rctx.reply(...)"
+    )
+
+
+def abort_request(rctx: ReplyContext[Any], exc: BaseException) -> None:
+    """``proc_req`` raised *exc*: the request in hand gets `NoReply` (cause *exc*) unless it
+    was answered — the same as leaving a ``with rctx:`` block by that exception."""
+    rctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def check_options(name: object, watchdog: object) -> float | None:
+    """Validate ``name=`` and ``watchdog=``; return the watchdog limit as a float."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {name!r}")
+    if watchdog is None:
+        return None
+    if isinstance(watchdog, bool) or not isinstance(watchdog, (int, float)):
+        raise TypeError(f"watchdog must be a number of seconds or None, not {watchdog!r}")
+    if not (watchdog > 0 and math.isfinite(watchdog)):
+        raise ValueError(f"watchdog must be a finite number of seconds > 0, not {watchdog!r}")
+    return float(watchdog)
+
+
+def build(
+    make_handler: Callable[[Client[Any, Any]], H],
+    max_queued: int | None,
+    check: Callable[[H], None] | None = None,
+) -> tuple[Server[Any, Any], Client[Any, Any], WeakClient[Any, Any], H]:
+    """Make the channel and run ``make_handler(client)`` in the caller, as ``spawn`` must.
+
+    If ``make_handler`` raises, or builds no handler (or one that *check* rejects), both
+    ends are closed, so nothing could ever wait on this channel, and the exception
+    propagates to ``spawn``'s caller.
+    """
+    if not callable(make_handler):
+        raise TypeError(f"make_handler must be callable, not {make_handler!r}")
+    server, client = channel(max_queued=max_queued)
+    try:
+        handler = make_handler(client)
+        if not callable(getattr(handler, "proc_req", None)):
+            raise TypeError(f"make_handler returned {handler!r}, which has no proc_req() method")
+        if check is not None:
+            check(handler)
+        weak = client.weak()
+    except BaseException:
+        server.close()
+        client.close()
+        raise
+    return server, client, weak, handler
+
+
+def loop_name(name: str | None, handler: object) -> str:
+    """The name the loop goes by in log messages."""
+    return name if name is not None else type(handler).__qualname__
+
+
+# -- the join handle -------------------------------------------------------------------
+
+
+@final
+class JoinHandle(Generic[T_co]):
+    """Waits for a dispatch loop to end and gives back its result.
+
+    Returned by [`task.spawn`][asyncmp.task.spawn] and
+    [`thread.spawn`][asyncmp.thread.spawn]. The result is what the handler's ``term``
+    returned, or without ``term`` the value of the `Break` that ended the loop (``None`` if
+    the loop ended because every client had gone). If ``proc_req``, ``init`` or ``term``
+    raised, joining raises that exception.
+
+    Join from anywhere, any number of times: ``await handle`` or ``await handle.join()``
+    in a task on any event loop (not only the server's), ``handle.blocking.join(timeout)``
+    from a plain thread. Cancelling a join only stops that wait; the server runs on.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_done",
+        "_error",
+        "_lock",
+        "_name",
+        "_retrieved",
+        "_task",
+        "_value",
+        "_waiters",
+    )
+    _lock: threading.Lock
+    _done: bool
+    _value: Any
+    _error: BaseException | None
+    _retrieved: bool
+    _waiters: list[Waiter]
+    _name: str
+    _task: object
+
+    def __new__(cls, *args: object, **kwargs: object) -> JoinHandle[Any]:
+        raise TypeError("JoinHandle objects are made by task.spawn() and thread.spawn()")
+
+    @classmethod
+    def _create(cls, name: str) -> JoinHandle[Any]:
+        self: JoinHandle[Any] = object.__new__(cls)
+        self._lock = threading.Lock()
+        self._done = False
+        self._value = None
+        self._error = None
+        self._retrieved = False
+        self._waiters = []  # parked joiners; whoever finishes the handle wakes them all
+        self._name = name
+        self._task = None  # the asyncio task, when spawn created one: keeps it alive
+        return self
+
+    def _finish(self, value: object, error: BaseException | None) -> None:
+        with self._lock:
+            assert not self._done, "a JoinHandle is finished once"
+            self._value = value
+            self._error = error
+            self._done = True
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            wake(waiter)
+
+    def _outcome(self) -> T_co:
+        error = self._error
+        if error is not None:
+            self._retrieved = True
+            raise error
+        return self._value  # type: ignore[no-any-return]
+
+    def _deregister(self, waiter: Waiter) -> bool:
+        with self._lock:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                return False
+            return True
+
+    def done(self) -> bool:
+        """Whether the loop has ended (joining would not wait)."""
+        return self._done
+
+    async def join(self) -> T_co:
+        """Wait until the loop ends and return its result (or raise its exception)."""
+        with self._lock:
+            waiter = None if self._done else new_async_waiter()
+            if waiter is not None:
+                self._waiters.append(waiter)
+        if waiter is None:
+            await trio_checkpoint()
+        else:
+            await park(waiter, lambda: self._deregister(waiter))
+        return self._outcome()
+
+    def __await__(self) -> Generator[Any, None, T_co]:
+        result: T_co = yield from self.join().__await__()
+        return result
+
+    @property
+    def blocking(self) -> _BlockingJoinHandle[T_co]:
+        """The blocking face, for plain threads: ``handle.blocking.join(timeout=None)``."""
+        return _BlockingJoinHandle(self)
+
+    def __del__(self) -> None:
+        # Nothing is lost silently: a loop that died of an exception nobody joined to see.
+        if self._error is not None and not self._retrieved and not sys.is_finalizing():
+            logger.error(
+                "dispatch loop %r failed and its JoinHandle was never joined",
+                self._name,
+                exc_info=self._error,
+            )
+
+    def __repr__(self) -> str:
+        if not self._done:
+            state = "running"
+        elif self._error is not None:
+            state = f"failed: {self._error!r}"
+        else:
+            state = "done"
+        return f"<JoinHandle {self._name!r} {state}>"
+
+
+@final
+class _BlockingJoinHandle(Generic[T_co]):
+    """``handle.blocking``: join a dispatch loop from a plain thread."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: JoinHandle[T_co]) -> None:
+        self._handle = handle
+
+    def join(self, timeout: float | None = None) -> T_co:
+        """Block until the loop ends and return its result (or raise its exception).
+
+        Raises:
+            TimeoutError: the loop was still running after *timeout* seconds.
+            RuntimeError: called on a thread that runs an event loop (``await handle``).
+        """
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("handle.blocking.join()")
+        handle = self._handle
+        with handle._lock:
+            waiter = None if handle._done else ThreadWaiter()
+            if waiter is not None:
+                handle._waiters.append(waiter)
+        # A timed-out wait that can no longer deregister lost a race with the wake-up: the
+        # handle is finished, so the join succeeds.
+        if waiter is not None and not waiter.wait(timeout) and handle._deregister(waiter):
+            raise TimeoutError(f"dispatch loop {handle._name!r} still running after {timeout} s")
+        return handle._outcome()
+
+
+# -- the watchdog ----------------------------------------------------------------------
+
+
+@final
+class Watchdog:
+    """Logs a warning when one ``proc_req`` runs longer than *limit* seconds.
+
+    A monitor thread, so it also sees a handler that blocks its event loop. The loop only
+    stores ``(start, msg_type)`` in ``_current`` (one atomic attribute write, no lock, no
+    wake-up) before each ``proc_req`` and ``None`` after; the monitor polls every *limit*
+    seconds while idle, which still warns on time: a call that starts within one poll
+    interval is at most *limit* old at the next poll, and the monitor then sleeps exactly
+    until its deadline.
+    """
+
+    __slots__ = ("_current", "_limit", "_name", "_stop")
+
+    def __init__(self, limit: float, name: str) -> None:
+        self._limit = limit
+        self._name = name
+        self._current: tuple[float, str] | None = None
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name=f"{name}-watchdog", daemon=True).start()
+
+    def begin(self, msg: object) -> None:
+        self._current = (time.monotonic(), type(msg).__qualname__)
+
+    def end(self) -> None:
+        self._current = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        warned: tuple[float, str] | None = None
+        while True:
+            current = self._current
+            if current is None or current is warned:
+                delay = self._limit
+            else:
+                delay = current[0] + self._limit - time.monotonic()
+                if delay <= 0:
+                    warned = current
+                    logger.warning(
+                        "dispatch loop %r: proc_req(%s) has been running for more than %g s",
+                        self._name,
+                        current[1],
+                        self._limit,
+                    )
+                    continue
+            if self._stop.wait(delay):
+                return

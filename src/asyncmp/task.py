@@ -1,0 +1,294 @@
+"""Dispatch-loop servers that run as a task: ump-server's ``task::spawn``.
+
+```python
+client, handle = asyncmp.task.spawn(lambda client: Adder(client.weak()))
+```
+
+The loop runs on the event loop that called `spawn` (asyncio, uvloop or trio), takes the
+requests of its channel one at a time in FIFO order and hands each to the handler's
+``proc_req``. See [`spawn`][asyncmp.task.spawn] for the whole life cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar, final
+
+import sniffio
+
+from ._channel import Client, Server, WeakClient
+from ._dispatch import (
+    Break,
+    Continue,
+    JoinHandle,
+    Watchdog,
+    abort_request,
+    build,
+    check_flow,
+    check_options,
+    loop_name,
+)
+from ._errors import ClientsDisappeared
+from ._reply import ReplyContext
+
+__all__ = ("Handler", "TaskSpawner", "spawn")
+
+Req = TypeVar("Req")
+Req_contra = TypeVar("Req_contra", contravariant=True)
+Rep = TypeVar("Rep")
+RV = TypeVar("RV")
+RV_co = TypeVar("RV_co", covariant=True)
+
+# On asyncio a request that is already queued is taken without yielding to the loop; yield
+# once every this many requests, so that a queue kept full by other threads cannot starve
+# the loop. (On trio every `server.wait()` is a checkpoint already.)
+_YIELD_EVERY = 64
+
+
+class Handler(Protocol[Req_contra, Rep, RV_co]):
+    """What [`spawn`][asyncmp.task.spawn] needs from the object ``make_handler`` builds.
+
+    Only ``proc_req`` is required. Two optional methods are looked up by name:
+
+    - ``init(self, weak_client) -> None`` runs on the loop once, before the first request,
+      with a [`WeakClient`][asyncmp.WeakClient] of the server.
+    - ``term(self, rv) -> object`` runs on the loop once, after the loop ended by a
+      [`Break`][asyncmp.Break] (``rv`` is its value) or because every client had gone
+      (``rv`` is ``None``). What it returns is what the [`JoinHandle`][asyncmp.JoinHandle]
+      yields; without ``term`` the handle yields ``rv``.
+
+    In a task server each of the three may be an ``async def`` or a plain ``def``.
+    """
+
+    def proc_req(
+        self, msg: Req_contra, rctx: ReplyContext[Rep], /
+    ) -> (
+        Awaitable[Break[RV_co] | Continue | type[Continue] | None]
+        | Break[RV_co]
+        | Continue
+        | type[Continue]
+        | None
+    ):
+        """Handle one request: answer it with ``rctx.reply(value)`` / ``rctx.fail(exc)``
+        (now, or later from elsewhere), then return ``None`` or
+        [`Continue`][asyncmp.Continue] to go on, or ``Break(value)`` to end the loop.
+
+        The next request is not taken before this call (and, for ``async def``, its
+        coroutine) has finished. If it raises, the request gets
+        [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with that
+        exception.
+        """
+        ...
+
+
+class TaskSpawner(Protocol):
+    """Anything with trio's ``start_soon``: an anyio ``TaskGroup`` or a trio ``Nursery``."""
+
+    def start_soon(
+        self, func: Callable[..., Coroutine[Any, Any, Any]], /, *args: Any, name: Any = None
+    ) -> object: ...
+
+
+def spawn(
+    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, RV]],
+    *,
+    max_queued: int | None = None,
+    name: str | None = None,
+    watchdog: float | None = None,
+    task_group: TaskSpawner | None = None,
+) -> tuple[Client[Req, Rep], JoinHandle[RV | None]]:
+    """Start a server whose dispatch loop runs as a task on the running event loop.
+
+    A plain function, called from async code: it makes a channel, calls
+    ``make_handler(client)`` right away, starts the loop and returns
+    ``(client, handle)``.
+
+    The loop calls the handler's ``init``, then ``proc_req(msg, rctx)`` for each request,
+    one at a time, in the order they were sent; requests withdrawn by their sender
+    (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
+    or when every strong client is closed and the queue is drained; then the server is
+    closed (anything still queued fails with
+    [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
+    yields its result.
+
+    If ``proc_req`` (or ``init``, or ``term``) raises, the request in hand gets
+    [`NoReply`][asyncmp.NoReply] unless it was answered, the server is closed, and joining
+    the handle raises that exception; the exception does not propagate into the task
+    group. If the loop's task is cancelled, the same happens and joining raises
+    ``RuntimeError``.
+
+    Args:
+        make_handler: Builds the handler from the server's first client; it should keep
+            ``client.weak()`` rather than the client itself, since a strong client held
+            by the handler keeps the loop alive for ever.
+        max_queued: Bound of the channel (see [`channel`][asyncmp.channel]).
+        name: Name of the task, and of the loop in log messages.
+        watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
+            warning on the ``asyncmp`` logger (the request still completes).
+        task_group: An anyio ``TaskGroup`` or trio nursery to run the loop in. Required
+            under trio. Under asyncio, without one the loop runs as a new asyncio task that
+            the handle keeps a reference to.
+
+    Returns:
+        The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
+
+    Raises:
+        TypeError: bad arguments; no ``task_group`` under trio; the handler has no
+            ``proc_req``.
+        RuntimeError: not called from a running asyncio or trio event loop.
+        Exception: whatever ``make_handler`` raised (then no loop runs).
+    """
+    limit = check_options(name, watchdog)
+    library = _running_library()
+    if task_group is None:
+        if library == "trio":
+            raise TypeError(
+                "task.spawn() needs task_group= under trio: pass a nursery or an anyio TaskGroup"
+            )
+    elif not callable(getattr(task_group, "start_soon", None)):
+        raise TypeError(f"task_group must have a start_soon() method, not {task_group!r}")
+
+    server, client, weak, handler = build(make_handler, max_queued)
+    handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler))
+    guard = _Guard(server, handle)
+    args = (guard, weak, handler, limit, library == "asyncio")
+    try:
+        if task_group is None:
+            handle._task = asyncio.get_running_loop().create_task(_serve(*args), name=name)
+        else:
+            task_group.start_soon(_serve, *args, name=name)
+    except BaseException:
+        guard.disarm()
+        server.close()
+        client.close()
+        raise
+    return client, handle
+
+
+def _running_library() -> str:
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        raise RuntimeError(
+            "task.spawn() must be called from async code on a running asyncio or trio loop; "
+            "from a plain thread use asyncmp.thread.spawn()"
+        ) from None
+    if library not in ("asyncio", "trio"):
+        raise RuntimeError(f"asyncmp supports asyncio and trio, not {library!r}")
+    return library
+
+
+@final
+class _Guard:
+    """Ends the loop's affairs if its task is discarded before it ever ran.
+
+    On asyncio a task cancelled before its first step never executes a line of its
+    coroutine, so no ``finally`` could close the server or finish the handle. The guard is
+    held only by the coroutine's frame: if it is collected while still armed, it does both,
+    so joiners never hang.
+    """
+
+    __slots__ = ("armed", "handle", "server")
+
+    def __init__(self, server: Server[Any, Any], handle: JoinHandle[Any]) -> None:
+        self.server = server
+        self.handle = handle
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __del__(self) -> None:
+        if self.armed and not sys.is_finalizing():
+            self.server.close()
+            name = self.handle._name
+            self.handle._finish(None, RuntimeError(f"dispatch loop {name!r} never started"))
+
+
+async def _serve(
+    guard: _Guard, weak: WeakClient[Any, Any], handler: Any, limit: float | None, on_asyncio: bool
+) -> None:
+    guard.disarm()
+    server, handle = guard.server, guard.handle
+    dog = None if limit is None else Watchdog(limit, handle._name)
+    try:
+        try:
+            rv = await _dispatch(server, weak, handler, dog, on_asyncio)
+        finally:
+            # Whatever ended the loop, nothing queued may wait for a loop that is gone.
+            server.close()
+            if dog is not None:
+                dog.stop()
+        term = getattr(handler, "term", None)
+        value = rv if term is None else await _maybe_await(term(rv))
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            handle._finish(None, exc)
+            return  # reported to whoever joins; the task group is not torn down by it
+        cancelled = isinstance(exc, _cancelled_class())
+        error = RuntimeError(f"dispatch loop {handle._name!r} was cancelled") if cancelled else exc
+        handle._finish(None, error)
+        raise
+    handle._finish(value, None)
+
+
+async def _dispatch(
+    server: Server[Any, Any],
+    weak: WeakClient[Any, Any],
+    handler: Any,
+    dog: Watchdog | None,
+    on_asyncio: bool,
+) -> Any:
+    """The loop proper: returns the `Break` value, or None once every client has gone."""
+    init = getattr(handler, "init", None)
+    if init is not None:
+        await _maybe_await(init(weak))
+    del weak
+    proc_req = handler.proc_req
+    wait = server.wait
+    taken = 0
+    while True:
+        try:
+            msg, rctx = await wait()
+        except ClientsDisappeared:
+            return None
+        if dog is not None:
+            dog.begin(msg)
+        try:
+            flow = proc_req(msg, rctx)
+            if flow is not None and inspect.isawaitable(flow):
+                flow = await flow
+        except BaseException as exc:
+            abort_request(rctx, exc)
+            raise
+        finally:
+            if dog is not None:
+                dog.end()
+        # Drop our references now: a context the handler neither answered nor kept is
+        # collected here, and its requester gets NoReply at once, not at the next request.
+        del msg, rctx
+        stop = check_flow(flow)
+        if stop is not None:
+            return stop.value
+        if on_asyncio:
+            taken += 1
+            if taken == _YIELD_EVERY:
+                taken = 0
+                await asyncio.sleep(0)
+
+
+async def _maybe_await(result: object) -> object:
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def _cancelled_class() -> type[BaseException]:
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.Cancelled
+    return asyncio.CancelledError

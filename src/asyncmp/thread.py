@@ -1,0 +1,210 @@
+"""Dispatch-loop servers that run on their own thread: ump-server's ``thread::spawn``.
+
+```python
+client, handle = asyncmp.thread.spawn(lambda client: Adder(client.weak()), name="adder")
+```
+
+The loop runs on a new thread, takes the requests of its channel one at a time in FIFO
+order and hands each to the handler's ``proc_req`` (a plain ``def``: it may block). See
+[`spawn`][asyncmp.thread.spawn] for the whole life cycle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from ._channel import Client, Server, WeakClient
+from ._dispatch import (
+    Break,
+    Continue,
+    JoinHandle,
+    Watchdog,
+    abort_request,
+    build,
+    check_flow,
+    check_options,
+)
+from ._errors import ClientsDisappeared
+from ._reply import ReplyContext
+
+__all__ = ("Handler", "spawn")
+
+Req = TypeVar("Req")
+Req_contra = TypeVar("Req_contra", contravariant=True)
+Rep = TypeVar("Rep")
+RV = TypeVar("RV")
+RV_co = TypeVar("RV_co", covariant=True)
+
+_counter = itertools.count(1)
+
+
+class Handler(Protocol[Req_contra, Rep, RV_co]):
+    """What [`spawn`][asyncmp.thread.spawn] needs from the object ``make_handler`` builds.
+
+    Only ``proc_req`` is required. Two optional methods are looked up by name, and run on
+    the server's thread:
+
+    - ``init(self, weak_client) -> None`` runs once, before the first request, with a
+      [`WeakClient`][asyncmp.WeakClient] of the server.
+    - ``term(self, rv) -> object`` runs once, after the loop ended by a
+      [`Break`][asyncmp.Break] (``rv`` is its value) or because every client had gone
+      (``rv`` is ``None``). What it returns is what the [`JoinHandle`][asyncmp.JoinHandle]
+      yields; without ``term`` the handle yields ``rv``.
+
+    All three are plain ``def`` functions; an ``async def`` is refused with ``TypeError``
+    (use [`asyncmp.task.spawn`][asyncmp.task.spawn] for those).
+    """
+
+    def proc_req(
+        self, msg: Req_contra, rctx: ReplyContext[Rep], /
+    ) -> Break[RV_co] | Continue | type[Continue] | None:
+        """Handle one request: answer it with ``rctx.reply(value)`` / ``rctx.fail(exc)``
+        (now, or later from another thread), then return ``None`` or
+        [`Continue`][asyncmp.Continue] to go on, or ``Break(value)`` to end the loop.
+
+        The next request is not taken before this call returns. If it raises, the request
+        gets [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with
+        that exception.
+        """
+        ...
+
+
+def spawn(
+    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, RV]],
+    *,
+    max_queued: int | None = None,
+    name: str | None = None,
+    watchdog: float | None = None,
+) -> tuple[Client[Req, Rep], JoinHandle[RV | None]]:
+    """Start a server whose dispatch loop runs on a new thread.
+
+    Callable from anywhere (a thread or async code): it makes a channel, calls
+    ``make_handler(client)`` right away, starts the thread and returns
+    ``(client, handle)``.
+
+    The loop calls the handler's ``init``, then ``proc_req(msg, rctx)`` for each request,
+    one at a time, in the order they were sent; requests withdrawn by their sender
+    (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
+    or when every strong client is closed and the queue is drained; then the server is
+    closed (anything still queued fails with
+    [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
+    yields its result.
+
+    If ``proc_req`` (or ``init``, or ``term``) raises, the request in hand gets
+    [`NoReply`][asyncmp.NoReply] unless it was answered, the server is closed, the thread
+    ends, and joining the handle raises that exception.
+
+    The thread is a daemon thread, like a Rust thread it does not keep the process alive:
+    join the handle to wait for the loop to end.
+
+    Args:
+        make_handler: Builds the handler from the server's first client; it should keep
+            ``client.weak()`` rather than the client itself, since a strong client held
+            by the handler keeps the loop alive for ever.
+        max_queued: Bound of the channel (see [`channel`][asyncmp.channel]).
+        name: Name of the thread (default ``asyncmp-server-N``), also used in log messages.
+        watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
+            warning on the ``asyncmp`` logger (the request still completes).
+
+    Returns:
+        The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
+
+    Raises:
+        TypeError: bad arguments; the handler has no plain-``def`` ``proc_req``.
+        Exception: whatever ``make_handler`` raised (then no loop runs).
+    """
+    limit = check_options(name, watchdog)
+    server, client, weak, handler = build(make_handler, max_queued, _check_sync)
+    thread_name = name if name is not None else f"asyncmp-server-{next(_counter)}"
+    handle: JoinHandle[Any] = JoinHandle._create(thread_name)
+    thread = threading.Thread(
+        target=_serve, args=(server, weak, handler, handle, limit), name=thread_name, daemon=True
+    )
+    try:
+        thread.start()
+    except BaseException:
+        server.close()
+        client.close()
+        raise
+    return client, handle
+
+
+def _check_sync(handler: object) -> None:
+    for method in ("init", "proc_req", "term"):
+        if inspect.iscoroutinefunction(getattr(handler, method, None)):
+            raise TypeError(
+                f"{type(handler).__qualname__}.{method} is an async def, but thread.spawn() "
+                "calls it on a plain thread; make it a plain def or use asyncmp.task.spawn()"
+            )
+
+
+def _serve(
+    server: Server[Any, Any],
+    weak: WeakClient[Any, Any],
+    handler: Any,
+    handle: JoinHandle[Any],
+    limit: float | None,
+) -> None:
+    dog = None if limit is None else Watchdog(limit, handle._name)
+    try:
+        try:
+            rv = _dispatch(server, weak, handler, dog)
+        finally:
+            # Whatever ended the loop, nothing queued may wait for a loop that is gone.
+            server.close()
+            if dog is not None:
+                dog.stop()
+        term = getattr(handler, "term", None)
+        value = rv if term is None else _not_awaitable(term(rv), "term")
+    except BaseException as exc:
+        # Reported to whoever joins (and logged if nobody does); re-raising here would only
+        # reach threading.excepthook.
+        handle._finish(None, exc)
+        return
+    handle._finish(value, None)
+
+
+def _dispatch(
+    server: Server[Any, Any], weak: WeakClient[Any, Any], handler: Any, dog: Watchdog | None
+) -> Any:
+    """The loop proper: returns the `Break` value, or None once every client has gone."""
+    init = getattr(handler, "init", None)
+    if init is not None:
+        _not_awaitable(init(weak), "init")
+    del weak
+    proc_req = handler.proc_req
+    wait = server.blocking.wait
+    while True:
+        try:
+            msg, rctx = wait()
+        except ClientsDisappeared:
+            return None
+        if dog is not None:
+            dog.begin(msg)
+        try:
+            flow = proc_req(msg, rctx)
+        except BaseException as exc:
+            abort_request(rctx, exc)
+            raise
+        finally:
+            if dog is not None:
+                dog.end()
+        # Drop our references now: a context the handler neither answered nor kept is
+        # collected here, and its requester gets NoReply at once, not at the next request.
+        del msg, rctx
+        stop = check_flow(_not_awaitable(flow, "proc_req"))
+        if stop is not None:
+            return stop.value
+
+
+def _not_awaitable(result: object, method: str) -> object:
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "never awaited" warning on top of this error
+        raise TypeError(f"{method}() returned an awaitable, but thread servers cannot await it")
+    return result
