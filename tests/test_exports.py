@@ -1,0 +1,61 @@
+"""The public surface: `__all__` matches what the package exports, handles users should not
+construct are final, and tracebacks name public paths (house style §1–2)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+import pytest
+
+import asyncmp
+
+PUBLIC_MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(asyncmp.__path__, "asyncmp.")
+    if not any(part.startswith("_") for part in m.name.split("."))
+)
+
+
+def test_all_lists_exactly_the_public_names_of_asyncmp() -> None:
+    """`asyncmp.__all__` is a sorted tuple naming every public attribute that is not a module."""
+    public = {
+        name
+        for name, value in vars(asyncmp).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+
+    assert isinstance(asyncmp.__all__, tuple)
+    assert set(asyncmp.__all__) == public
+    assert list(asyncmp.__all__) == sorted(asyncmp.__all__)
+
+
+def test_top_level_names_report_the_public_module() -> None:
+    """Classes and functions re-exported by `asyncmp` say `asyncmp` in tracebacks and docs."""
+    for name in asyncmp.__all__:
+        obj = getattr(asyncmp, name)
+
+        assert getattr(obj, "__module__", "asyncmp") == "asyncmp", name
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_public_module_all_names_exist(module_name: str) -> None:
+    """Every public module has an `__all__` and every name in it exists."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # an optional extra that is not installed
+        pytest.skip(f"{module_name}: {exc}")
+
+    names: Any = getattr(module, "__all__", None)
+
+    assert names is not None, f"{module_name} has no __all__"
+    for name in names:
+        assert hasattr(module, name), f"{module_name}.__all__ names missing {name}"
+
+
+def test_channel_handles_are_final() -> None:
+    """Library-made handles cannot be subclassed (they are @final at runtime too)."""
+    for cls in (asyncmp.Client, asyncmp.Server, asyncmp.ReplyContext, asyncmp.PendingReply):
+        assert getattr(cls, "__final__", False), cls
