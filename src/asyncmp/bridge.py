@@ -1,0 +1,447 @@
+"""Senders and receivers connected freely: dharma's bridge.
+
+A [`Receiver`][asyncmp.bridge.Receiver] owns one unbounded FIFO. A
+[`Sender`][asyncmp.bridge.Sender] pushes each message to *every* receiver it was
+[`connect`][asyncmp.bridge.connect]ed to (in connection order); a
+[`DirectSender`][asyncmp.bridge.DirectSender] pushes to *at most one*, the last one it was
+[`direct_connect`][asyncmp.bridge.direct_connect]ed to. Many senders may feed one receiver
+and one sender many receivers. Sending never blocks and works from any thread; a message
+sent where nobody is connected is dropped, as in dharma.
+
+What a receiver returns is one of the result classes [`Plain`][asyncmp.bridge.Plain],
+[`Defined`][asyncmp.bridge.Defined], [`Custom`][asyncmp.bridge.Custom],
+[`Special`][asyncmp.bridge.Special], or one of the outcome values
+[`EMPTY`][asyncmp.bridge.EMPTY] (``try_recv`` found nothing) and
+[`TIMEOUT`][asyncmp.bridge.TIMEOUT] (a wait with a timeout ran out). They are frozen
+dataclasses, so both ``==`` and ``match`` work::
+
+    match await receiver.recv():
+        case Defined(signal_id, payload): ...
+        case Special(SpecialCommand.TERMINATE): ...
+
+Design note. Each receiver's ``_Queue`` is guarded by one ``threading.Lock``; senders hold
+the queues, never the ``Receiver`` objects, so a receiver that is garbage-collected marks
+its queue dead and senders drop it. Invariants (under ``queue.lock``): a waiter is in
+``waiters`` only while its owner is parked; a push removes one waiter before waking it. A
+wake-up is a hint to look again, never a hand-off, so a woken receiver that finds the item
+taken by someone else waits again: no receive ever returns ``EMPTY``/``TIMEOUT`` while an
+item is queued, and no item is lost to a cancellation (dharma's spurious-wake-up hazard).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, final
+
+import anyio
+
+from ._wait import (
+    ThreadWaiter,
+    Waiter,
+    check_timeout,
+    ensure_blocking_allowed,
+    new_async_waiter,
+    park,
+    trio_checkpoint,
+    wake,
+)
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+__all__ = (
+    "EMPTY",
+    "TIMEOUT",
+    "Custom",
+    "Defined",
+    "DirectSender",
+    "Outcome",
+    "Plain",
+    "ReceiveResult",
+    "Receiver",
+    "Sender",
+    "SignalId",
+    "Special",
+    "SpecialCommand",
+    "connect",
+    "direct_connect",
+)
+
+T = TypeVar("T")
+
+SignalId: TypeAlias = int
+"""An application-defined signal number (any ``int`` ≥ 0, an ``IntEnum`` member too)."""
+
+
+class SpecialCommand(enum.Enum):
+    """Control commands for event loops; a Signaler's ``terminate()`` sends ``TERMINATE``."""
+
+    TERMINATE = "terminate"
+    """Ask the receiving event loop to finalize its modules and end."""
+
+
+class Outcome(enum.Enum):
+    """The two receive outcomes that carry no message."""
+
+    EMPTY = "empty"
+    TIMEOUT = "timeout"
+
+
+EMPTY: Final = Outcome.EMPTY
+"""Returned by ``try_recv()`` when nothing is queued."""
+TIMEOUT: Final = Outcome.TIMEOUT
+"""Returned by ``recv(timeout=…)`` when nothing arrived in time."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Plain(Generic[T]):
+    """A message sent with ``send_plain(value)``."""
+
+    value: T
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Defined(Generic[T]):
+    """A message sent with ``send_defined(signal_id, value)`` (what a Signaler emits)."""
+
+    signal_id: SignalId
+    value: T
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Custom(Generic[T]):
+    """A message sent with ``send_custom(name, value)``; the value may be anything."""
+
+    name: str
+    value: T
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Special:
+    """A control command, such as ``Special(SpecialCommand.TERMINATE)``."""
+
+    command: SpecialCommand
+
+
+ReceiveResult: TypeAlias = Union[Plain[T], Defined[T], Custom[T], Special]  # noqa: UP007
+"""Any message a receiver can return."""
+
+
+def _check_signal_id(signal_id: object) -> int:
+    if isinstance(signal_id, bool) or not isinstance(signal_id, int):
+        raise TypeError(f"a signal id must be an int, not {signal_id!r}")
+    if signal_id < 0:
+        raise ValueError(f"a signal id must be >= 0, not {signal_id}")
+    return signal_id
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"a custom message name must be a str, not {name!r}")
+    return name
+
+
+@final
+class _Queue:
+    """One receiver's FIFO and its parked waiters; everything guarded by ``lock``."""
+
+    __slots__ = ("alive", "items", "lock", "waiters")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: deque[Any] = deque()
+        self.waiters: deque[Waiter] = deque()
+        # False once the Receiver is gone: nobody can ever read, so pushes are dropped.
+        self.alive = True
+
+    def push(self, msg: object) -> bool:
+        """Queue *msg* and wake one waiter; ``False`` if the receiver is gone."""
+        with self.lock:
+            if not self.alive:
+                return False
+            self.items.append(msg)
+            if not self.waiters:
+                return True
+            waiter = self.waiters.popleft()
+        wake(waiter)
+        return True
+
+    def unpark(self, waiter: Waiter) -> bool:
+        """deregister() for a parked receive (see `asyncmp._wait`)."""
+        with self.lock:
+            try:
+                self.waiters.remove(waiter)
+            except ValueError:
+                return False
+            return True
+
+    def pass_on(self) -> None:
+        """on_lost() for a receive cancelled after being woken: wake the next waiter."""
+        with self.lock:
+            if not (self.items and self.waiters):
+                return
+            waiter = self.waiters.popleft()
+        wake(waiter)
+
+
+@final
+class Receiver(Generic[T]):
+    """The receiving end: an unbounded FIFO that any number of senders may feed.
+
+    Receive with ``try_recv()``, ``await recv(timeout=None)`` (asyncio, uvloop or trio) or
+    ``blocking.recv(timeout=None)`` from a plain thread; a send from any thread wakes
+    them. Several tasks and threads may receive from one receiver; each message goes to
+    exactly one of them.
+    """
+
+    __slots__ = ("__weakref__", "_queue")
+
+    def __init__(self) -> None:
+        self._queue = _Queue()
+
+    def try_recv(self) -> ReceiveResult[T] | Literal[Outcome.EMPTY]:
+        """The oldest queued message, or [`EMPTY`][asyncmp.bridge.EMPTY]."""
+        queue = self._queue
+        with queue.lock:
+            if queue.items:
+                return queue.items.popleft()  # type: ignore[no-any-return]
+        return EMPTY
+
+    # The timeout is part of the contract: it turns into the TIMEOUT outcome value.
+    async def recv(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ReceiveResult[T] | Literal[Outcome.TIMEOUT]:
+        """Wait for the next message.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits for ever.
+
+        Returns:
+            The message, or [`TIMEOUT`][asyncmp.bridge.TIMEOUT] if *timeout* ran out with
+            nothing queued (never while a message is queued). Without a timeout it never
+            returns ``TIMEOUT``.
+
+        Cancellation loses nothing: a message is only dequeued by the receive that
+        returns it.
+        """
+        timeout = check_timeout(timeout)
+        queue = self._queue
+        with queue.lock:
+            item = queue.items.popleft() if queue.items else None
+        if item is not None:
+            await trio_checkpoint()
+            return item  # type: ignore[no-any-return]
+        if timeout is None:
+            return await self._wait()
+        with anyio.move_on_after(timeout):
+            return await self._wait()
+        # Timed out; a message may have arrived just as the deadline passed: prefer it.
+        with queue.lock:
+            if queue.items:
+                return queue.items.popleft()  # type: ignore[no-any-return]
+        return TIMEOUT
+
+    async def _wait(self) -> ReceiveResult[T]:
+        queue = self._queue
+        while True:
+            with queue.lock:
+                if queue.items:
+                    return queue.items.popleft()  # type: ignore[no-any-return]
+                waiter = new_async_waiter()
+                queue.waiters.append(waiter)
+            await park(waiter, functools.partial(queue.unpark, waiter), queue.pass_on)
+
+    @property
+    def blocking(self) -> _BlockingReceiver[T]:
+        """The blocking face, for plain threads: ``receiver.blocking.recv(timeout=None)``."""
+        return _BlockingReceiver(self)
+
+    def __len__(self) -> int:
+        """The number of queued messages (a snapshot)."""
+        return len(self._queue.items)
+
+    def __del__(self) -> None:
+        queue = self._queue
+        with queue.lock:
+            queue.alive = False
+            queue.items.clear()
+
+    def __repr__(self) -> str:
+        return f"<Receiver queued={len(self._queue.items)}>"
+
+
+@final
+class _BlockingReceiver(Generic[T]):
+    """``receiver.blocking``: receive from a plain thread."""
+
+    __slots__ = ("_receiver",)
+
+    def __init__(self, receiver: Receiver[T]) -> None:
+        self._receiver = receiver
+
+    def recv(self, timeout: float | None = None) -> ReceiveResult[T] | Literal[Outcome.TIMEOUT]:
+        """Block until the next message arrives, as [`Receiver.recv`][asyncmp.bridge.Receiver.recv].
+
+        Returns:
+            The message, or [`TIMEOUT`][asyncmp.bridge.TIMEOUT] if *timeout* seconds passed
+            with nothing queued.
+
+        Raises:
+            RuntimeError: called on a thread that runs an event loop.
+        """
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("receiver.blocking.recv()")
+        queue = self._receiver._queue
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with queue.lock:
+                if queue.items:
+                    return queue.items.popleft()  # type: ignore[no-any-return]
+                if deadline is not None and time.monotonic() >= deadline:
+                    return TIMEOUT
+                waiter = ThreadWaiter()
+                queue.waiters.append(waiter)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # A False wait whose unpark also fails means a push woke us as time ran out:
+            # loop to take the item. Otherwise loop to return TIMEOUT (or the item that
+            # raced in), so the final look at the queue is always under the lock.
+            if not waiter.wait(left):
+                queue.unpark(waiter)
+
+
+@final
+class Sender(Generic[T]):
+    """Sends every message to all receivers it is connected to, in connection order.
+
+    Connecting one receiver twice delivers each message to it twice, as in dharma. With no
+    receiver connected, messages are dropped. Safe to use from any thread.
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_targets")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Replaced, never mutated, so a send iterates a consistent snapshot without a lock.
+        self._targets: tuple[_Queue, ...] = ()
+
+    def _add(self, queue: _Queue) -> None:
+        with self._lock:
+            self._targets = (*self._targets, queue)
+
+    def _push(self, msg: object) -> None:
+        gone = False
+        for queue in self._targets:
+            if not queue.push(msg):
+                gone = True
+        if gone:
+            with self._lock:
+                self._targets = tuple(q for q in self._targets if q.alive)
+
+    def send_plain(self, value: T) -> None:
+        """Send ``Plain(value)``."""
+        self._push(Plain(value))
+
+    def send_defined(self, signal_id: SignalId, value: T) -> None:
+        """Send ``Defined(signal_id, value)``."""
+        self._push(Defined(_check_signal_id(signal_id), value))
+
+    def send_custom(self, name: str, value: T) -> None:
+        """Send ``Custom(name, value)``."""
+        self._push(Custom(_check_name(name), value))
+
+    @property
+    def receivers(self) -> int:
+        """How many connections this sender has (a receiver connected twice counts twice)."""
+        return sum(1 for q in self._targets if q.alive)
+
+    def __repr__(self) -> str:
+        return f"<Sender receivers={self.receivers}>"
+
+
+@final
+class DirectSender(Generic[T]):
+    """Sends each message to at most one receiver: the one it was last connected to.
+
+    Unlike [`Sender`][asyncmp.bridge.Sender] it can also send control commands
+    (``send_special``). Reconnecting moves future messages only: those already queued stay
+    in the old receiver. Safe to use from any thread.
+    """
+
+    __slots__ = ("__weakref__", "_target")
+
+    def __init__(self) -> None:
+        self._target: _Queue | None = None
+
+    def _push(self, msg: object) -> None:
+        target = self._target
+        if target is not None and not target.push(msg):
+            self._target = None
+
+    def send_plain(self, value: T) -> None:
+        """Send ``Plain(value)``."""
+        self._push(Plain(value))
+
+    def send_defined(self, signal_id: SignalId, value: T) -> None:
+        """Send ``Defined(signal_id, value)``."""
+        self._push(Defined(_check_signal_id(signal_id), value))
+
+    def send_custom(self, name: str, value: T) -> None:
+        """Send ``Custom(name, value)``."""
+        self._push(Custom(_check_name(name), value))
+
+    def send_special(self, command: SpecialCommand) -> None:
+        """Send ``Special(command)``."""
+        if not isinstance(command, SpecialCommand):
+            raise TypeError(f"command must be a SpecialCommand, not {command!r}")
+        self._push(Special(command))
+
+    def clone(self) -> DirectSender[T]:
+        """A new direct sender with the same target; reconnecting one leaves the other."""
+        other: DirectSender[T] = DirectSender()
+        other._target = self._target
+        return other
+
+    @property
+    def connected(self) -> bool:
+        """Whether a live receiver is connected."""
+        target = self._target
+        return target is not None and target.alive
+
+    def __repr__(self) -> str:
+        return f"<DirectSender {'connected' if self.connected else 'unconnected'}>"
+
+
+def connect(sender: Sender[T], receiver: Receiver[T]) -> None:
+    """Connect *receiver* to *sender*, after the receivers already connected.
+
+    Raises:
+        TypeError: *sender* is not a `Sender` or *receiver* not a `Receiver`.
+    """
+    if not isinstance(sender, Sender):
+        raise TypeError(f"connect() needs a Sender, not {sender!r}")
+    if not isinstance(receiver, Receiver):
+        raise TypeError(f"connect() needs a Receiver, not {receiver!r}")
+    sender._add(receiver._queue)
+
+
+def direct_connect(sender: DirectSender[T], receiver: Receiver[T]) -> None:
+    """Make *receiver* the one target of *sender*, replacing any previous one.
+
+    Raises:
+        TypeError: *sender* is not a `DirectSender` or *receiver* not a `Receiver`.
+    """
+    if not isinstance(sender, DirectSender):
+        raise TypeError(f"direct_connect() needs a DirectSender, not {sender!r}")
+    if not isinstance(receiver, Receiver):
+        raise TypeError(f"direct_connect() needs a Receiver, not {receiver!r}")
+    sender._target = receiver._queue

@@ -1,0 +1,413 @@
+"""File-descriptor events dispatched to handlers: dharma's Dispatcher (an epoll wrapper).
+
+A [`Dispatcher`][asyncmp.dispatcher.Dispatcher] watches the file descriptors of its
+[`EventHandler`][asyncmp.dispatcher.EventHandler]s and calls ``process_event(kind)`` when
+one is ready, level-triggered: a handler that does not consume its readiness is called
+again. Run it on a thread of its own with `run()`, or as a task with
+``await dispatcher.run_async()``, which watches the same handlers through the running
+event loop's fd watching (asyncio, uvloop or trio), without any extra thread.
+
+Design note. The handlers live in one ``select.epoll`` set, so adding or deleting a source
+from any thread takes effect in the kernel at once, even while another thread waits in
+``epoll_wait``. A wake-up pipe in the same set makes `stop()` immediate. The table of
+handlers is guarded by ``_lock``, but handlers are called *without* it, so a handler may
+add and delete sources (its own included) or stop the dispatcher: dharma deadlocks there.
+Invariants (under ``_lock``): ``_handlers`` maps each live id to its handler and fd, and
+``_ids`` maps each registered fd back to its id; ids count up from 1 and are never reused.
+An event whose id is no longer in ``_handlers`` when its turn comes is dropped.
+
+Linux only, like dharma (epoll). Python has no ``Send`` bound, so there is one class:
+`LocalDispatcher` is another name for `Dispatcher`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import select
+import threading
+from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+
+import anyio
+
+from ._errors import Closed
+from .system import _blocked_signals
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = (
+    "Dispatcher",
+    "DispatcherController",
+    "EventHandler",
+    "EventHandlerId",
+    "EventKind",
+    "LocalDispatcher",
+)
+
+EventHandlerId = int
+"""The id `add_source` returns: 1, 2, 3 … per dispatcher, never reused."""
+
+
+class EventKind(enum.IntFlag):
+    """What a handler is ready for; bits combine (``READ | WRITE``)."""
+
+    READ = 1
+    WRITE = 2
+    HANGUP = 4
+    """The other end hung up or the fd is in error; always watched, whatever was asked."""
+
+
+_ALL = EventKind.READ | EventKind.WRITE | EventKind.HANGUP
+_IN = select.EPOLLIN | select.EPOLLPRI
+_HUP = select.EPOLLHUP | select.EPOLLERR
+
+
+def _kind(events: int) -> EventKind:
+    kind = EventKind(0)
+    if events & _IN:
+        kind |= EventKind.READ
+    if events & select.EPOLLOUT:
+        kind |= EventKind.WRITE
+    if events & _HUP:
+        kind |= EventKind.HANGUP
+    return kind
+
+
+@runtime_checkable
+class EventHandler(Protocol):
+    """What a dispatcher watches: an object with a file descriptor.
+
+    It may also define ``set_id(id)``: the dispatcher calls it with the handler's id before
+    it starts watching the fd.
+    """
+
+    def fileno(self) -> int:
+        """The file descriptor to watch."""
+        ...
+
+    def process_event(self, kind: EventKind) -> None:
+        """Handle readiness. If *kind* is exactly ``HANGUP``, the handler is deleted after
+        this call returns."""
+        ...
+
+
+@final
+class _Core:
+    """The dispatcher's state; `Dispatcher` and `DispatcherController` both hold it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.epoll = select.epoll()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.epoll.register(self.wake_r, select.EPOLLIN)
+        self.handlers: dict[int, tuple[EventHandler, int]] = {}
+        self.ids: dict[int, int] = {}
+        self.next_id = 1
+        self.stop_requested = False
+        self.running = False
+        self.closed = False
+
+    def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
+        if not callable(getattr(handler, "fileno", None)) or not callable(
+            getattr(handler, "process_event", None)
+        ):
+            raise TypeError(f"an event handler needs fileno() and process_event(), not {handler!r}")
+        given: object = kind
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise TypeError(f"kind must be an EventKind, not {kind!r}")
+        if int(kind) & ~int(_ALL):
+            raise ValueError(f"kind has unknown bits: {kind!r}")
+        fd = handler.fileno()
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError(f"{handler!r}.fileno() returned {fd!r}, not an int")
+        with self.lock:
+            self._check_open()
+            handler_id = self.next_id
+            self.next_id += 1
+        # Outside the lock: set_id may call back into the dispatcher.
+        set_id = getattr(handler, "set_id", None)
+        if set_id is not None:
+            set_id(handler_id)
+        mask = (_IN if kind & EventKind.READ else 0) | (
+            select.EPOLLOUT if kind & EventKind.WRITE else 0
+        )
+        with self.lock:
+            self._check_open()
+            try:
+                self.epoll.register(fd, mask)
+            except FileExistsError:
+                raise ValueError(f"fd {fd} is already watched by this dispatcher") from None
+            except OSError as exc:
+                raise ValueError(f"cannot watch fd {fd}: {exc.strerror}") from exc
+            self.handlers[handler_id] = (handler, fd)
+            self.ids[fd] = handler_id
+        return handler_id
+
+    def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
+        with self.lock:
+            entry = self.handlers.pop(handler_id, None)
+            if entry is None:
+                return None
+            handler, fd = entry
+            del self.ids[fd]
+            if not self.closed:
+                try:
+                    self.epoll.unregister(fd)
+                except OSError:
+                    pass  # the fd was closed already, which removed it from the set
+        return handler
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stop_requested = True
+            if self.closed:
+                return
+            try:
+                os.write(self.wake_w, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full, so the dispatcher is being woken anyway
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise Closed("this dispatcher is closed")
+
+    def enter_run(self) -> bool:
+        """Mark a run as started; ``False`` if a `stop()` was pending (consumed now)."""
+        with self.lock:
+            self._check_open()
+            if self.running:
+                raise RuntimeError("this dispatcher is already running")
+            if self.stop_requested:
+                self.stop_requested = False
+                return False
+            self.running = True
+            return True
+
+    def leave_run(self) -> None:
+        with self.lock:
+            self.running = False
+            self.stop_requested = False
+
+    def dispatch(self, timeout: float | None) -> int:
+        """Wait up to *timeout* for events and process them; return the handlers called."""
+        events = self.epoll.poll(-1 if timeout is None else timeout)
+        with self.lock:
+            # Resolve fds to ids now: an fd number may be reused after a delete.
+            batch = [(fd, self.ids.get(fd), events_) for fd, events_ in events]
+        called = 0
+        for fd, handler_id, events_ in batch:
+            if handler_id is None:
+                if fd == self.wake_r:
+                    self._drain_wake()
+                continue
+            with self.lock:
+                if self.stop_requested and self.running:
+                    break
+                entry = self.handlers.get(handler_id)
+            if entry is None:
+                continue  # deleted after the poll, maybe by an earlier handler
+            kind = _kind(events_)
+            entry[0].process_event(kind)
+            called += 1
+            if kind == EventKind.HANGUP:
+                with self.lock:
+                    still_ours = self.handlers.get(handler_id) is entry
+                if still_ours:
+                    self.delete_source(handler_id)
+        return called
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def should_stop(self) -> bool:
+        with self.lock:
+            return self.stop_requested
+
+    def __del__(self) -> None:
+        # Neither the Dispatcher nor any controller is left: release the fds.
+        if not getattr(self, "closed", True):
+            self.running = False
+            self.close()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            if self.running:
+                raise RuntimeError("cannot close a running dispatcher; stop() it first")
+            self.closed = True
+            self.handlers.clear()
+            self.ids.clear()
+            self.epoll.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+
+
+@final
+class Dispatcher:
+    """Watches event handlers' file descriptors and calls them when ready.
+
+    Use it from one thread that runs it (`run` or `run_async`); add and delete sources and
+    stop it from anywhere, directly or through a
+    [`DispatcherController`][asyncmp.dispatcher.DispatcherController]. Close it with
+    `close()` (or `with`) to release its epoll set; it does not close the handlers' fds.
+    """
+
+    __slots__ = ("__weakref__", "_core")
+
+    def __init__(self) -> None:
+        self._core = _Core()
+
+    def get_controller(self) -> DispatcherController:
+        """A handle for other threads: add and delete sources, stop the dispatcher."""
+        return DispatcherController._create(self._core)
+
+    def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
+        """Start watching *handler*'s fd for *kind*, level-triggered; return its id.
+
+        ``HANGUP`` is always watched. Takes effect at once, also from another thread or
+        from a handler while the dispatcher runs.
+
+        Raises:
+            TypeError: *handler* lacks ``fileno()``/``process_event()``, or *kind* is not an
+                EventKind.
+            ValueError: the fd is not open, or already watched by this dispatcher.
+            Closed: the dispatcher is closed.
+        """
+        return self._core.add_source(handler, kind)
+
+    def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
+        """Stop watching the handler with *handler_id* and return it; ``None`` if unknown.
+
+        Once this returns, the handler is not called again (unless a call to it was already
+        under way on the dispatching thread).
+        """
+        return self._core.delete_source(handler_id)
+
+    def run(self) -> None:
+        """Dispatch events on the calling thread until `stop()`.
+
+        A `stop()` made before `run()` makes it return at once; each `stop()` ends one run.
+        The dispatcher may be run again afterwards. An exception from a handler ends the
+        run and propagates.
+
+        Raises:
+            RuntimeError: it is already running.
+            Closed: it is closed.
+        """
+        core = self._core
+        if not core.enter_run():
+            return
+        # The signal handlers of SignalEventHandler run on the main thread; off it, block the
+        # signals so that the kernel delivers them to the main thread (restored on return).
+        try:
+            with _blocked_signals(threading.current_thread() is not threading.main_thread()):
+                while not core.should_stop():
+                    core.dispatch(None)
+        finally:
+            core.leave_run()
+
+    async def run_async(self) -> None:
+        """Dispatch events as a task of the running event loop until `stop()`.
+
+        The dispatcher's epoll set is watched with the loop's own fd watching (asyncio,
+        uvloop or trio), so no thread is involved; handlers run on the loop's thread.
+        Cancelling the task ends the run. Otherwise as `run`.
+        """
+        core = self._core
+        if not core.enter_run():
+            await anyio.lowlevel.checkpoint()
+            return
+        try:
+            while not core.should_stop():
+                await anyio.wait_readable(core.epoll.fileno())
+                core.dispatch(0)
+        finally:
+            core.leave_run()
+
+    def wait_and_process(self, timeout: float | None = None) -> int:
+        """Wait up to *timeout* seconds (``0`` polls) for events, process them, and return
+        how many handlers were called. dharma's ``LocalDispatcher`` method, in seconds.
+
+        Raises:
+            Closed: it is closed.
+        """
+        core = self._core
+        with core.lock:
+            core._check_open()
+        return core.dispatch(timeout)
+
+    def stop(self) -> None:
+        """Make the current run return at once (after the handler now running, if any), or
+        the next run if none is under way. Any thread."""
+        self._core.stop()
+
+    def close(self) -> None:
+        """Release the epoll set and the wake-up pipe. Idempotent.
+
+        Raises:
+            RuntimeError: it is running.
+        """
+        self._core.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._core.closed
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        core = self._core
+        state = "closed" if core.closed else "running" if core.running else "idle"
+        return f"<Dispatcher {state} sources={len(core.handlers)}>"
+
+
+LocalDispatcher = Dispatcher
+"""dharma's dispatcher for handlers that are not ``Send``; in Python the same class."""
+
+
+@final
+class DispatcherController:
+    """A dispatcher's remote control, from `Dispatcher.get_controller()`; any thread."""
+
+    __slots__ = ("_core",)
+    _core: _Core
+
+    def __new__(cls, *args: object, **kwargs: object) -> DispatcherController:
+        raise TypeError("DispatcherController objects are made by Dispatcher.get_controller()")
+
+    @classmethod
+    def _create(cls, core: _Core) -> DispatcherController:
+        self = object.__new__(cls)
+        self._core = core
+        return self
+
+    def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
+        """As [`Dispatcher.add_source`][asyncmp.dispatcher.Dispatcher.add_source]."""
+        return self._core.add_source(handler, kind)
+
+    def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
+        """As [`Dispatcher.delete_source`][asyncmp.dispatcher.Dispatcher.delete_source]."""
+        return self._core.delete_source(handler_id)
+
+    def stop(self) -> None:
+        """As [`Dispatcher.stop`][asyncmp.dispatcher.Dispatcher.stop]."""
+        self._core.stop()
+
+    def __repr__(self) -> str:
+        return "<DispatcherController>"

@@ -1,0 +1,185 @@
+"""System signals: dharma's ``system`` module.
+
+[`SignalEventHandler`][asyncmp.system.SignalEventHandler] turns SIGINT and SIGTERM into a
+clean shutdown: added to a dispatcher, it stops the dispatcher and terminates the signaler,
+so that every event loop finalizes its modules and ends.
+
+Design note. dharma reads a ``signalfd`` with the signals blocked in every thread. Python
+runs signal handlers on the main thread only, between bytecodes, at any point of whatever
+the main thread was doing, possibly while it holds a lock of the very signaler it would
+terminate. So the Python-level handler does nothing but write the signal number to a pipe
+(the self-pipe trick); the dispatcher sees the pipe readable and calls `process_event`,
+which does the real work on the dispatching thread. The main thread must therefore leave
+SIGINT and SIGTERM unblocked; the threads asyncmp starts (event loops, a dispatcher run
+off the main thread) block them, so that the kernel delivers them to the main thread and
+interrupts whatever it waits on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
+
+    from .dispatcher import EventKind
+
+__all__ = ("SignalEventHandler", "block_signals", "unblock_signals")
+
+_BLOCKED = frozenset(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name)
+)
+_HANDLED = (signal.SIGINT, signal.SIGTERM)
+_HAVE_MASK = hasattr(signal, "pthread_sigmask")
+
+
+def block_signals() -> None:
+    """Block SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 on the calling thread.
+
+    Event loop threads call this (as dharma's do). Do not call it on the main thread if a
+    [`SignalEventHandler`][asyncmp.system.SignalEventHandler] should see those signals.
+    A no-op where threads have no signal masks (Windows).
+    """
+    if _HAVE_MASK:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+
+
+def unblock_signals() -> None:
+    """Unblock SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 on the calling thread."""
+    if _HAVE_MASK:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
+
+
+@contextlib.contextmanager
+def _blocked_signals(enabled: bool) -> Iterator[None]:
+    """Block the signals on this thread for the block's duration, then restore the mask."""
+    if not (enabled and _HAVE_MASK):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class _Terminable(Protocol):
+    def terminate(self) -> None: ...
+
+
+@final
+class SignalEventHandler:
+    """An event handler that shuts down on SIGINT or SIGTERM.
+
+    Create it on the main thread (Python's rule for signal handlers) and add it to a
+    dispatcher with ``EventKind.READ``. When SIGINT or SIGTERM arrives, the dispatcher
+    thread calls ``controller.stop()`` and then ``signaler.terminate()``: the dispatcher's
+    run returns and every event loop finalizes its modules and ends.
+
+    It replaces the Python handlers of SIGINT and SIGTERM (so Ctrl-C no longer raises
+    ``KeyboardInterrupt``) until `close()` restores them.
+
+    Args:
+        controller: what to stop: a `Dispatcher` or a `DispatcherController`.
+        signaler: what to terminate: a `Signaler`.
+
+    Raises:
+        RuntimeError: not called on the main thread.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_controller",
+        "_previous",
+        "_r",
+        "_signaler",
+        "_w",
+        "received",
+    )
+
+    def __init__(self, controller: _Stoppable, signaler: _Terminable) -> None:
+        if not callable(getattr(controller, "stop", None)):
+            raise TypeError(f"controller must have stop(), not {controller!r}")
+        if not callable(getattr(signaler, "terminate", None)):
+            raise TypeError(f"signaler must have terminate(), not {signaler!r}")
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("SignalEventHandler must be created on the main thread")
+        self._controller = controller
+        self._signaler = signaler
+        self._closed = True
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._previous: dict[int, Any] = {}
+        self._closed = False
+        for signum in _HANDLED:
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        self.received: list[signal.Signals] = []
+        """The signals handled so far, in order."""
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs on the main thread at an arbitrary point: only hand the number over.
+        try:
+            os.write(self._w, bytes((signum,)))
+        except OSError:
+            pass  # the pipe is full (a shutdown is pending anyway) or closed
+
+    def fileno(self) -> int:
+        """The read end of the pipe the signal handlers write to."""
+        return self._r
+
+    def process_event(self, kind: EventKind) -> None:
+        """Read the signals that arrived; on SIGINT or SIGTERM stop and terminate."""
+        try:
+            data = os.read(self._r, 64)
+        except (BlockingIOError, OSError):
+            return
+        shutdown = False
+        for signum in data:
+            sig = signal.Signals(signum)
+            self.received.append(sig)
+            shutdown = shutdown or sig in _HANDLED
+        if shutdown:
+            self._controller.stop()
+            self._signaler.terminate()
+
+    def close(self) -> None:
+        """Restore the previous signal handlers and close the pipe. Idempotent.
+
+        Call it on the main thread (after removing the handler from its dispatcher).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if threading.current_thread() is threading.main_thread():
+            for signum, previous in self._previous.items():
+                if signal.getsignal(signum) == self._on_signal:
+                    signal.signal(signum, previous)
+        os.close(self._r)
+        os.close(self._w)
+
+    def __enter__(self) -> SignalEventHandler:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SignalEventHandler {'closed' if self._closed else 'armed'}>"
