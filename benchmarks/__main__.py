@@ -1,0 +1,139 @@
+"""``python -m benchmarks``: measure asyncmp against the floor and its peers (DESIGN §6).
+
+python -m benchmarks                 # full run: 5 rounds, medians (a few minutes)
+python -m benchmarks --quick         # one fast round (for scripts/demo --bench)
+python -m benchmarks --smoke         # a tiny run that checks the machinery works
+python -m benchmarks --modes async_async_1 thread_async --loops asyncio
+python -m benchmarks --json out.json --chart out.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._harness import Settings, run
+from ._modes import MODES, SMOKE_MODES
+from ._report import table, to_json
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="asyncmp against the hand-written floor and peer libraries (DESIGN §6).",
+    )
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument("--quick", action="store_true", help="one short round (< 1 minute)")
+    profile.add_argument("--smoke", action="store_true", help="a tiny run of a few modes")
+    parser.add_argument("--rounds", type=int, help="counted rounds (default 5; quick 1)")
+    parser.add_argument("--budget", type=float, help="seconds per measurement")
+    parser.add_argument(
+        "--modes", nargs="+", metavar="MODE", help="modes to run: " + ", ".join(m.id for m in MODES)
+    )
+    parser.add_argument(
+        "--contestants",
+        nargs="+",
+        metavar="NAME",
+        help="only these contestants (the floor always runs), e.g. asyncmp janus",
+    )
+    parser.add_argument(
+        "--loops",
+        nargs="+",
+        choices=("asyncio", "uvloop"),
+        help="event loops (default: both when uvloop is installed)",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--chart", type=Path, metavar="PATH", help="draw a PNG chart")
+    parser.add_argument("--nats", action="store_true", help="also run benchmarks/nats_bench.py")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    known = {m.id: m for m in MODES}
+    wanted = args.modes or (list(SMOKE_MODES) if args.smoke else list(known))
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        print(f"unknown modes: {', '.join(unknown)}; choose from {', '.join(known)}")
+        return 2
+    modes = [known[m] for m in wanted]
+
+    loops = tuple(args.loops or ("asyncio", "uvloop"))
+    if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
+        print("uvloop is not installed: measuring on asyncio only")
+        loops = tuple(x for x in loops if x != "uvloop")
+    if args.smoke:
+        profile, rounds, budget, calibrate = "smoke", 1, 0.0, False
+    elif args.quick:
+        profile, rounds, budget, calibrate = "quick", 1, 0.04, True
+    else:
+        profile, rounds, budget, calibrate = "full", 5, 0.25, True
+    settings = Settings(
+        rounds=args.rounds or rounds,
+        budget=args.budget or budget,
+        calibrate=calibrate,
+        loops=loops,  # type: ignore[arg-type]
+        contestants=frozenset(args.contestants) if args.contestants else None,
+    )
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, flush=True)
+
+    progress(
+        f"asyncmp benchmarks ({profile}): {len(modes)} modes on {', '.join(loops)}, "
+        f"{settings.rounds} round(s){' after a warm-up' if calibrate else ''}"
+    )
+    t0 = time.perf_counter()
+    runs = run(modes, settings, progress)
+    extra: dict[str, Any] = {}
+    if args.nats:
+        extra["nats"] = _run_nats(quick=args.quick or args.smoke, progress=progress)
+    seconds = time.perf_counter() - t0
+
+    print()
+    print(table(runs))
+    if "nats" in extra:
+        print("NATS:", json.dumps(extra["nats"], indent=None))
+    print(f"measured in {seconds:.0f} s")
+    doc = to_json(runs, settings, profile, seconds, extra)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.chart:
+        try:
+            from ._chart import draw
+
+            draw(doc, args.chart)
+        except ImportError as exc:
+            print(f"no chart: {exc} (install the 'bench' extra for matplotlib)")
+        else:
+            print(f"wrote {args.chart}")
+    return 0
+
+
+def _run_nats(quick: bool, progress: Any) -> dict[str, Any]:
+    """Run ``benchmarks/nats_bench.py`` (owned by the NATS work) if it exists."""
+    if importlib.util.find_spec("benchmarks.nats_bench") is None:
+        progress("--nats: benchmarks/nats_bench.py does not exist yet; skipped")
+        return {"skipped": "benchmarks/nats_bench.py not present"}
+    progress("running the NATS benchmark …")
+    try:
+        from . import nats_bench  # type: ignore[attr-defined]
+
+        result: dict[str, float] = nats_bench.run(quick)
+    except Exception as exc:  # report, do not lose the rest of the run
+        progress(f"--nats failed: {type(exc).__name__}: {exc}")
+        return {"skipped": f"failed: {type(exc).__name__}: {exc}"}
+    return dict(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
