@@ -12,6 +12,7 @@ from ._channel import (
     WeakClient as WeakClient,
     channel as channel,
 )
+from ._dispatch import Break as Break, Continue as Continue, JoinHandle as JoinHandle
 from ._errors import (
     AlreadyReplied as AlreadyReplied,
     ClientsDisappeared as ClientsDisappeared,
@@ -34,14 +35,17 @@ from ._stage import (
 
 __all__ = (
     "AlreadyReplied",
+    "Break",
     "ChannelStatistics",
     "Client",
     "ClientsDisappeared",
     "Closed",
+    "Continue",
     "Director",
     "Disconnected",
     "Error",
     "Finished",
+    "JoinHandle",
     "NoReply",
     "Notified",
     "PendingReply",

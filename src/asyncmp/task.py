@@ -157,7 +157,9 @@ def spawn(
     args = (guard, weak, handler, limit, library == "asyncio")
     try:
         if task_group is None:
-            handle._task = asyncio.get_running_loop().create_task(_serve(*args), name=name)
+            task = asyncio.get_running_loop().create_task(_serve(*args), name=name)
+            task.add_done_callback(guard.fire)
+            handle._task = task
         else:
             task_group.start_soon(_serve, *args, name=name)
     except BaseException:
@@ -186,9 +188,10 @@ class _Guard:
     """Ends the loop's affairs if its task is discarded before it ever ran.
 
     On asyncio a task cancelled before its first step never executes a line of its
-    coroutine, so no ``finally`` could close the server or finish the handle. The guard is
-    held only by the coroutine's frame: if it is collected while still armed, it does both,
-    so joiners never hang.
+    coroutine, so no ``finally`` could close the server or finish the handle. The guard
+    does both if it is still armed when the task is done (a done callback on the tasks
+    `spawn` creates; anyio task groups and trio nurseries always start their tasks) or when
+    it is collected, so joiners never hang.
     """
 
     __slots__ = ("armed", "handle", "server")
@@ -201,11 +204,16 @@ class _Guard:
     def disarm(self) -> None:
         self.armed = False
 
-    def __del__(self) -> None:
-        if self.armed and not sys.is_finalizing():
+    def fire(self, _: object = None) -> None:
+        if self.armed:
+            self.armed = False
             self.server.close()
             name = self.handle._name
             self.handle._finish(None, RuntimeError(f"dispatch loop {name!r} never started"))
+
+    def __del__(self) -> None:
+        if not sys.is_finalizing():
+            self.fire()
 
 
 async def _serve(
