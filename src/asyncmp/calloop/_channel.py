@@ -1,0 +1,396 @@
+"""channel / sync_channel: messages from any thread, delivered by the loop in FIFO order.
+
+The queue is a deque under a lock; each send pings the channel's fd. One ``process_events``
+delivers at most min(capacity + 1, 1024) messages (calloop #200) and pings itself again if
+more remain, so a flood of messages cannot starve the other sources. When every sender is
+closed and the queue is drained, the callback gets ``Closed()`` once and the source removes
+itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, final
+
+from .._errors import Closed as ClosedError, Disconnected, WouldBlock
+from .._wait import (
+    ThreadWaiter,
+    Waiter,
+    check_timeout,
+    ensure_blocking_allowed,
+    new_async_waiter,
+    park,
+    trio_checkpoint,
+    wake,
+)
+from ._poll import Interest, Mode, Poll, Readiness, WakeFd
+from ._source import PostAction
+from ._token import Token, TokenFactory
+
+__all__ = ("Channel", "Closed", "Msg", "Sender", "SyncSender", "channel", "sync_channel")
+
+T = TypeVar("T")
+MAX_PER_DISPATCH = 1024
+
+
+@final
+@dataclass(frozen=True)
+class Msg(Generic[T]):
+    """A channel event: one message, in the order it was sent."""
+
+    value: T
+
+
+@final
+@dataclass(frozen=True)
+class Closed:
+    """A channel event: every sender is closed and every message was delivered.
+
+    Delivered once, after which the channel removes itself from the loop. (Not to be
+    confused with the exception ``asyncmp.Closed``.)
+    """
+
+
+_CLOSED = Closed()
+
+
+@final
+class _Core:
+    __slots__ = ("bound", "fd", "lock", "queue", "receiver_open", "room_waiters", "senders")
+
+    def __init__(self, bound: int | None) -> None:
+        self.lock = threading.RLock()  # RLock: __del__ of a sender may run under it
+        self.queue: deque[Any] = deque()
+        self.bound = bound
+        self.fd = WakeFd()
+        self.senders = 1
+        self.receiver_open = True
+        # Invariant: a waiter is in room_waiters only while its sender waits for room.
+        self.room_waiters: deque[Waiter] = deque()
+
+    def ping(self) -> None:
+        # Under lock, so the fd cannot be closed meanwhile.
+        if self.receiver_open:
+            self.fd.add(1)
+
+    def wake_room(self, n: int) -> None:
+        # Under lock: hand each freed place to one waiting sender.
+        while n > 0 and self.room_waiters:
+            wake(self.room_waiters.popleft())
+            n -= 1
+
+    def push(self, value: Any, bounded: bool) -> bool:
+        # Under lock. True if queued; False if a bounded queue is full.
+        if not self.receiver_open:
+            raise Disconnected("the calloop Channel is closed: nobody will receive this")
+        if bounded and self.bound is not None and len(self.queue) >= self.bound:
+            return False
+        self.queue.append(value)
+        self.ping()
+        return True
+
+
+class _SenderBase(Generic[T]):
+    __slots__ = ("__weakref__", "_closed", "_core")
+    _core: _Core
+    _closed: bool
+
+    @classmethod
+    def _create(cls, core: _Core) -> Any:
+        # The caller has counted this sender in core.senders.
+        self = object.__new__(cls)
+        self._core = core
+        self._closed = False
+        return self
+
+    def _check(self) -> _Core:
+        if self._closed:
+            raise ClosedError(f"this {type(self).__name__} is closed")
+        return self._core
+
+    def clone(self) -> Any:
+        """Another sender to the same channel."""
+        core = self._core
+        with core.lock:
+            self._check()
+            core.senders += 1
+        return type(self)._create(core)
+
+    def close(self) -> None:
+        """Close this sender (idempotent); after the last one the channel reports ``Closed()``."""
+        core = self._core
+        with core.lock:
+            if self._closed:
+                return
+            self._closed = True
+            core.senders -= 1
+            if core.senders == 0:
+                core.ping()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+@final
+class Sender(_SenderBase[T]):
+    """Sends to an unbounded `Channel` from any thread; ``send`` never blocks.
+
+    ``clone()`` for more senders; ``close()``, ``with`` or garbage collection closes one.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: object, **kwargs: object) -> Sender[Any]:
+        raise TypeError("Sender objects are made by calloop.channel()")
+
+    def send(self, value: T) -> None:
+        """Queue *value* for the loop.
+
+        Raises:
+            asyncmp.Disconnected: the `Channel` is closed or collected.
+            asyncmp.Closed: this sender is closed.
+        """
+        core = self._core
+        with core.lock:
+            self._check()
+            core.push(value, bounded=False)
+
+
+@final
+class SyncSender(_SenderBase[T]):
+    """Sends to a bounded `Channel` (``sync_channel``) from any thread or task.
+
+    ``try_send`` never waits; ``await send`` and ``blocking.send`` wait for room.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: object, **kwargs: object) -> SyncSender[Any]:
+        raise TypeError("SyncSender objects are made by calloop.sync_channel()")
+
+    def try_send(self, value: T) -> None:
+        """Queue *value* if there is room.
+
+        Raises:
+            asyncmp.WouldBlock: the channel is full (the loop is pinged all the same).
+            asyncmp.Disconnected: the `Channel` is closed or collected.
+            asyncmp.Closed: this sender is closed.
+        """
+        core = self._core
+        with core.lock:
+            self._check()
+            if not core.push(value, bounded=True):
+                core.ping()  # as calloop: make sure the loop drains the full queue
+                raise WouldBlock("the calloop channel is full")
+
+    async def send(self, value: T) -> None:
+        """Queue *value*, waiting (cancellably) while the channel is full.
+
+        Never await this in a callback of the loop that drains the channel: it cannot
+        drain while you wait.
+
+        Raises:
+            asyncmp.Disconnected: the `Channel` is closed or collected.
+        """
+        core = self._core
+        while True:
+            with core.lock:
+                self._check()
+                if core.push(value, bounded=True):
+                    break
+                waiter = new_async_waiter()
+                core.room_waiters.append(waiter)
+
+            def deregister(waiter: Any = waiter) -> bool:
+                with core.lock:
+                    try:
+                        core.room_waiters.remove(waiter)
+                    except ValueError:
+                        return False
+                    return True
+
+            def on_lost() -> None:
+                with core.lock:
+                    core.wake_room(1)  # pass the place we were given on
+
+            await park(waiter, deregister, on_lost)
+        await trio_checkpoint()
+
+    @property
+    def blocking(self) -> _BlockingSyncSender[T]:
+        """The blocking face for plain threads: ``sender.blocking.send(v, timeout=None)``."""
+        return _BlockingSyncSender(self)
+
+
+@final
+class _BlockingSyncSender(Generic[T]):
+    __slots__ = ("_sender",)
+
+    def __init__(self, sender: SyncSender[T]) -> None:
+        self._sender = sender
+
+    def send(self, value: T, timeout: float | None = None) -> None:
+        """Queue *value*, blocking this thread while the channel is full.
+
+        Raises:
+            TimeoutError: still full after *timeout* seconds (nothing was queued).
+            RuntimeError: called on a thread that runs an event loop.
+            asyncmp.Disconnected: the `Channel` is closed or collected.
+        """
+        ensure_blocking_allowed("SyncSender.blocking.send()")
+        t = check_timeout(timeout)
+        deadline = None if t is None else time.monotonic() + t
+        core = self._sender._core
+        while True:
+            with core.lock:
+                self._sender._check()
+                if core.push(value, bounded=True):
+                    return
+                waiter = ThreadWaiter()
+                core.room_waiters.append(waiter)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not waiter.wait(remaining):
+                with core.lock:
+                    try:
+                        core.room_waiters.remove(waiter)
+                    except ValueError:
+                        continue  # woken as the timeout struck: try the place we got
+                raise TimeoutError("the calloop channel stayed full")
+
+
+@final
+class Channel(Generic[T]):
+    """The receiving end: an event source whose callback gets ``Msg(value)`` and ``Closed()``.
+
+    The callback gets ``(event, None, data)``. ``try_recv`` reads without a loop. Closing
+    it (``close()`` or garbage collection) makes later sends raise ``asyncmp.Disconnected``
+    and drops undelivered messages.
+    """
+
+    __slots__ = ("__weakref__", "_closed_sent", "_core", "_poll", "_token")
+    _core: _Core
+    _poll: Poll | None
+    _token: Token | None
+    _closed_sent: bool
+
+    def __new__(cls, *args: object, **kwargs: object) -> Channel[Any]:
+        raise TypeError("Channel objects are made by calloop.channel() or sync_channel()")
+
+    @classmethod
+    def _create(cls, core: _Core) -> Channel[Any]:
+        self: Channel[Any] = object.__new__(cls)
+        self._core = core
+        self._poll = None
+        self._token = None
+        self._closed_sent = False
+        return self
+
+    def try_recv(self) -> T:
+        """Take the next message without the loop.
+
+        Raises:
+            asyncmp.WouldBlock: no message is queued (but a sender is open).
+            asyncmp.Disconnected: no message is queued and every sender is closed.
+        """
+        core = self._core
+        with core.lock:
+            if not core.receiver_open:
+                raise ClosedError("this Channel is closed")
+            if core.queue:
+                value = core.queue.popleft()
+                core.wake_room(1)
+                return value  # type: ignore[no-any-return]
+            if core.senders == 0:
+                raise Disconnected("every sender of this calloop channel is closed")
+            raise WouldBlock("no message is queued")
+
+    def register(self, poll: Poll, token_factory: TokenFactory) -> None:
+        token = token_factory.token()
+        if not self._core.receiver_open:
+            raise ClosedError("this Channel is closed")
+        poll.register(self._core.fd.fileno(), Interest.READ, Mode.LEVEL, token)
+        self._poll, self._token = poll, token
+
+    def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
+        token = token_factory.token()
+        poll.reregister(self._core.fd.fileno(), Interest.READ, Mode.LEVEL, token)
+        self._token = token
+
+    def unregister(self, poll: Poll) -> None:
+        if self._core.receiver_open:
+            poll.unregister(self._core.fd.fileno())
+        self._poll = self._token = None
+
+    def process_events(
+        self,
+        readiness: Readiness,
+        token: Token,
+        callback: Callable[[Msg[T] | Closed, None], object],
+    ) -> PostAction:
+        if token != self._token or self._closed_sent:
+            return PostAction.CONTINUE
+        core = self._core
+        core.fd.take()
+        limit = MAX_PER_DISPATCH if core.bound is None else min(core.bound + 1, MAX_PER_DISPATCH)
+        for _ in range(limit):
+            with core.lock:
+                if not core.queue:
+                    closed = core.senders == 0
+                    break
+                value = core.queue.popleft()
+                core.wake_room(1)
+            callback(Msg(value), None)
+        else:
+            with core.lock:
+                if core.queue or core.senders == 0:
+                    core.ping()  # more to deliver (or Closed to report): next dispatch
+            return PostAction.CONTINUE
+        if closed:
+            self._closed_sent = True
+            callback(_CLOSED, None)
+            return PostAction.REMOVE
+        return PostAction.CONTINUE
+
+    def close(self) -> None:
+        """Stop receiving (idempotent): queued messages are dropped, senders get errors."""
+        core = self._core
+        if self._poll is not None:
+            self.unregister(self._poll)
+        with core.lock:
+            if not core.receiver_open:
+                return
+            core.receiver_open = False
+            core.queue.clear()
+            core.wake_room(len(core.room_waiters))  # they wake to raise Disconnected
+            core.fd.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_core", None) is not None and self._core.receiver_open:
+            self.close()
+
+
+def channel() -> tuple[Sender[Any], Channel[Any]]:
+    """An unbounded channel: a thread-safe `Sender` and the `Channel` source for the loop."""
+    core = _Core(None)
+    return Sender._create(core), Channel._create(core)
+
+
+def sync_channel(bound: int) -> tuple[SyncSender[Any], Channel[Any]]:
+    """A channel holding at most *bound* (≥ 1) queued messages; sends wait for room."""
+    if isinstance(bound, bool) or not isinstance(bound, int):
+        raise TypeError(f"bound must be an int, not {bound!r}")
+    if bound < 1:
+        raise ValueError(f"bound must be >= 1, not {bound}")
+    core = _Core(bound)
+    return SyncSender._create(core), Channel._create(core)

@@ -1,0 +1,188 @@
+"""make_ping: a thread-safe wake-up source (calloop's ``ping``), on an eventfd.
+
+Ping handles add 2 to the counter; closing the last handle adds 1. So when the source reads
+the counter, ``value >= 2`` means "pinged at least once" and an odd value means "every Ping
+is closed": many pings before one dispatch give one event, and closing the last Ping makes
+the source remove itself after delivering a ping still pending.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, final
+
+from .._errors import Closed
+from ._poll import Interest, Mode, Poll, Readiness, WakeFd
+from ._source import PostAction
+from ._token import Token, TokenFactory
+
+__all__ = ("Ping", "PingSource", "make_ping")
+
+_PING = 2
+_CLOSE = 1
+
+
+@final
+class _PingCore:
+    """The fd and the count of open Ping handles, shared by the source and the pings."""
+
+    __slots__ = ("fd", "lock", "pings", "source_open")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # RLock: __del__ may close a Ping while one is in use
+        self.fd = WakeFd()
+        self.pings = 0
+        self.source_open = True
+
+    def release_if_unused(self) -> None:
+        # Under lock. The fd is closed only when nobody can write or read it any more, so
+        # a ping racing a close never writes to a reused fd number.
+        if not self.source_open and self.pings == 0:
+            self.fd.close()
+
+
+@final
+class Ping:
+    """The sending side of a ping: ``ping()`` wakes the loop, from any thread.
+
+    ``clone()`` makes another handle. When every handle is closed (``close()``, ``with``, or
+    garbage collection) the `PingSource` removes itself from its loop.
+    """
+
+    __slots__ = ("__weakref__", "_closed", "_core")
+    _core: _PingCore
+    _closed: bool
+
+    def __new__(cls, *args: object, **kwargs: object) -> Ping:
+        raise TypeError("Ping objects are made by make_ping()")
+
+    @classmethod
+    def _create(cls, core: _PingCore) -> Ping:
+        # The caller has counted this handle in core.pings.
+        self = object.__new__(cls)
+        self._core = core
+        self._closed = False
+        return self
+
+    def ping(self) -> None:
+        """Make the source fire once at its next dispatch; never blocks.
+
+        Raises:
+            Closed: this handle was closed. (A ping whose source is gone does nothing.)
+        """
+        core = self._core
+        with core.lock:
+            if self._closed:
+                raise Closed("this Ping is closed")
+            if core.source_open:
+                core.fd.add(_PING)
+
+    def clone(self) -> Ping:
+        """Another handle to the same source."""
+        core = self._core
+        with core.lock:
+            if self._closed:
+                raise Closed("this Ping is closed")
+            core.pings += 1
+        return Ping._create(core)
+
+    def close(self) -> None:
+        """Close this handle (idempotent); the last close makes the source remove itself."""
+        core = self._core
+        with core.lock:
+            if self._closed:
+                return
+            self._closed = True
+            core.pings -= 1
+            if core.pings == 0:
+                if core.source_open:
+                    core.fd.add(_CLOSE)
+                core.release_if_unused()
+
+    def __enter__(self) -> Ping:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+@final
+class PingSource:
+    """The event source of a ping: one event (``None``) per dispatch in which it was pinged.
+
+    Its callback gets ``(None, None, data)``. Once every `Ping` is closed it removes itself
+    (``PostAction.REMOVE``), after delivering a pending ping. Closing the source (or
+    collecting it) makes later pings no-ops.
+    """
+
+    __slots__ = ("__weakref__", "_core", "_poll", "_token")
+    _core: _PingCore
+    _poll: Poll | None
+    _token: Token | None
+
+    def __new__(cls, *args: object, **kwargs: object) -> PingSource:
+        raise TypeError("PingSource objects are made by make_ping()")
+
+    @classmethod
+    def _create(cls, core: _PingCore) -> PingSource:
+        self = object.__new__(cls)
+        self._core = core
+        self._poll = None
+        self._token = None
+        return self
+
+    def _fd(self) -> WakeFd:
+        if not self._core.source_open:
+            raise Closed("this PingSource is closed")
+        return self._core.fd
+
+    def register(self, poll: Poll, token_factory: TokenFactory) -> None:
+        token = token_factory.token()
+        poll.register(self._fd().fileno(), Interest.READ, Mode.LEVEL, token)
+        self._poll, self._token = poll, token
+
+    def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
+        token = token_factory.token()
+        poll.reregister(self._fd().fileno(), Interest.READ, Mode.LEVEL, token)
+        self._token = token
+
+    def unregister(self, poll: Poll) -> None:
+        if self._poll is not None and self._core.source_open:
+            poll.unregister(self._core.fd.fileno())
+        self._poll = self._token = None
+
+    def process_events(
+        self, readiness: Readiness, token: Token, callback: Callable[[None, None], Any]
+    ) -> PostAction:
+        if token != self._token:
+            return PostAction.CONTINUE
+        value = self._core.fd.take()
+        if value >= _PING:
+            callback(None, None)
+        return PostAction.REMOVE if value & _CLOSE else PostAction.CONTINUE
+
+    def close(self) -> None:
+        """Unregister (if still registered) and release the fd once no Ping remains."""
+        core = self._core
+        if self._poll is not None:
+            self.unregister(self._poll)
+        with core.lock:
+            if core.source_open:
+                core.source_open = False
+                core.release_if_unused()
+
+    def __del__(self) -> None:
+        if getattr(self, "_core", None) is not None and self._core.source_open:
+            self.close()
+
+
+def make_ping() -> tuple[Ping, PingSource]:
+    """A `Ping` (thread-safe sender) and the `PingSource` to insert in a loop."""
+    core = _PingCore()
+    core.pings = 1
+    return Ping._create(core), PingSource._create(core)

@@ -1,0 +1,183 @@
+"""Signals: POSIX signals as events, through a Linux signalfd (calloop's ``signals``).
+
+Creating a `Signals` blocks its signals on the calling thread and opens a signalfd for
+them; closing it unblocks them. As in calloop, every other thread must block the signals
+too (create the source before starting threads), or the kernel may deliver a signal to a
+thread that does not block it. Linux only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal as _signal
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any, final
+
+from .._errors import Closed
+from ._poll import Interest, Mode, Poll, Readiness
+from ._source import PostAction
+from ._token import Token, TokenFactory
+
+__all__ = ("SignalEvent", "Signals")
+
+_SIGINFO_SIZE = 128  # sizeof(struct signalfd_siginfo)
+_SIGINFO = struct.Struct("=IiiIIiIIIIii")  # ssi_signo, errno, code, pid, uid, fd, tid, ...
+
+
+class _SigSet(ctypes.Structure):
+    _fields_ = [("val", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]
+
+
+_libc: Any = None
+
+
+def _signalfd(fd: int, signals: Iterable[int]) -> int:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        if not hasattr(_libc, "signalfd"):  # pragma: no cover - not Linux
+            raise OSError("calloop Signals need Linux's signalfd")
+    sigset = _SigSet()
+    _libc.sigemptyset(ctypes.byref(sigset))
+    for signum in signals:
+        _libc.sigaddset(ctypes.byref(sigset), int(signum))
+    result: int = _libc.signalfd(fd, ctypes.byref(sigset), os.O_NONBLOCK | os.O_CLOEXEC)
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+@final
+class SignalEvent:
+    """One received signal: ``event.signal()``, ``event.pid()``, ``event.uid()``."""
+
+    __slots__ = ("_pid", "_signo", "_uid")
+    _signo: int
+    _pid: int
+    _uid: int
+
+    def __new__(cls, *args: object, **kwargs: object) -> SignalEvent:
+        raise TypeError("SignalEvent objects are made by the Signals source")
+
+    @classmethod
+    def _create(cls, signo: int, pid: int, uid: int) -> SignalEvent:
+        self = object.__new__(cls)
+        self._signo, self._pid, self._uid = signo, pid, uid
+        return self
+
+    def signal(self) -> _signal.Signals:
+        """Which signal arrived."""
+        return _signal.Signals(self._signo)
+
+    def pid(self) -> int:
+        """The process that sent it."""
+        return self._pid
+
+    def uid(self) -> int:
+        """The real user id of the process that sent it."""
+        return self._uid
+
+    def __repr__(self) -> str:
+        return f"<SignalEvent {self.signal().name} from pid {self._pid}>"
+
+
+def _check(signals: Iterable[int]) -> set[_signal.Signals]:
+    out: set[_signal.Signals] = set()
+    for s in signals:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"expected a signal number, not {s!r}")
+        out.add(_signal.Signals(s))
+    return out
+
+
+@final
+class Signals:
+    """An event source of POSIX signals; its callback gets ``(SignalEvent, None, data)``.
+
+    Blocks *signals* on the calling thread (closing the source unblocks them). Every
+    pending signal is delivered, one event each, at each readiness.
+    """
+
+    __slots__ = ("__weakref__", "_fd", "_poll", "_signals", "_token")
+
+    def __init__(self, signals: Iterable[int]) -> None:
+        self._signals = _check(signals)
+        self._fd = -1
+        self._fd = _signalfd(-1, self._signals)
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, self._signals)
+        self._poll: Poll | None = None
+        self._token: Token | None = None
+
+    def _update(self, signals: set[_signal.Signals]) -> None:
+        if self._fd < 0:
+            raise Closed("this Signals source is closed")
+        added, removed = signals - self._signals, self._signals - signals
+        if added:
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, added)
+        _signalfd(self._fd, signals)
+        if removed:
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, removed)
+        self._signals = signals
+
+    def add_signals(self, signals: Iterable[int]) -> None:
+        """Also watch (and block on this thread) *signals*."""
+        self._update(self._signals | _check(signals))
+
+    def remove_signals(self, signals: Iterable[int]) -> None:
+        """Stop watching *signals* and unblock them on this thread."""
+        self._update(self._signals - _check(signals))
+
+    def set_signals(self, signals: Iterable[int]) -> None:
+        """Watch exactly *signals*."""
+        self._update(_check(signals))
+
+    def register(self, poll: Poll, token_factory: TokenFactory) -> None:
+        if self._fd < 0:
+            raise Closed("this Signals source is closed")
+        token = token_factory.token()
+        poll.register(self._fd, Interest.READ, Mode.LEVEL, token)
+        self._poll, self._token = poll, token
+
+    def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
+        token = token_factory.token()
+        poll.reregister(self._fd, Interest.READ, Mode.LEVEL, token)
+        self._token = token
+
+    def unregister(self, poll: Poll) -> None:
+        if self._fd >= 0:
+            poll.unregister(self._fd)
+        self._poll = self._token = None
+
+    def process_events(
+        self,
+        readiness: Readiness,
+        token: Token,
+        callback: Callable[[SignalEvent, None], object],
+    ) -> PostAction:
+        if token != self._token:
+            return PostAction.CONTINUE
+        while True:
+            try:
+                buf = os.read(self._fd, _SIGINFO_SIZE * 16)
+            except BlockingIOError:
+                return PostAction.CONTINUE
+            for off in range(0, len(buf) - _SIGINFO_SIZE + 1, _SIGINFO_SIZE):
+                signo, _errno, _code, pid, uid, *_ = _SIGINFO.unpack_from(buf, off)
+                callback(SignalEvent._create(signo, pid, uid), None)
+
+    def close(self) -> None:
+        """Unregister, close the signalfd and unblock the signals (idempotent)."""
+        if self._fd < 0:
+            return
+        if self._poll is not None:
+            self.unregister(self._poll)
+        os.close(self._fd)
+        self._fd = -1
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, self._signals)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
