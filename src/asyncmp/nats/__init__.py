@@ -1,0 +1,43 @@
+"""asyncmp over NATS: the same Client/Server API between processes and hosts.
+
+`serve` puts a local asyncmp server (a `task.spawn` / `thread.spawn` dispatch loop, or
+any `asyncmp.Server`) behind a NATS subject; `connect` returns a client with the API of
+`asyncmp.Client` whose requests travel over NATS. Needs nats-py (``asyncmp[nats]``).
+"""
+
+from __future__ import annotations
+
+from ._client import Client as Client, PendingReply as PendingReply, connect as connect
+from ._codec import (
+    Codec as Codec,
+    JsonCodec as JsonCodec,
+    MsgpackCodec as MsgpackCodec,
+    PickleCodec as PickleCodec,
+)
+from ._errors import (
+    MalformedMessage as MalformedMessage,
+    PayloadTooLarge as PayloadTooLarge,
+    RemoteError as RemoteError,
+)
+from ._serve import serve as serve
+
+__all__ = (
+    "Client",
+    "Codec",
+    "JsonCodec",
+    "MalformedMessage",
+    "MsgpackCodec",
+    "PayloadTooLarge",
+    "PendingReply",
+    "PickleCodec",
+    "RemoteError",
+    "connect",
+    "serve",
+)
+
+# Tracebacks and docs name the public path (asyncmp.nats.Client), not the private module.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("asyncmp.nats._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,476 @@
+"""The client: `asyncmp.Client`'s API, with the server at the other end of a NATS subject."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Generator, Iterable
+from types import TracebackType
+from typing import Any, Generic, TypeVar, final
+
+from .._errors import Closed, NoReply, ServerDisappeared
+from .._wait import (
+    ThreadWaiter,
+    check_timeout,
+    ensure_blocking_allowed,
+    new_async_waiter,
+    park,
+    trio_checkpoint,
+)
+from ._codec import Codec, resolve_codec
+from ._errors import MalformedMessage, PayloadTooLarge, Registry
+from ._link import DONE, GONE, PENDING, Hub, _Call, _Link, await_future
+from ._wire import FAIL, GONE as WIRE_GONE, NATS_STATUS, NO_RESPONDERS, NOREPLY, STATUS
+
+__all__ = ("Client", "PendingReply", "connect")
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+
+_get_running_loop = asyncio._get_running_loop
+
+
+def connect(
+    subject: str,
+    servers: str | list[str] = "nats://127.0.0.1:4222",
+    *,
+    codec: Codec | str = "json",
+    timeout: float | None = 30.0,
+    errors: Iterable[type[BaseException]] = (),
+    **nats_options: Any,
+) -> Client[Any, Any]:
+    """A client for the asyncmp server(s) that [`serve`][asyncmp.nats.serve] *subject*.
+
+    Nothing connects yet: each event loop that uses the client opens its own NATS
+    connection on first use (nats-py is asyncio-only), and plain threads and trio tasks
+    share one connection run by the client on a daemon thread. Close the client to close
+    them (`close()`, `with`, `async with`).
+
+    Args:
+        subject: the NATS subject the servers listen on.
+        servers: NATS server URL(s), as for `nats.connect`.
+        codec: ``"json"`` (default), ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec];
+            the servers must use the same.
+        timeout: seconds each request may take before it raises `TimeoutError` (and the
+            server is told to withdraw it), or ``None`` for no limit. Over a network a
+            reply can be lost for good — a server process that dies holding a request never
+            answers it — so the default is finite.
+        errors: exception classes that a server's `rctx.fail(exc)` may raise here as
+            themselves (constructed from the exception's ``args``). Any other failure is
+            raised as [`RemoteError`][asyncmp.nats.RemoteError].
+        **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
+            ``name``, ``reconnect_time_wait``, ``max_reconnect_attempts``, ``tls`` …).
+    """
+    if not isinstance(subject, str) or not subject or any(c in subject for c in " \t*>"):
+        raise ValueError(f"subject must be a non-empty NATS subject without wildcards: {subject!r}")
+    if timeout is not None:
+        timeout = check_timeout(timeout)
+    resolved = resolve_codec(codec)
+    registry = Registry(errors)
+    hub = Hub(subject, {**nats_options, "servers": servers}, timeout, resolved.encode)
+    return Client._create(hub, _Decoder(subject, resolved, registry))
+
+
+@final
+class _Decoder:
+    """Turns a finished call into its reply or its exception (on the requester's side)."""
+
+    __slots__ = ("_codec", "_registry", "_subject")
+
+    def __init__(self, subject: str, codec: Codec, registry: Registry) -> None:
+        self._subject = subject
+        self._codec = codec
+        self._registry = registry
+
+    def outcome(self, call: _Call) -> Any:
+        if call.error is not None:
+            raise call.error
+        msg = call.msg
+        assert msg is not None
+        headers = msg.headers
+        status = headers.get(STATUS) if headers else None
+        if status is None:
+            if headers and headers.get(NATS_STATUS) == NO_RESPONDERS:
+                raise ServerDisappeared(f"no server is serving {self._subject!r}")
+            try:
+                return self._codec.decode(msg.data)
+            except Exception as exc:
+                raise MalformedMessage(f"the reply cannot be decoded: {exc}") from exc
+        if status == FAIL:
+            raise self._registry.rebuild(msg.data)
+        if status == NOREPLY:
+            raise NoReply("the server closed the reply context without answering")
+        if status == WIRE_GONE:
+            raise ServerDisappeared("the server was closed before it took the request")
+        raise MalformedMessage(f"the reply has an unknown {STATUS} header: {status!r}")
+
+
+def _encode(hub: Hub, msg: object, link: _Link | None) -> bytes:
+    payload = hub.encode(msg)
+    if link is not None and len(payload) > link.max_payload:
+        raise PayloadTooLarge(
+            f"the request is {len(payload)} bytes; the NATS server accepts at most "
+            f"{link.max_payload} (its max_payload)"
+        )
+    return payload
+
+
+@final
+class Client(Generic[Req, Rep]):
+    """A client of a NATS service: the API of [`asyncmp.Client`][asyncmp.Client].
+
+    Made by [`connect`][asyncmp.nats.connect]. Usable from any thread and any asyncio
+    loop; trio tasks are supported through the client's I/O thread. The errors are those of
+    the local channel, mapped: no server on the subject → `ServerDisappeared`; a reply
+    context closed unanswered → `NoReply`; `rctx.fail(exc)` → the registered type or
+    `RemoteError`; no reply within the timeout → `TimeoutError`.
+    """
+
+    __slots__ = ("__weakref__", "_closed", "_decoder", "_hub")
+    _hub: Hub
+    _decoder: _Decoder
+    _closed: bool
+
+    def __new__(cls, *args: object, **kwargs: object) -> Client[Any, Any]:
+        raise TypeError("asyncmp.nats clients are made by asyncmp.nats.connect(), not directly")
+
+    @classmethod
+    def _create(cls, hub: Hub, decoder: _Decoder) -> Client[Any, Any]:
+        self: Client[Any, Any] = object.__new__(cls)
+        self._hub = hub
+        self._decoder = decoder
+        self._closed = False
+        return self
+
+    @property
+    def subject(self) -> str:
+        """The subject requests are sent to."""
+        return self._hub.subject
+
+    async def send(self, msg: Req) -> Rep:
+        """Send *msg* and wait for the reply.
+
+        Raises:
+            ServerDisappeared: no server serves the subject, the NATS server cannot be
+                reached, or the server's local channel was closed before taking the request.
+            NoReply: the server closed the reply context without answering.
+            RemoteError: the server failed the request with an unregistered exception type.
+            TimeoutError: no reply within the client's timeout (the server is told to
+                withdraw the request).
+            PayloadTooLarge: the encoded message exceeds the NATS server's max payload.
+            TypeError: the codec cannot encode *msg*.
+            Closed: this client was closed.
+
+        Cancellation withdraws the request: the server drops it if its handler has not
+        taken it yet, and otherwise the handler's `reply()` returns `False`.
+        """
+        if self._closed:
+            raise Closed("this client is closed")
+        hub = self._hub
+        loop = _get_running_loop()
+        if loop is None or _trio():
+            return await self._send_via_io(msg)  # type: ignore[no-any-return]
+        link = hub.links.get(loop)
+        if link is None or link.closed:
+            link = await hub.link_here()
+        payload = _encode(hub, msg, link)
+        call = _Call(hub)
+        waiter = call.waiter = loop.create_future()
+        await link.publish_call(hub.subject, payload, call, hub.timeout)
+        await park(waiter, call.abandon)
+        return self._decoder.outcome(call)  # type: ignore[no-any-return]
+
+    async def _send_via_io(self, msg: Req) -> Any:
+        hub = self._hub
+        link = hub.io_link_now()
+        if link is None:
+            link = await await_future(hub.io_link_future())
+        payload = _encode(hub, msg, link)
+        call = _Call(hub)
+        waiter = call.waiter = new_async_waiter()
+        asyncio.run_coroutine_threadsafe(
+            link.publish_call(hub.subject, payload, call, hub.timeout), link.loop
+        )
+        await park(waiter, call.abandon)
+        return self._decoder.outcome(call)
+
+    def request(self, msg: Req) -> PendingReply[Rep]:
+        """Send *msg* now, without waiting, and return a handle to collect the reply.
+
+        On an asyncio loop the request travels on that loop's connection (which must keep
+        running until the reply is in); elsewhere on the client's I/O thread.
+
+        Raises:
+            TypeError: the codec cannot encode *msg*.
+            Closed: this client was closed.
+        """
+        if self._closed:
+            raise Closed("this client is closed")
+        hub = self._hub
+        call = _Call(hub)
+        loop = _get_running_loop()
+        if loop is not None and not _trio():
+            link = hub.links.get(loop)
+            payload = _encode(hub, msg, link if link is not None and not link.closed else None)
+            task = loop.create_task(_start(hub, call, payload, None))
+            hub_tasks = _background
+            hub_tasks.add(task)
+            task.add_done_callback(hub_tasks.discard)
+        else:
+            link = hub.io_link_now()
+            payload = _encode(hub, msg, link)
+            asyncio.run_coroutine_threadsafe(_start(hub, call, payload, link), hub.io_loop())
+        return PendingReply._create(call, self._decoder)
+
+    @property
+    def blocking(self) -> _BlockingClient[Req, Rep]:
+        """The blocking face, for plain threads: ``client.blocking.send(msg, timeout=None)``."""
+        return _BlockingClient(self)
+
+    def clone(self) -> Client[Req, Rep]:
+        """Another client sharing this one's connections; the last one closed closes them."""
+        if self._closed:
+            raise Closed("cannot clone a closed client")
+        hub = self._hub
+        with hub.lock:
+            hub.clients += 1
+        return Client._create(hub, self._decoder)
+
+    def close(self) -> None:
+        """Close this client. Idempotent.
+
+        Closing the last of a client and its clones closes their NATS connections; a
+        request still waiting for its reply then raises `Closed`.
+        """
+        self._release()
+
+    def _release(self) -> asyncio.Task[None] | None:
+        if self._closed:
+            return None
+        self._closed = True
+        hub = self._hub
+        with hub.lock:
+            hub.clients -= 1
+            last = hub.clients == 0
+        return hub.close() if last else None
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._closed
+
+    def __enter__(self) -> Client[Req, Rep]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client[Req, Rep]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Unlike close(), wait until this loop's connection is closed.
+        task = self._release()
+        if task is not None:
+            await asyncio.shield(task)
+
+    def __del__(self) -> None:
+        if not self._closed and not sys.is_finalizing():
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<asyncmp.nats.Client {self._hub.subject!r} {state}>"
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def _start(hub: Hub, call: _Call, payload: bytes, link: _Link | None) -> None:
+    """Publish a `request()` on the running loop's link (opening it if needed)."""
+    try:
+        if link is None:
+            link = await hub.link_here()
+            if len(payload) > link.max_payload:
+                raise PayloadTooLarge(
+                    f"the request is {len(payload)} bytes; the NATS server accepts at most "
+                    f"{link.max_payload} (its max_payload)"
+                )
+        await link.publish_call(hub.subject, payload, call, hub.timeout)
+    except Exception as exc:
+        _fail_unsent(call, exc)
+
+
+def _fail_unsent(call: _Call, error: BaseException) -> None:
+    from .._wait import wake
+
+    with call.hub.lock:
+        if call.state != PENDING:
+            return
+        call.state = DONE
+        call.error = error
+        waiter = call.waiter
+    if waiter is not None:
+        wake(waiter)
+
+
+def _trio() -> bool:
+    from .._wait import _sniffio_local
+
+    return _sniffio_local.name == "trio"
+
+
+@final
+class _BlockingClient(Generic[Req, Rep]):
+    """``client.blocking``: the same client, with calls that block the calling thread."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client[Req, Rep]) -> None:
+        self._client = client
+
+    def send(self, msg: Req, timeout: float | None = None) -> Rep:
+        """Send *msg* and block until the reply arrives.
+
+        Args:
+            msg: the request.
+            timeout: seconds to wait, or ``None`` for the client's timeout.
+
+        Raises:
+            TimeoutError: no reply in time; the server is told to withdraw the request.
+            RuntimeError: called on a thread that runs an event loop.
+            ServerDisappeared, NoReply, RemoteError, PayloadTooLarge, Closed: as for
+                [`Client.send`][asyncmp.nats.Client.send].
+        """
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("client.blocking.send()")
+        client = self._client
+        if client._closed:
+            raise Closed("this client is closed")
+        hub = client._hub
+        link = hub.io_link_now()
+        if link is None:
+            link = hub.io_link_future().result()
+        payload = _encode(hub, msg, link)
+        call = _Call(hub)
+        waiter = ThreadWaiter()
+        call.waiter = waiter
+        limit = hub.timeout if timeout is None else timeout
+        asyncio.run_coroutine_threadsafe(
+            link.publish_call(hub.subject, payload, call, hub.timeout), link.loop
+        )
+        if not waiter.wait(limit) and call.abandon():
+            raise TimeoutError(f"no reply within {limit} seconds")
+        return client._decoder.outcome(call)  # type: ignore[no-any-return]
+
+
+@final
+class PendingReply(Generic[Rep]):
+    """A request that was sent and whose reply will be collected later.
+
+    Returned by [`Client.request`][asyncmp.nats.Client.request]. Collect the reply once:
+    `await pending` (any asyncio loop, or trio) or `pending.blocking.wait(timeout=None)`.
+    Giving up — `cancel()`, cancelling the awaiting task, a blocking wait timing out, or
+    dropping the object — tells the server to withdraw the request.
+    """
+
+    __slots__ = ("__weakref__", "_call", "_decoder")
+    _call: _Call
+    _decoder: _Decoder
+
+    def __new__(cls, *args: object, **kwargs: object) -> PendingReply[Any]:
+        raise TypeError("PendingReply objects are made by Client.request(), not directly")
+
+    @classmethod
+    def _create(cls, call: _Call, decoder: _Decoder) -> PendingReply[Any]:
+        self: PendingReply[Any] = object.__new__(cls)
+        self._call = call
+        self._decoder = decoder
+        return self
+
+    def __await__(self) -> Generator[Any, None, Rep]:
+        result: Rep = yield from self._wait_async().__await__()
+        return result
+
+    async def _wait_async(self) -> Any:
+        call = self._call
+        with call.hub.lock:
+            state = call.state
+            if state == GONE:
+                raise Closed("this request was cancelled")
+            if state == PENDING:
+                if call.waiter is not None:
+                    raise RuntimeError("another task or thread is already waiting for this reply")
+                waiter = call.waiter = new_async_waiter()
+        if state == DONE:
+            await trio_checkpoint()
+        else:
+            await park(waiter, call.abandon)
+        return self._decoder.outcome(call)
+
+    def done(self) -> bool:
+        """Whether the outcome has arrived (or the request was cancelled)."""
+        return self._call.state != PENDING
+
+    def cancel(self) -> bool:
+        """Give up on the reply. Returns ``True`` if it had not arrived yet."""
+        return self._call.abandon()
+
+    @property
+    def blocking(self) -> _BlockingPendingReply[Rep]:
+        """The blocking face, for plain threads."""
+        return _BlockingPendingReply(self)
+
+    def __del__(self) -> None:
+        if self._call.state == PENDING and not sys.is_finalizing():
+            self._call.abandon()
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "cancelled")[self._call.state]
+        return f"<asyncmp.nats.PendingReply {state}>"
+
+
+@final
+class _BlockingPendingReply(Generic[Rep]):
+    """``pending.blocking``: wait for the reply from a plain thread."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self, pending: PendingReply[Rep]) -> None:
+        self._pending = pending
+
+    def wait(self, timeout: float | None = None) -> Rep:
+        """Block until the reply arrives and return it (or raise the error).
+
+        Raises:
+            TimeoutError: no reply within *timeout* seconds; the request is given up.
+            RuntimeError: called on a thread that runs an event loop.
+        """
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("waiting for a reply")
+        pending = self._pending
+        call = pending._call
+        with call.hub.lock:
+            if call.state == GONE:
+                raise Closed("this request was cancelled")
+            if call.state == PENDING:
+                if call.waiter is not None:
+                    raise RuntimeError("another task or thread is already waiting for this reply")
+                waiter: ThreadWaiter | None = ThreadWaiter()
+                call.waiter = waiter
+            else:
+                waiter = None
+        if waiter is not None and not waiter.wait(timeout) and call.abandon():
+            raise TimeoutError(f"no reply within {timeout} seconds")
+        result: Rep = pending._decoder.outcome(call)
+        return result

@@ -1,0 +1,128 @@
+"""Codecs: how messages become NATS payloads (bytes) and back.
+
+JSON is the default because any NATS client in any language can read it. msgpack is
+optional (the ``msgpack`` extra). Pickle exists only behind an explicit opt-in, because
+unpickling a payload runs whatever code its sender chose: only use it when every publisher
+on the subject is trusted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+from typing import Any, Protocol, final, runtime_checkable
+
+__all__ = ("Codec", "JsonCodec", "MsgpackCodec", "PickleCodec", "resolve_codec")
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """What a codec provides: ``encode(obj) -> bytes`` and ``decode(data) -> obj``.
+
+    ``encode`` raises `TypeError` (or `ValueError`) for values it cannot represent;
+    ``decode`` raises `ValueError` (or any exception) for malformed data. Both ends of a
+    subject must use the same codec.
+    """
+
+    name: str
+
+    def encode(self, obj: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+@final
+class JsonCodec:
+    """UTF-8 JSON (the default). Tuples arrive as lists, dict keys as strings."""
+
+    name = "json"
+    __slots__ = ("_decoder", "_encoder")
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+        self._decoder = json.JSONDecoder()
+
+    def encode(self, obj: Any) -> bytes:
+        return self._encoder.encode(obj).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return self._decoder.decode(data.decode())
+
+    def __repr__(self) -> str:
+        return "JsonCodec()"
+
+
+@final
+class MsgpackCodec:
+    """msgpack (needs the ``msgpack`` package): compact, keeps bytes as bytes."""
+
+    name = "msgpack"
+    __slots__ = ("_packb", "_unpackb")
+
+    def __init__(self) -> None:
+        try:
+            msgpack = importlib.import_module("msgpack")
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("MsgpackCodec needs msgpack: pip install 'asyncmp[msgpack]'") from exc
+        self._packb = msgpack.packb
+        self._unpackb = msgpack.unpackb
+
+    def encode(self, obj: Any) -> bytes:
+        data: bytes = self._packb(obj)
+        return data
+
+    def decode(self, data: bytes) -> Any:
+        return self._unpackb(data)
+
+    def __repr__(self) -> str:
+        return "MsgpackCodec()"
+
+
+@final
+class PickleCodec:
+    """Pickle: any picklable Python object. **Unpickling runs code chosen by the sender.**
+
+    Construct it with ``PickleCodec(trusted=True)`` to state that every process that can
+    publish on the subject is trusted; without it the constructor refuses.
+    """
+
+    name = "pickle"
+    __slots__ = ()
+
+    def __init__(self, *, trusted: bool = False) -> None:
+        if trusted is not True:
+            raise ValueError(
+                "unpickling network data runs code chosen by the sender: use "
+                "PickleCodec(trusted=True) only when every publisher on the subject is trusted"
+            )
+
+    def encode(self, obj: Any) -> bytes:
+        try:
+            return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError) as exc:
+            raise TypeError(f"cannot pickle {obj!r}: {exc}") from exc
+
+    def decode(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+    def __repr__(self) -> str:
+        return "PickleCodec(trusted=True)"
+
+
+def resolve_codec(codec: Codec | str) -> Codec:
+    """A codec object for *codec*: a `Codec`, ``"json"`` or ``"msgpack"``."""
+    if isinstance(codec, str):
+        if codec == "json":
+            return JsonCodec()
+        if codec == "msgpack":
+            return MsgpackCodec()
+        if codec == "pickle":
+            raise ValueError(
+                "pickle is never chosen by name, because unpickling network data runs code: "
+                "pass codec=PickleCodec(trusted=True) to opt in"
+            )
+        raise ValueError(f"unknown codec {codec!r}: use 'json', 'msgpack' or a Codec object")
+    if not isinstance(codec, Codec):
+        raise TypeError(f"codec must be 'json', 'msgpack' or a Codec object, not {codec!r}")
+    return codec

@@ -1,0 +1,198 @@
+"""`serve`: requests arriving on a NATS subject become requests of a local asyncmp server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._channel import Client as LocalClient
+from .._errors import Closed, NoReply, ServerDisappeared
+from ._codec import Codec, resolve_codec
+from ._errors import MalformedMessage, PayloadTooLarge, encode_failure
+from ._link import connect_nats
+from ._wire import FAIL, GONE, NOREPLY, STATUS, cancel_subject
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
+
+__all__ = ("serve",)
+
+logger = logging.getLogger("asyncmp")
+
+_FAIL_HEADERS = {STATUS: FAIL}
+_NOREPLY_HEADERS = {STATUS: NOREPLY}
+_GONE_HEADERS = {STATUS: GONE}
+
+
+async def serve(
+    client: LocalClient[Any, Any],
+    subject: str,
+    servers: str | list[str] = "nats://127.0.0.1:4222",
+    *,
+    queue: str | None = "asyncmp",
+    codec: Codec | str = "json",
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    **nats_options: Any,
+) -> None:
+    """Serve *subject*: every request that arrives on it is sent through *client* to a
+    local asyncmp server, and the outcome goes back on the request's reply subject.
+
+    *client* is the client of any asyncmp server — usually the one
+    `asyncmp.task.spawn` or `asyncmp.thread.spawn` returned — so a handler written for a
+    local dispatch loop serves remote clients unchanged. Requests are handed over as they
+    arrive; the local server's order and concurrency rules apply.
+
+    Runs on an asyncio event loop (nats-py is asyncio-only) until cancelled or until the
+    local server is gone. Start it with ``await task_group.start(serve, client, subject)``
+    to continue once it is subscribed.
+
+    Args:
+        client: the local server's client. `serve` does not close it.
+        subject: the NATS subject to serve (wildcards allowed).
+        servers: NATS server URL(s), as for `nats.connect`.
+        queue: the NATS queue group: servers in the same group share the requests, each
+            going to one of them (default ``"asyncmp"``). ``None`` gives every server every
+            request, and the first reply wins.
+        codec: ``"json"`` (default), ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec]; the
+            clients must use the same.
+        task_status: for `TaskGroup.start`: reported once the subscription is active.
+        **nats_options: passed to `nats.connect` (``token``, ``user``, ``password`` …).
+
+    What the requester sees: the handler's reply; its `rctx.fail(exc)` as an error
+    carrying the exception's type name and message; `NoReply` when the reply context is
+    closed unanswered, or when `serve` is stopped while the request is in hand;
+    `ServerDisappeared` when the local server was closed before taking it;
+    `MalformedMessage` when the request cannot be decoded (the server keeps serving);
+    `PayloadTooLarge` when the reply does not fit in a NATS message.
+    """
+    if _running_loop() is None or _on_trio():
+        raise RuntimeError("asyncmp.nats.serve() runs on asyncio (nats-py is asyncio-only)")
+    if not isinstance(client, LocalClient):
+        raise TypeError(f"serve() takes an asyncmp.Client, not {client!r}")
+    if not isinstance(subject, str) or not subject:
+        raise ValueError(f"subject must be a non-empty NATS subject, not {subject!r}")
+    resolved = resolve_codec(codec)
+    nc = await connect_nats({**nats_options, "servers": servers})
+    server = _Server(client, nc, resolved)
+    try:
+        subs = [
+            await nc.subscribe(subject, queue=queue or "", cb=server.on_request),
+            await nc.subscribe(cancel_subject(subject), cb=server.on_cancel),
+        ]
+        await nc.flush()
+        task_status.started()
+        await server.stopped.wait()
+        # The local server is gone: stop taking requests, finish the ones in hand.
+        for sub in subs:
+            await sub.unsubscribe()
+        while server.in_flight:
+            await asyncio.gather(*server.in_flight.values(), return_exceptions=True)
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await server.shut_down()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    return asyncio._get_running_loop()
+
+
+def _on_trio() -> bool:
+    from .._wait import _sniffio_local
+
+    return _sniffio_local.name == "trio"
+
+
+class _Server:
+    """The state of one `serve` call; everything runs on its loop."""
+
+    def __init__(self, client: LocalClient[Any, Any], nc: NatsClient, codec: Codec) -> None:
+        self.client = client
+        self.nc = nc
+        self.codec = codec
+        # Requests handed to the local server and not answered yet, by reply subject.
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.stopped = anyio.Event()
+
+    async def on_request(self, msg: Msg) -> None:
+        reply = msg.reply
+        if not reply:
+            logger.warning(
+                "asyncmp.nats: dropped a message on %r without a reply subject", msg.subject
+            )
+            return
+        try:
+            request = self.codec.decode(msg.data)
+        except Exception as exc:
+            await self.fail(reply, MalformedMessage(f"the request cannot be decoded: {exc}"))
+            return
+        task = asyncio.get_running_loop().create_task(self.handle(reply, request))
+        self.in_flight[reply] = task
+
+    async def on_cancel(self, msg: Msg) -> None:
+        task = self.in_flight.get(msg.data.decode(errors="replace"))
+        if task is not None:
+            # The task's cancellation withdraws the local request (asyncmp.Client.send
+            # semantics): the handler never sees it, or its reply() returns False.
+            task.cancel()
+
+    async def handle(self, reply: str, request: object) -> None:
+        try:
+            try:
+                value = await self.client.send(request)
+            except asyncio.CancelledError:
+                raise
+            except (ServerDisappeared, Closed):
+                self.stopped.set()
+                await self.publish(reply, b"", _GONE_HEADERS)
+                return
+            except NoReply:
+                await self.publish(reply, b"", _NOREPLY_HEADERS)
+                return
+            except BaseException as exc:  # whatever the handler passed to rctx.fail()
+                await self.fail(reply, exc)
+                return
+            try:
+                payload = self.codec.encode(value)
+            except Exception as exc:
+                error = TypeError(f"the reply cannot be encoded: {exc}")
+                await self.fail(reply, error)
+                return
+            if len(payload) > self.nc.max_payload:
+                too_large = PayloadTooLarge(
+                    f"the reply is {len(payload)} bytes; the NATS server accepts at most "
+                    f"{self.nc.max_payload} (its max_payload)"
+                )
+                await self.fail(reply, too_large)
+                return
+            await self.publish(reply, payload, None)
+        finally:
+            self.in_flight.pop(reply, None)
+
+    async def fail(self, reply: str, exc: BaseException) -> None:
+        await self.publish(reply, encode_failure(exc), _FAIL_HEADERS)
+
+    async def publish(self, reply: str, payload: bytes, headers: dict[str, str] | None) -> None:
+        try:
+            await self.nc.publish(reply, payload, headers=headers)
+        except Exception as exc:
+            logger.warning("asyncmp.nats: could not publish a reply on %r: %r", reply, exc)
+
+    async def shut_down(self) -> None:
+        # Requests still in hand will not be answered: withdraw them from the local server
+        # and tell their requesters at once instead of letting them time out.
+        tasks = list(self.in_flight.items())
+        for _, task in tasks:
+            task.cancel()
+        for reply, task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+            await self.publish(reply, b"", _NOREPLY_HEADERS)
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        with contextlib.suppress(Exception):
+            await self.nc.close()
