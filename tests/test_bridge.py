@@ -1,0 +1,338 @@
+"""asyncmp.bridge: senders and receivers connected freely (dharma's bridge)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import anyio
+import pytest
+
+from asyncmp.bridge import (
+    EMPTY,
+    TIMEOUT,
+    Custom,
+    Defined,
+    DirectSender,
+    Plain,
+    Receiver,
+    Sender,
+    Special,
+    SpecialCommand,
+    connect,
+    direct_connect,
+)
+
+
+def drain(receiver: Receiver[object]) -> list[object]:
+    out = []
+    while (msg := receiver.try_recv()) is not EMPTY:
+        out.append(msg)
+    return out
+
+
+def test_bridge_fan_out_and_fan_in_keep_fifo_order() -> None:
+    """s1→r1, s1→r2, s2→r2: r1 gets s1's messages, r2 gets both senders' in send order."""
+    s1: Sender[str] = Sender()
+    s2: Sender[str] = Sender()
+    r1: Receiver[str] = Receiver()
+    r2: Receiver[str] = Receiver()
+    connect(s1, r1)
+    connect(s1, r2)
+    connect(s2, r2)
+
+    s1.send_plain("A")
+    s1.send_defined(7, "B")
+    s2.send_custom("c", "C")
+    s2.send_plain("D")
+
+    assert drain(r1) == [Plain("A"), Defined(7, "B")]
+    assert r1.try_recv() is EMPTY
+    assert drain(r2) == [Plain("A"), Defined(7, "B"), Custom("c", "C"), Plain("D")]
+
+
+def test_bridge_sender_without_receivers_drops_silently() -> None:
+    """Sending with nobody connected raises nothing and delivers nothing."""
+    sender: Sender[int] = Sender()
+    direct: DirectSender[int] = DirectSender()
+    sender.send_plain(1)
+    direct.send_special(SpecialCommand.TERMINATE)
+    receiver: Receiver[int] = Receiver()
+    connect(sender, receiver)
+
+    assert receiver.try_recv() is EMPTY
+
+
+def test_bridge_connecting_twice_delivers_twice() -> None:
+    """A receiver connected twice to one sender gets each message twice."""
+    sender: Sender[int] = Sender()
+    receiver: Receiver[int] = Receiver()
+    connect(sender, receiver)
+    connect(sender, receiver)
+    sender.send_plain(5)
+
+    assert drain(receiver) == [Plain(5), Plain(5)]
+
+
+def test_bridge_direct_connect_replaces_the_target() -> None:
+    """Reconnecting a DirectSender moves later messages only; queued ones stay put."""
+    direct: DirectSender[str] = DirectSender()
+    r1: Receiver[str] = Receiver()
+    r2: Receiver[str] = Receiver()
+    direct_connect(direct, r1)
+    direct.send_plain("old")
+    direct_connect(direct, r2)
+    direct.send_plain("X")
+
+    assert drain(r1) == [Plain("old")]
+    assert drain(r2) == [Plain("X")]
+
+
+def test_bridge_direct_sender_clone_is_independent() -> None:
+    """A clone shares the target; reconnecting the original leaves the clone's target."""
+    direct: DirectSender[int] = DirectSender()
+    r1: Receiver[int] = Receiver()
+    r2: Receiver[int] = Receiver()
+    direct_connect(direct, r1)
+    clone = direct.clone()
+    direct_connect(direct, r2)
+    clone.send_plain(1)
+    direct.send_special(SpecialCommand.TERMINATE)
+
+    assert drain(r1) == [Plain(1)]
+    assert drain(r2) == [Special(SpecialCommand.TERMINATE)]
+
+
+def test_bridge_empty_receiver_reports_empty_and_timeout() -> None:
+    """An empty receiver: try_recv gives EMPTY, a blocking recv with a tiny timeout TIMEOUT."""
+    receiver: Receiver[int] = Receiver()
+
+    assert receiver.try_recv() is EMPTY
+    assert receiver.blocking.recv(timeout=1e-9) is TIMEOUT
+    assert receiver.blocking.recv(timeout=0) is TIMEOUT
+
+
+async def test_bridge_async_recv_times_out_with_timeout_value() -> None:
+    """``await recv(timeout)`` on an empty receiver returns TIMEOUT, not an exception."""
+    receiver: Receiver[int] = Receiver()
+
+    assert await receiver.recv(timeout=1e-9) is TIMEOUT
+    assert await receiver.recv(timeout=0) is TIMEOUT
+
+
+async def test_bridge_recv_with_timeout_prefers_a_queued_message() -> None:
+    """A queued message is returned even with ``timeout=0``: no spurious TIMEOUT."""
+    sender: Sender[int] = Sender()
+    receiver: Receiver[int] = Receiver()
+    connect(sender, receiver)
+    sender.send_plain(1)
+    sender.send_plain(2)
+
+    assert await receiver.recv(timeout=0) == Plain(1)
+    assert receiver.blocking.recv  # the view exists on an event loop thread too
+    assert await receiver.recv(timeout=0) == Plain(2)
+    assert await receiver.recv(timeout=0) is TIMEOUT
+
+
+async def test_bridge_async_recv_is_woken_by_a_send_from_another_thread() -> None:
+    """A task parked in ``recv()`` gets the message a plain thread sends."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    got: list[object] = []
+
+    async def receive() -> None:
+        got.append(await receiver.recv())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receive)
+            await anyio.wait_all_tasks_blocked()
+            await anyio.to_thread.run_sync(sender.send_plain, "hi")
+
+    assert got == [Plain("hi")]
+
+
+async def test_bridge_blocking_recv_is_woken_by_a_send_from_a_task() -> None:
+    """A thread blocked in ``blocking.recv()`` gets the message a task sends."""
+    direct: DirectSender[int] = DirectSender()
+    receiver: Receiver[int] = Receiver()
+    direct_connect(direct, receiver)
+    parked = threading.Event()
+
+    def receive() -> object:
+        parked.set()
+        return receiver.blocking.recv(timeout=5)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            result: list[object] = []
+
+            async def run() -> None:
+                result.append(await anyio.to_thread.run_sync(receive))
+
+            tg.start_soon(run)
+            await anyio.to_thread.run_sync(parked.wait, 5)
+            direct.send_defined(3, 42)
+
+    assert result == [Defined(3, 42)]
+
+
+def test_bridge_blocking_recv_refuses_to_run_on_an_event_loop_thread() -> None:
+    """``blocking.recv()`` on a thread running an event loop raises RuntimeError at once."""
+    receiver: Receiver[int] = Receiver()
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="event loop"):
+            receiver.blocking.recv(timeout=5)
+
+    anyio.run(main)
+
+
+async def test_bridge_many_receivers_never_get_spurious_results() -> None:
+    """With tasks and threads racing on one receiver, every message is received exactly
+    once and no ``recv()`` without a timeout returns anything but a message."""
+    sender: Sender[int] = Sender()
+    receiver: Receiver[int] = Receiver()
+    connect(sender, receiver)
+    n_threads, per_thread = 3, 300
+    total = n_threads * per_thread
+    got: list[object] = []
+    lock = threading.Lock()
+
+    async def task_receiver(count: int) -> None:
+        for _ in range(count):
+            msg = await receiver.recv()
+            with lock:
+                got.append(msg)
+
+    def thread_receiver(count: int) -> None:
+        for _ in range(count):
+            msg = receiver.blocking.recv(timeout=10)
+            with lock:
+                got.append(msg)
+
+    def produce(base: int) -> None:
+        for i in range(per_thread):
+            sender.send_plain(base + i)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(task_receiver, total // 4)
+            for _ in range(2):
+                tg.start_soon(anyio.to_thread.run_sync, thread_receiver, total // 4)
+            for t in range(n_threads):
+                tg.start_soon(anyio.to_thread.run_sync, produce, t * per_thread)
+
+    assert all(type(m) is Plain for m in got)
+    assert sorted(m.value for m in got if type(m) is Plain) == list(range(total))
+    assert receiver.try_recv() is EMPTY
+
+
+async def test_bridge_cancelled_recv_loses_no_message() -> None:
+    """A receive cancelled just as a message arrives either returns it or leaves it queued."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    got: list[object] = []
+
+    async def receive(scope_box: list[anyio.CancelScope]) -> None:
+        with anyio.CancelScope() as scope:
+            scope_box.append(scope)
+            got.append(await receiver.recv())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            box: list[anyio.CancelScope] = []
+            tg.start_soon(receive, box)
+            await anyio.wait_all_tasks_blocked()
+            sender.send_plain("x")  # wakes the parked receive …
+            box[0].cancel()  # … which is cancelled before it runs again
+
+    assert got + drain(receiver) == [Plain("x")]
+
+
+async def test_bridge_wake_passes_on_when_a_woken_receiver_is_cancelled() -> None:
+    """If the woken one of two parked receivers is cancelled, the other gets the message."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    got: list[object] = []
+    scopes: list[anyio.CancelScope] = []
+
+    async def receive() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            got.append(await receiver.recv())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receive)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(receive)
+            await anyio.wait_all_tasks_blocked()
+            sender.send_plain("x")  # wakes the first receiver …
+            scopes[0].cancel()  # … which is cancelled before it runs again
+            await anyio.wait_all_tasks_blocked()
+            # asyncio: the first one is cancelled and passed the wake-up to the second;
+            # trio: the cancel was refused and the first one returned the message.
+            assert got == [Plain("x")]
+            scopes[1].cancel()  # release whichever one is still parked
+
+
+def test_bridge_results_support_pattern_matching() -> None:
+    """Results are frozen dataclasses usable with ``match``."""
+    msg: object = Defined(3, "payload")
+    match msg:
+        case Defined(signal_id, value):
+            assert (signal_id, value) == (3, "payload")
+        case _:
+            pytest.fail("Defined did not match")
+    with pytest.raises(AttributeError):
+        msg.value = "other"  # type: ignore[attr-defined]
+
+
+def test_bridge_collected_receiver_is_dropped_by_its_senders() -> None:
+    """Once a receiver is garbage-collected, senders stop queueing for it."""
+    sender: Sender[int] = Sender()
+    direct: DirectSender[int] = DirectSender()
+    kept: Receiver[int] = Receiver()
+    gone: Receiver[int] = Receiver()
+    connect(sender, kept)
+    connect(sender, gone)
+    direct_connect(direct, gone)
+    assert sender.receivers == 2
+    del gone
+    gc.collect()
+    sender.send_plain(1)
+    direct.send_plain(2)
+
+    assert sender.receivers == 1
+    assert not direct.connected
+    assert drain(kept) == [Plain(1)]
+
+
+def test_bridge_rejects_bad_input() -> None:
+    """Wrong types and values raise TypeError/ValueError with a message."""
+    sender: Sender[int] = Sender()
+    direct: DirectSender[int] = DirectSender()
+    receiver: Receiver[int] = Receiver()
+    with pytest.raises(TypeError, match="signal id"):
+        sender.send_defined("1", 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="signal id"):
+        sender.send_defined(True, 0)
+    with pytest.raises(ValueError, match="signal id"):
+        direct.send_defined(-1, 0)
+    with pytest.raises(TypeError, match="name"):
+        sender.send_custom(3, 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SpecialCommand"):
+        direct.send_special("terminate")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Sender"):
+        connect(direct, receiver)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Receiver"):
+        direct_connect(direct, sender)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        receiver.blocking.recv(timeout=-1)
+    with pytest.raises(TypeError, match="timeout"):
+        receiver.blocking.recv(timeout="1")  # type: ignore[arg-type]
