@@ -28,20 +28,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
-from ._errors import ClientsDisappeared, Closed, ServerDisappeared, WouldBlock
-from ._reply import ACTIVE, DONE, QUEUED, PendingReply, ReplyContext, _new_object, _Request
+from ._core import _Core
+from ._errors import ClientsDisappeared, Closed
+from ._reply import PendingReply, ReplyContext, _Request
 from ._wait import (
-    AsyncWaiter,
     ThreadWaiter,
-    Waiter,
     _Future,
     _get_running_loop,
     _sniffio_local,
@@ -49,8 +45,6 @@ from ._wait import (
     ensure_blocking_allowed,
     new_async_waiter,
     park,
-    trio_checkpoint,
-    wake,
 )
 
 __all__ = ("ChannelStatistics", "Client", "Server", "WeakClient", "channel")
@@ -72,160 +66,6 @@ class ChannelStatistics:
     """Weak clients that exist (they never keep the server alive)."""
     in_flight: int
     """Requests picked up by the server and not answered yet."""
-
-
-@final
-class _Core:
-    __slots__ = (
-        "clients",
-        "in_flight",
-        "live",
-        "lock",
-        "max_queued",
-        "queue",
-        "server_closed",
-        "server_waiters",
-        "weak_clients",
-    )
-
-    def __init__(self, max_queued: int | None) -> None:
-        self.lock = threading.Lock()
-        self.queue: deque[_Request] = deque()
-        self.live = 0
-        self.max_queued = max_queued
-        self.clients = 1
-        self.weak_clients = 0
-        self.in_flight = 0
-        self.server_closed = False
-        self.server_waiters: deque[Waiter] = deque()
-
-    # -- client side -------------------------------------------------------------------
-
-    def push(self, node: _Request, nowait: bool) -> None:
-        """Queue *node* and wake one parked server, or raise ServerDisappeared/WouldBlock."""
-        with self.lock:
-            if self.server_closed:
-                raise ServerDisappeared("the server is closed")
-            if nowait and self.max_queued is not None and self.live >= self.max_queued:
-                raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
-            self.queue.append(node)
-            self.live += 1
-            if not self.server_waiters:
-                return
-            waiter = self.server_waiters.popleft()
-        # Inlined `wake` for the common case: a server task on the caller's own loop.
-        if type(waiter) is _Future and waiter.get_loop() is _get_running_loop():
-            if not waiter.done():
-                waiter.set_result(None)
-        else:
-            wake(waiter)
-
-    def drop_client(self) -> None:
-        with self.lock:
-            self.clients -= 1
-            if self.clients:
-                return
-            waiters = list(self.server_waiters)
-            self.server_waiters.clear()
-        # No request will come any more: wake every parked server, so that each one drains
-        # what is left or sees ClientsDisappeared.
-        for waiter in waiters:
-            wake(waiter)
-
-    # -- server side -------------------------------------------------------------------
-
-    def pop(self, gone: type[Exception] = ClientsDisappeared) -> tuple[Any, Any] | None:
-        """Take the oldest live request, or None when nothing is queued now, or raise *gone*
-        when nothing will ever come. Call with the lock held."""
-        queue = self.queue
-        while queue:
-            node = queue.popleft()
-            if node.state == QUEUED:
-                node.state = ACTIVE
-                self.live -= 1
-                self.in_flight += 1
-                rctx = _new_object(ReplyContext)
-                rctx._node = node
-                return node.msg, rctx
-        if self.server_closed:
-            raise Closed("the server is closed")
-        if not self.clients:
-            raise gone("every client has gone and the queue is drained")
-        return None
-
-    async def receive(self, gone: type[Exception]) -> tuple[Any, Any]:
-        """`Server.wait` and `Server.__anext__`: the next request, parking until one comes."""
-        lock = self.lock
-        with lock:
-            item = self.pop(gone)
-            if item is None:
-                waiter = _server_waiter()
-                self.server_waiters.append(waiter)
-        if item is not None:
-            if _sniffio_local.name == "trio":
-                await trio_checkpoint()
-            return item
-        while True:
-            if type(waiter) is _Future:
-                try:
-                    await waiter
-                except BaseException:
-                    if not self.unpark(waiter):
-                        self.pass_on()
-                    raise
-            else:
-                await park(waiter, functools.partial(self.unpark, waiter), self.pass_on)
-            with lock:
-                item = self.pop(gone)
-                if item is not None:
-                    return item
-                waiter = _server_waiter()
-                self.server_waiters.append(waiter)
-
-    def unpark(self, waiter: Waiter) -> bool:
-        """deregister() for a parked server (see `_wait`)."""
-        with self.lock:
-            try:
-                self.server_waiters.remove(waiter)
-            except ValueError:
-                return False
-            return True
-
-    def pass_on(self) -> None:
-        """on_lost() for a server cancelled after being woken: hand the hint to the next."""
-        with self.lock:
-            if not (self.server_waiters and (self.live or not self.clients)):
-                return
-            waiter = self.server_waiters.popleft()
-        wake(waiter)
-
-    def close_server(self) -> None:
-        with self.lock:
-            if self.server_closed:
-                return
-            self.server_closed = True
-            failed = [node for node in self.queue if node.state == QUEUED]
-            self.queue.clear()
-            self.live = 0
-            waiters = list(self.server_waiters)
-            self.server_waiters.clear()
-            for node in failed:
-                node.state = DONE
-                node.error = ServerDisappeared("the server closed before taking this request")
-                if node.waiter is not None:
-                    waiters.append(node.waiter)
-                    node.waiter = None
-        for waiter in waiters:
-            wake(waiter)
-
-
-def _server_waiter() -> AsyncWaiter:
-    """`new_async_waiter`, with the asyncio case first and without a Python-level
-    ``loop.create_future`` frame."""
-    loop = _get_running_loop()
-    if loop is not None and _sniffio_local.name is None:
-        return _Future(loop=loop)
-    return new_async_waiter()
 
 
 def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[Any, Any]]:
@@ -301,7 +141,7 @@ class Client(Generic[Req, Rep]):
         # asyncio, inlined: this is the hot path the benchmarks measure.
         fut: asyncio.Future[None] = _Future(loop=loop)
         node = _Request(msg, core, fut)
-        core.push(node, False)
+        core.push(node, False, loop)
         try:
             await fut
         except BaseException:
@@ -509,7 +349,7 @@ class Server(Generic[Req, Rep]):
         """
         core = self._core
         with core.lock:
-            return core.pop()
+            return core.take(ClientsDisappeared)
 
     @property
     def blocking(self) -> _BlockingServer[Req, Rep]:
@@ -596,18 +436,7 @@ class _BlockingServer(Generic[Req, Rep]):
         """
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("server.blocking.wait()")
-        core = self._server._core
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with core.lock:
-                item = core.pop()
-                if item is not None:
-                    return item
-                waiter = ThreadWaiter()
-                core.server_waiters.append(waiter)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not waiter.wait(left) and core.unpark(waiter):
-                raise TimeoutError(f"no request within {timeout} seconds")
+        return self._server._core.receive_blocking(ClientsDisappeared, timeout)
 
     def __iter__(self) -> _BlockingServer[Req, Rep]:
         return self

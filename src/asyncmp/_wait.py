@@ -47,6 +47,7 @@ __all__ = (
     "ThreadWaiter",
     "Waiter",
     "check_timeout",
+    "deliver",
     "ensure_blocking_allowed",
     "new_async_waiter",
     "park",
@@ -77,20 +78,23 @@ class _TrioWaiter:
         self._token = trio.lowlevel.current_trio_token()
         self._thread = _get_ident()
 
-    def wake(self) -> None:
+    def wake(self, value: object = None) -> None:
+        import outcome
         import trio
 
         # Same thread means we are inside this trio run (the task cannot have parked in a
         # run that is not executing), so reschedule directly; otherwise hop through the token.
         if _get_ident() == self._thread:
-            trio.lowlevel.reschedule(self._task)
+            trio.lowlevel.reschedule(self._task, outcome.Value(value))
         else:
             try:
-                self._token.run_sync_soon(trio.lowlevel.reschedule, self._task)
+                self._token.run_sync_soon(
+                    trio.lowlevel.reschedule, self._task, outcome.Value(value)
+                )
             except trio.RunFinishedError:
                 pass  # the run is over: nobody is left to wake
 
-    async def park(self, deregister: Callable[[], bool]) -> None:
+    async def park(self, deregister: Callable[[], bool]) -> Any:
         import trio
 
         def abort(_: object) -> Any:
@@ -99,20 +103,23 @@ class _TrioWaiter:
             # A waker already took us: refuse the cancellation, the wake-up is on its way.
             return trio.lowlevel.Abort.FAILED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 @final
 class ThreadWaiter:
     """A plain thread blocked on a pre-acquired lock; [`wake`][] releases it."""
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_lock", "value")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
+        self.value: Any = None
+        """What the waker delivered (see [`deliver`][]); read it after `wait` returned True."""
 
-    def wake(self) -> None:
+    def wake(self, value: object = None) -> None:
+        self.value = value
         self._lock.release()
 
     def wait(self, timeout: float | None) -> bool:
@@ -122,8 +129,8 @@ class ThreadWaiter:
         return self._lock.acquire(timeout=timeout)
 
 
-AsyncWaiter: TypeAlias = "asyncio.Future[None] | _TrioWaiter"
-Waiter: TypeAlias = "asyncio.Future[None] | _TrioWaiter | ThreadWaiter"
+AsyncWaiter: TypeAlias = "asyncio.Future[Any] | _TrioWaiter"
+Waiter: TypeAlias = "asyncio.Future[Any] | _TrioWaiter | ThreadWaiter"
 
 
 def _trio_running() -> bool:
@@ -144,42 +151,67 @@ def new_async_waiter() -> AsyncWaiter:
     raise RuntimeError(f"asyncmp supports asyncio and trio, not {library!r}")
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
+def _resolve(fut: asyncio.Future[Any], value: object = None) -> None:
     if not fut.done():
-        fut.set_result(None)
+        fut.set_result(value)
 
 
-def wake(waiter: Waiter) -> None:
-    """Wake *waiter* from any thread. Call at most once per waiter (see the module doc)."""
+def wake(waiter: Waiter, value: object = None) -> None:
+    """Wake *waiter* from any thread, delivering *value* (what `park` returns, or a thread
+    waiter's ``value``). Call at most once per waiter (see the module doc).
+
+    A value delivered to an asyncio task that was cancelled before it could receive it is
+    dropped: owners who hand over something that must not be lost use `deliver`.
+    """
+    deliver(waiter, value, None)
+
+
+def deliver(waiter: Waiter, value: object, undelivered: Callable[[Any], None] | None) -> None:
+    """`wake`, calling ``undelivered(value)`` on the waiter's loop if an asyncio waiter turns
+    out to be cancelled when the value arrives (trio and thread waiters always receive it:
+    trio refuses the cancellation, a thread checks `deregister`)."""
     if isinstance(waiter, _Future):
         loop = waiter.get_loop()
         if _get_running_loop() is loop:
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(value)
+            elif undelivered is not None:
+                undelivered(value)
         else:
             try:
-                loop.call_soon_threadsafe(_resolve, waiter)
+                loop.call_soon_threadsafe(_settle, waiter, value, undelivered)
             except RuntimeError:
-                pass  # the loop is closed: the task that waited is gone
+                # The loop is closed: the task that waited is gone.
+                if undelivered is not None:
+                    undelivered(value)
     else:
-        waiter.wake()
+        waiter.wake(value)
+
+
+def _settle(
+    fut: asyncio.Future[Any], value: object, undelivered: Callable[[Any], None] | None
+) -> None:
+    if not fut.done():
+        fut.set_result(value)
+    elif undelivered is not None:
+        undelivered(value)
 
 
 async def park(
     waiter: AsyncWaiter,
     deregister: Callable[[], bool],
     on_lost: Callable[[], None] | None = None,
-) -> None:
-    """Wait until *waiter* is woken; on cancellation apply the protocol of the module doc."""
+) -> Any:
+    """Wait until *waiter* is woken and return the delivered value; on cancellation apply
+    the protocol of the module doc."""
     if isinstance(waiter, _Future):
         try:
-            await waiter
+            return await waiter
         except BaseException:
             if not deregister() and on_lost is not None:
                 on_lost()
             raise
-    else:
-        await waiter.park(deregister)
+    return await waiter.park(deregister)
 
 
 async def trio_checkpoint() -> None:
