@@ -1,24 +1,13 @@
 """The request/reply channel: ump's Client/Server pair.
 
-Design note. One `_Core` per channel holds a FIFO of `_Request` nodes and the bookkeeping
-that decides who has gone, all guarded by one ``threading.Lock`` (``core.lock``) so that any
-mix of threads and event loops can use it. Clients, weak clients and the server only hold the
-core; the core holds none of them, so garbage collection of a handle is its close.
-
-Invariants (under ``core.lock``):
-- ``live`` = the number of QUEUED nodes in ``queue``; GONE nodes there are tombstones.
-- ``clients`` = the number of open strong `Client` handles; ``weak_clients`` likewise.
-- ``server_waiters`` holds the waiters of server tasks/threads parked in ``wait()``; a waker
-  removes a waiter before waking it. They are woken (all of them) when the last strong
-  client closes and (one of them) when a request is queued: a woken server re-checks the
-  queue itself, so a wake-up is a hint, never a hand-off, and a cancelled server loses
-  nothing (it passes the hint on).
-- Once ``server_closed`` is set, the queue is empty and stays so.
+Design note. The shared state of a channel lives in `_core._Core`; a request is a
+`ReplyContext` (see `_reply`). Clients, weak clients and the server only hold the core, and
+the core holds none of them, so garbage collection of a handle is its close.
 
 Bounded channels (``max_queued``) never hide a sender's request from the server: a send
-on a full channel queues its node behind the others and waits for its reply, which is
+on a full channel queues its request behind the others and waits for its reply, which is
 indistinguishable from waiting for room first and then for the reply (the server only
-reaches that node once the requests before it were taken). What the bound changes is
+reaches that request once the requests before it were taken). What the bound changes is
 that non-waiting `request()` raises `WouldBlock`, and `statistics().queued` never
 exceeds it.
 """
@@ -35,7 +24,16 @@ from typing import Any, Generic, TypeVar, final
 
 from ._core import _Core
 from ._errors import ClientsDisappeared, Closed
-from ._reply import PendingReply, ReplyContext, _Request
+from ._reply import (
+    QUEUED,
+    PendingReply,
+    ReplyContext,
+    _Failure,
+    _new_object,
+    _Ticket,
+    new_request,
+    outcome,
+)
 from ._wait import (
     ThreadWaiter,
     _Future,
@@ -134,22 +132,29 @@ class Client(Generic[Req, Rep]):
         loop = _get_running_loop()
         if loop is None or _sniffio_local.name is not None:  # trio
             waiter = new_async_waiter()
-            node = _Request(msg, core, waiter)
-            core.push(node, False)
-            await park(waiter, functools.partial(node.deregister, waiter))
-            return node.outcome()  # type: ignore[no-any-return]
+            ticket = _Ticket(core, waiter)
+            core.push(new_request(core, msg, ticket), False)
+            await park(waiter, functools.partial(ticket.deregister, waiter))
+            return outcome(ticket.value)  # type: ignore[no-any-return]
         # asyncio, inlined: this is the hot path the benchmarks measure.
-        fut: asyncio.Future[None] = _Future(loop=loop)
-        node = _Request(msg, core, fut)
+        fut: asyncio.Future[Any] = _Future(loop=loop)
+        node = _new_object(ReplyContext)  # `new_request`, inlined
+        node._core = core
+        node._msg = msg
+        node._state = QUEUED
+        node._to = fut
         core.push(node, False, loop)
         try:
-            await fut
+            value = await fut
         except BaseException:
-            node.deregister(fut)  # withdraw it, or orphan it if already picked up
+            # Give up: a cancelled future is how the server learns that the request was
+            # withdrawn (still queued) or orphaned (picked up). Task.cancel has usually
+            # cancelled it already; this covers every other way out.
+            fut.cancel()
             raise
-        if node.error is not None:
-            raise node.error
-        return node.value  # type: ignore[return-value]
+        if type(value) is _Failure:
+            raise value.error
+        return value  # type: ignore[no-any-return]
 
     def request(self, msg: Req) -> PendingReply[Rep]:
         """Queue *msg* now, without waiting, and return a handle to collect the reply.
@@ -161,9 +166,10 @@ class Client(Generic[Req, Rep]):
         """
         if self._closed:
             raise Closed("this client is closed")
-        node = _Request(msg, self._core, None)
-        self._core.push(node, True)
-        return PendingReply._create(node)
+        core = self._core
+        ticket = _Ticket(core, None)
+        core.push(new_request(core, msg, ticket), True)
+        return PendingReply._create(ticket)
 
     @property
     def blocking(self) -> _BlockingClient[Req, Rep]:
@@ -254,11 +260,12 @@ class _BlockingClient(Generic[Req, Rep]):
         if client._closed:
             raise Closed("this client is closed")
         waiter = ThreadWaiter()
-        node = _Request(msg, client._core, waiter)
-        client._core.push(node, False)
-        if not waiter.wait(timeout) and node.deregister(waiter):
+        core = client._core
+        ticket = _Ticket(core, waiter)
+        core.push(new_request(core, msg, ticket), False)
+        if not waiter.wait(timeout) and ticket.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
-        return node.outcome()  # type: ignore[no-any-return]
+        return outcome(ticket.value)  # type: ignore[no-any-return]
 
 
 @final
@@ -347,9 +354,7 @@ class Server(Generic[Req, Rep]):
             ClientsDisappeared: every strong client is closed and the queue is drained.
             Closed: this server was closed.
         """
-        core = self._core
-        with core.lock:
-            return core.take(ClientsDisappeared)
+        return self._core.try_take(ClientsDisappeared)
 
     @property
     def blocking(self) -> _BlockingServer[Req, Rep]:
@@ -359,11 +364,10 @@ class Server(Generic[Req, Rep]):
     def statistics(self) -> ChannelStatistics:
         """A snapshot of the queue and the clients."""
         core = self._core
-        with core.lock:
-            queued = core.live
-            if core.max_queued is not None:
-                queued = min(queued, core.max_queued)
-            return ChannelStatistics(queued, core.clients, core.weak_clients, core.in_flight)
+        queued, clients, weak_clients, in_flight = core.statistics()
+        if core.max_queued is not None:
+            queued = min(queued, core.max_queued)
+        return ChannelStatistics(queued, clients, weak_clients, in_flight)
 
     def close(self) -> None:
         """Fail every queued request with `ServerDisappeared` and refuse new ones. Idempotent."""

@@ -14,11 +14,14 @@ Requests reach the server in one of two ways:
 Invariants (under ``core.lock``):
 - ``server_waiters`` is non-empty only while ``queue`` holds no QUEUED node: a server parks
   only after finding the queue empty, and every later push hands off.
-- ``live`` = the number of QUEUED nodes in ``queue``; GONE nodes there are tombstones that
-  `take` skips.
+- ``live`` = ``len(queue)``. Requests whose requester gave up stay there as tombstones
+  (giving up takes no lock on the hot path): `take` skips them, `statistics` does not count
+  them, and a full bounded channel purges them before it refuses a request.
 - A node handed to a server that can no longer take it (cancelled in the meantime, or the
   server closed) comes back through `requeue`, exactly once: a handed-off node is never lost.
-- ``in_flight`` counts ACTIVE nodes: handed off or taken, and not answered yet.
+- ``taken`` counts requests handed off or taken (changed under the lock only); ``answered``
+  counts their answers, lock-free (``next()`` on an ``itertools.count`` is atomic), so that
+  answering needs no lock; in flight = taken − answered.
 - Once ``server_closed`` is set, ``queue`` is empty and stays so.
 - Parked servers woken with ``None`` (last client gone, server closed) look at the queue
   again; wake-ups with ``None`` go to *every* parked server, so none is left behind.
@@ -27,13 +30,21 @@ Invariants (under ``core.lock``):
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from collections import deque
 from typing import Any, final
 
 from ._errors import Closed, ServerDisappeared, WouldBlock
-from ._reply import ACTIVE, DONE, QUEUED, ReplyContext, _new_object, _Request
+from ._reply import (
+    ACTIVE,
+    QUEUED,
+    WAITING,
+    ReplyContext,
+    _Failure,
+    settle,
+)
 from ._wait import (
     AsyncWaiter,
     ThreadWaiter,
@@ -50,11 +61,15 @@ from ._wait import (
 
 __all__ = ("_Core",)
 
+Item = tuple[Any, ReplyContext[Any]]
 
-def _context(node: _Request) -> ReplyContext[Any]:
-    rctx: ReplyContext[Any] = _new_object(ReplyContext)
-    rctx._node = node
-    return rctx
+
+def _gone(node: ReplyContext[Any]) -> bool:
+    """Whether the requester of *node* gave up (a hint: it may give up right after)."""
+    to = node._to
+    if type(to) is _Future:
+        return to.done()
+    return to is None or to.state != WAITING  # type: ignore[union-attr]
 
 
 def _server_waiter() -> AsyncWaiter:
@@ -65,34 +80,41 @@ def _server_waiter() -> AsyncWaiter:
     return new_async_waiter()
 
 
+def _count(counter: itertools.count[int]) -> int:
+    # itertools.count exposes its next value only through repr: "count(42)".
+    return int(repr(counter)[6:-1])
+
+
 @final
 class _Core:
     __slots__ = (
+        "answered",
         "clients",
-        "in_flight",
         "live",
         "lock",
         "max_queued",
         "queue",
         "server_closed",
         "server_waiters",
+        "taken",
         "weak_clients",
     )
 
     def __init__(self, max_queued: int | None) -> None:
         self.lock = threading.Lock()
-        self.queue: deque[_Request] = deque()
+        self.queue: deque[ReplyContext[Any]] = deque()
         self.live = 0
         self.max_queued = max_queued
         self.clients = 1
         self.weak_clients = 0
-        self.in_flight = 0
+        self.taken = 0
+        self.answered = itertools.count()
         self.server_closed = False
         self.server_waiters: deque[Waiter] = deque()
 
     # -- client side -------------------------------------------------------------------
 
-    def push(self, node: _Request, nowait: bool, loop: object = None) -> None:
+    def push(self, node: ReplyContext[Any], nowait: bool, loop: object = None) -> None:
         """Hand *node* to a parked server or queue it; raise ServerDisappeared/WouldBlock.
 
         *loop* is the caller's running asyncio loop when it knows it (saves a look-up)."""
@@ -101,13 +123,15 @@ class _Core:
                 raise ServerDisappeared("the server is closed")
             if not self.server_waiters:
                 if nowait and self.max_queued is not None and self.live >= self.max_queued:
-                    raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
+                    self._purge()
+                    if self.live >= self.max_queued:
+                        raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
                 self.queue.append(node)
                 self.live += 1
                 return
             waiter = self.server_waiters.popleft()
-            node.state = ACTIVE
-            self.in_flight += 1
+            node._state = ACTIVE
+            self.taken += 1
         # Inlined `deliver` for the common case: a server task on the caller's own loop.
         if type(waiter) is _Future and waiter.get_loop() is (loop or _get_running_loop()):
             if not waiter.done():
@@ -116,6 +140,11 @@ class _Core:
                 self.requeue(node)
         else:
             deliver(waiter, node, self.requeue)
+
+    def _purge(self) -> None:
+        """Drop the tombstones from the queue. Call with the lock held."""
+        self.queue = deque(node for node in self.queue if not _gone(node))
+        self.live = len(self.queue)
 
     def drop_client(self) -> None:
         with self.lock:
@@ -131,54 +160,58 @@ class _Core:
 
     # -- server side -------------------------------------------------------------------
 
-    def take(self, gone: type[Exception]) -> tuple[Any, ReplyContext[Any]] | None:
+    def take(self, gone: type[Exception]) -> Item | None:
         """The oldest queued request, None if there is none now, or raise *gone* when none
         will ever come. Call with the lock held."""
         queue = self.queue
         while queue:
             node = queue.popleft()
-            if node.state == QUEUED:
-                node.state = ACTIVE
-                self.live -= 1
-                self.in_flight += 1
-                return node.msg, _context(node)
+            self.live -= 1
+            if not _gone(node):
+                node._state = ACTIVE
+                self.taken += 1
+                return node._msg, node
         if self.server_closed:
             raise Closed("the server is closed")
         if not self.clients:
             raise gone("every client has gone and the queue is drained")
         return None
 
-    def received(self, node: _Request) -> tuple[Any, ReplyContext[Any]]:
-        """A parked server got *node* handed off."""
-        if self.server_closed:  # closed while the node was on its way: it was never seen
+    def handed(self, node: ReplyContext[Any]) -> Item | None:
+        """A parked server was handed *node*: the item, or None if its requester has gone
+        meanwhile (skip it); raise Closed if the server closed meanwhile."""
+        if self.server_closed or _gone(node):
             self.requeue(node)
-            raise Closed("the server is closed")
-        return node.msg, _context(node)
+            if self.server_closed:
+                raise Closed("the server is closed")
+            return None
+        return node._msg, node
 
-    def requeue(self, node: _Request) -> None:
-        """Take back a handed-off node its server could not take: hand it to the next parked
-        server, or put it back at the head of the queue (it was the oldest)."""
+    def requeue(self, node: ReplyContext[Any]) -> None:
+        """Take back a handed-off node its server could not take: drop it if its requester
+        has gone, fail it if the server closed, else hand it to the next parked server or
+        put it back at the head of the queue (it was the oldest)."""
+        to = next_server = None
         with self.lock:
-            self.in_flight -= 1
-            if node.state != ACTIVE:  # its requester gave up meanwhile: nothing to keep
+            if _gone(node):
+                node._to = None  # nothing to answer: not NoReply, not in flight
+                self.taken -= 1
                 return
             if self.server_closed:
-                node.state = DONE
-                node.error = ServerDisappeared("the server closed before taking this request")
-                waiter, node.waiter = node.waiter, None
-                next_server = None
+                to, node._to = node._to, None
+                self.taken -= 1
             elif self.server_waiters:
-                self.in_flight += 1
                 next_server = self.server_waiters.popleft()
             else:
-                node.state = QUEUED
+                node._state = QUEUED
+                self.taken -= 1
                 self.queue.appendleft(node)
                 self.live += 1
                 return
         if next_server is not None:
             deliver(next_server, node, self.requeue)
-        elif waiter is not None:
-            wake(waiter)
+        elif to is not None:
+            settle(to, _Failure(ServerDisappeared("the server closed before taking it")))
 
     def unpark(self, waiter: Waiter) -> bool:
         """deregister() for a parked server (see `_wait`): False if it was taken already."""
@@ -189,7 +222,7 @@ class _Core:
                 return False
             return True
 
-    async def receive(self, gone: type[Exception]) -> tuple[Any, ReplyContext[Any]]:
+    async def receive(self, gone: type[Exception]) -> Item:
         """`Server.wait` / `Server.__anext__`: the next request, parking until one comes."""
         lock = self.lock
         with lock:
@@ -216,16 +249,17 @@ class _Core:
                     ):
                         self.requeue(node)
                     raise
+                # The hot path: handed a live request by an asyncio client.
+                if node is not None and not self.server_closed:
+                    to = node._to
+                    if type(to) is _Future and not to.done():
+                        return node._msg, node
             else:
                 # trio refuses a cancellation once a waker took the waiter, so the node
                 # (or the None of a "look again") always arrives.
                 node = await park(waiter, functools.partial(self.unpark, waiter))
-            if node is not None:
-                if self.server_closed:
-                    return self.received(node)  # raises Closed
-                rctx = _new_object(ReplyContext)
-                rctx._node = node
-                return node.msg, rctx
+            if node is not None and (item := self.handed(node)) is not None:
+                return item
             with lock:
                 item = self.take(gone)
                 if item is not None:
@@ -233,9 +267,7 @@ class _Core:
                 waiter = _server_waiter()
                 self.server_waiters.append(waiter)
 
-    def receive_blocking(
-        self, gone: type[Exception], timeout: float | None
-    ) -> tuple[Any, ReplyContext[Any]]:
+    def receive_blocking(self, gone: type[Exception], timeout: float | None) -> Item:
         """`server.blocking.wait`: the same, blocking a plain thread."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -250,24 +282,35 @@ class _Core:
                 if self.unpark(waiter):
                     raise TimeoutError(f"no request within {timeout} seconds")
                 waiter.wait(None)  # a waker took us just now: its delivery is on its way
-            if waiter.value is not None:
-                return self.received(waiter.value)
+            if waiter.value is not None and (item := self.handed(waiter.value)) is not None:
+                return item
+
+    def try_take(self, gone: type[Exception]) -> Item | None:
+        with self.lock:
+            return self.take(gone)
 
     def close_server(self) -> None:
         with self.lock:
             if self.server_closed:
                 return
             self.server_closed = True
-            failed = [node for node in self.queue if node.state == QUEUED]
+            requesters = []
+            for node in self.queue:
+                if not _gone(node):
+                    requesters.append(node._to)
+                    node._to = None
             self.queue.clear()
             self.live = 0
             waiters = list(self.server_waiters)
             self.server_waiters.clear()
-            for node in failed:
-                node.state = DONE
-                node.error = ServerDisappeared("the server closed before taking this request")
-                if node.waiter is not None:
-                    waiters.append(node.waiter)
-                    node.waiter = None
+        for to in requesters:
+            settle(to, _Failure(ServerDisappeared("the server closed before taking it")))  # type: ignore[arg-type]
         for waiter in waiters:
             wake(waiter)
+
+    def statistics(self) -> tuple[int, int, int, int]:
+        """(queued, clients, weak_clients, in_flight)."""
+        with self.lock:
+            queued = sum(1 for node in self.queue if not _gone(node))
+            in_flight = self.taken - _count(self.answered)
+            return queued, self.clients, self.weak_clients, in_flight

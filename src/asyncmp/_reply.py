@@ -1,22 +1,25 @@
-"""One request's life: the node the queue holds, the server's ReplyContext, the client's
-PendingReply.
+"""One request's life: the server's ReplyContext (which is also what the queue holds) and
+the requester's side — a bare asyncio Future, or a `_Ticket`.
 
-Design note. Every request is a `_Request` node with a small state machine, guarded by the
-lock of the channel it was sent on (``node.core.lock``)::
+Design note. A request is one `ReplyContext`, made by the client when it sends: it waits in
+the channel's queue, is handed to the server, and answers the requester. Its ``_to`` is the
+requester:
 
-    QUEUED ──pop──▶ ACTIVE ──reply/fail/close──▶ DONE
-       │               │
-       └─requester gives up (cancel, timeout, PendingReply dropped)──▶ GONE
-    QUEUED ──server closes──▶ DONE (ServerDisappeared)
+- an ``asyncio.Future`` for ``await client.send()`` on asyncio/uvloop — the hot path. The
+  reply is the future's result (an error travels wrapped in `_Failure`); a requester that
+  gives up is a cancelled future, which `Task.cancel` produces by itself. Nothing else is
+  allocated and no lock is taken to answer;
+- a `_Ticket` for every other requester (trio, threads, `PendingReply`): it holds the
+  outcome and the requester's waiter under the channel lock, as `_wait` prescribes.
 
 Invariants:
-- A node becomes DONE or GONE once. ``node.waiter`` is the requester's registration: whoever
-  takes it (sets it to None) under the lock owns the one wake-up of that waiter.
-- A GONE node that is still in the queue is a tombstone: the server skips it on pop and it
-  no longer counts in ``core.live``. A GONE node that was ACTIVE makes ``reply()`` return
-  False (ump's OriginDisappeared).
-- The outcome is stored on the node (``value`` or ``error``) before the waiter is woken, so
-  the woken side reads it without the lock.
+- ``_to`` is cleared (set to None) by whoever settles the request — the answer, or the
+  server closing while it is queued — so it is settled exactly once.
+- ``_state`` is QUEUED until the server takes the context (or it is handed to a parked
+  server), then ACTIVE. Only an ACTIVE context sends `NoReply` when closed or collected; a
+  QUEUED one whose requester gave up is a tombstone that the server skips.
+- The outcome is stored (future result, or ticket fields under the lock) before the
+  requester is woken, so the woken side reads it without the lock.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ._wait import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Generator
 
     from ._core import _Core
@@ -51,49 +55,95 @@ Rep = TypeVar("Rep")
 
 _new_object = object.__new__
 
+# ReplyContext._state
 QUEUED: Final = 0
 ACTIVE: Final = 1
+# _Ticket.state
+WAITING: Final = 0
 DONE: Final = 2
 GONE: Final = 3
 
 
 @final
-class _Request:
-    """A queued or in-flight request. All fields but ``msg`` are guarded by ``core.lock``."""
+class _Failure:
+    """An error on its way to the requester (a future's result must be a plain value)."""
 
-    __slots__ = ("core", "error", "msg", "state", "value", "waiter")
-    # ``value`` and ``error`` are only set (both, or ``error`` alone) when the node becomes
-    # DONE or GONE, and only read after that: leaving them unset saves time per request.
-    value: object
-    error: BaseException | None
+    __slots__ = ("error",)
 
-    def __init__(self, msg: object, core: _Core, waiter: Waiter | None) -> None:
-        self.msg = msg
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def outcome(value: Any) -> Any:
+    """Unwrap what a requester received: return the reply or raise the error."""
+    if type(value) is _Failure:
+        raise value.error
+    return value
+
+
+def _resolve(fut: asyncio.Future[Any], value: object) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def settle(to: asyncio.Future[Any] | _Ticket, value: object) -> bool:
+    """Deliver *value* (a reply or a `_Failure`) to a requester. True if it still waited."""
+    if type(to) is not _Future:
+        return to.settle(value)  # type: ignore[union-attr]
+    loop = to.get_loop()
+    if to.done():  # cancelled: the requester gave up
+        return False
+    if loop is _get_running_loop():
+        to.set_result(value)
+        return True
+    try:
+        loop.call_soon_threadsafe(_resolve, to, value)
+    except RuntimeError:  # its loop is closed: the requester is gone
+        return False
+    # A cancellation that lands before the callback runs wins; `send` documents this race.
+    return True
+
+
+def gone(to: asyncio.Future[Any] | _Ticket) -> bool:
+    """Whether the requester gave up (racy by nature: a hint for skipping tombstones)."""
+    if type(to) is _Future:
+        return to.done()
+    return to.state != WAITING  # type: ignore[union-attr]
+
+
+@final
+class _Ticket:
+    """A requester that is not a bare asyncio future. Fields are guarded by ``core.lock``."""
+
+    __slots__ = ("core", "state", "value", "waiter")
+    value: Any  # the outcome (reply or _Failure), set when the state leaves WAITING
+
+    def __init__(self, core: _Core, waiter: Waiter | None) -> None:
         self.core = core
-        self.state: int = QUEUED
+        self.state: int = WAITING
         # The requester's registered waiter; None while nobody waits (a PendingReply not
         # awaited yet) and once a waker or the requester itself has taken it.
         self.waiter = waiter
 
-    def outcome(self) -> Any:
-        """The reply, or raise the error. Only valid once the node is DONE."""
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-    def _give_up(self) -> None:
-        """QUEUED/ACTIVE -> GONE. Call with the lock held."""
-        if self.state == QUEUED:
-            self.core.live -= 1  # a tombstone from now on; the server will skip it
-        self.state = GONE
-        self.error = Closed("this request was cancelled")
+    def settle(self, value: object) -> bool:
+        """The answer arrives. True if the requester still waited for it."""
+        with self.core.lock:
+            if self.state != WAITING:
+                return False
+            self.state = DONE
+            self.value = value
+            waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            wake(waiter)
+        return True
 
     def cancel(self) -> bool:
         """Anyone gives up on the request. True if it was not answered yet (now GONE)."""
         with self.core.lock:
-            if self.state >= DONE:
+            if self.state != WAITING:
                 return False
-            self._give_up()
+            self.state = GONE
+            self.value = _Failure(Closed("this request was cancelled"))
             waiter, self.waiter = self.waiter, None
         if waiter is not None:
             wake(waiter)  # whoever waits for it now raises Closed
@@ -107,34 +157,14 @@ class _Request:
             if self.waiter is not waiter:
                 return False
             self.waiter = None
-            self._give_up()
+            self.state = GONE
+            self.value = _Failure(Closed("this request was cancelled"))
             return True
 
-    def finish(self, value: object, error: BaseException | None) -> bool:
-        """The server answers (called once per ReplyContext). True if delivered."""
-        core = self.core
-        with core.lock:
-            core.in_flight -= 1
-            if self.state != ACTIVE:  # GONE: the requester has left
-                return False
-            self.state = DONE
-            self.value = value
-            self.error = error
-            waiter = self.waiter
-            self.waiter = None
-        # Inlined `wake` for the common case: an asyncio requester on this very loop.
-        if type(waiter) is _Future and waiter.get_loop() is _get_running_loop():
-            if not waiter.done():
-                waiter.set_result(None)
-        elif waiter is not None:
-            wake(waiter)
-        return True
-
     async def wait_async(self) -> Any:
-        """Wait for the outcome in a task; cancelling abandons the request."""
-        core = self.core
-        with core.lock:
-            if self.state >= DONE:
+        """Wait for the outcome in a task; cancelling gives the request up."""
+        with self.core.lock:
+            if self.state != WAITING:
                 waiter = None
             elif self.waiter is not None:
                 raise RuntimeError("another task or thread is already waiting for this reply")
@@ -144,22 +174,31 @@ class _Request:
             await trio_checkpoint()
         else:
             await park(waiter, functools.partial(self.deregister, waiter))
-        return self.outcome()
+        return outcome(self.value)
 
     def wait_blocking(self, timeout: float | None) -> Any:
-        """Wait for the outcome in a thread; a timeout abandons the request."""
+        """Wait for the outcome in a thread; a timeout gives the request up."""
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("waiting for a reply")
-        core = self.core
-        with core.lock:
-            if self.state >= DONE:
-                return self.outcome()
+        with self.core.lock:
+            if self.state != WAITING:
+                return outcome(self.value)
             if self.waiter is not None:
                 raise RuntimeError("another task or thread is already waiting for this reply")
             waiter = self.waiter = ThreadWaiter()
         if not waiter.wait(timeout) and self.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
-        return self.outcome()
+        return outcome(self.value)
+
+
+def new_request(core: _Core, msg: object, to: asyncio.Future[Any] | _Ticket) -> ReplyContext[Any]:
+    """A fresh, QUEUED request (the library's only way to make a ReplyContext)."""
+    node: ReplyContext[Any] = _new_object(ReplyContext)
+    node._core = core
+    node._msg = msg
+    node._state = QUEUED
+    node._to = to
+    return node
 
 
 @final
@@ -176,17 +215,14 @@ class ReplyContext(Generic[Rep]):
     raise [`NoReply`][asyncmp.NoReply].
     """
 
-    __slots__ = ("_node",)
-    _node: _Request | None
+    __slots__ = ("_core", "_msg", "_state", "_to")
+    _core: _Core
+    _msg: Any
+    _state: int
+    _to: asyncio.Future[Any] | _Ticket | None
 
     def __new__(cls, *args: object, **kwargs: object) -> ReplyContext[Any]:
         raise TypeError("ReplyContext objects are made by Server.wait(), not directly")
-
-    @classmethod
-    def _create(cls, node: _Request) -> ReplyContext[Any]:
-        self: ReplyContext[Any] = _new_object(cls)
-        self._node = node
-        return self
 
     def reply(self, value: Rep) -> bool:
         """Send *value* to the requester.
@@ -198,27 +234,18 @@ class ReplyContext(Generic[Rep]):
         Raises:
             AlreadyReplied: this context was already answered or closed.
         """
-        node = self._node
-        if node is None:
+        to = self._to
+        if to is None:
             raise AlreadyReplied("cannot reply(): this reply context was already answered")
-        self._node = None
-        # `node.finish(value, None)`, inlined: this is the hot path.
-        core = node.core
-        with core.lock:
-            core.in_flight -= 1
-            if node.state != ACTIVE:
+        self._to = None
+        next(self._core.answered)
+        # `settle(to, value)`, inlined for an asyncio requester on this loop: the hot path.
+        if type(to) is _Future and to.get_loop() is _get_running_loop():
+            if to.done():
                 return False
-            node.state = DONE
-            node.value = value
-            node.error = None
-            waiter = node.waiter
-            node.waiter = None
-        if type(waiter) is _Future and waiter.get_loop() is _get_running_loop():
-            if not waiter.done():
-                waiter.set_result(None)
-        elif waiter is not None:
-            wake(waiter)
-        return True
+            to.set_result(value)
+            return True
+        return settle(to, value)
 
     def fail(self, exc: BaseException) -> bool:
         """Make the requester's `send` raise *exc* — the very object, so `except` clauses
@@ -233,26 +260,30 @@ class ReplyContext(Generic[Rep]):
         """
         if not isinstance(exc, BaseException):
             raise TypeError(f"fail() takes an exception instance, not {exc!r}")
-        return self._take("fail").finish(None, exc)
+        to = self._to
+        if to is None:
+            raise AlreadyReplied("cannot fail(): this reply context was already answered")
+        self._to = None
+        next(self._core.answered)
+        return settle(to, _Failure(exc))
 
     def close(self) -> None:
         """Close without answering: the requester gets `NoReply`. Idempotent."""
-        node = self._node
-        if node is not None:
-            self._node = None
-            node.finish(None, NoReply("the server closed the reply context without answering"))
+        self._close(None)
+
+    def _close(self, cause: BaseException | None) -> None:
+        to = self._to
+        if to is not None and self._state == ACTIVE:
+            self._to = None
+            next(self._core.answered)
+            error = NoReply("the server closed the reply context without answering")
+            error.__cause__ = cause
+            settle(to, _Failure(error))
 
     @property
     def answered(self) -> bool:
         """Whether `reply`, `fail` or `close` has been called."""
-        return self._node is None
-
-    def _take(self, what: str) -> _Request:
-        node = self._node
-        if node is None:
-            raise AlreadyReplied(f"cannot {what}(): this reply context was already answered")
-        self._node = None
-        return node
+        return self._to is None
 
     def __enter__(self) -> ReplyContext[Rep]:
         return self
@@ -263,19 +294,14 @@ class ReplyContext(Generic[Rep]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        node = self._node
-        if node is not None:
-            self._node = None
-            error = NoReply("the server closed the reply context without answering")
-            error.__cause__ = exc
-            node.finish(None, error)
+        self._close(exc)
 
     def __del__(self) -> None:
-        if self._node is not None and not sys.is_finalizing():
-            self.close()
+        if self._to is not None and not sys.is_finalizing():
+            self._close(None)
 
     def __repr__(self) -> str:
-        return f"<ReplyContext {'answered' if self._node is None else 'pending'}>"
+        return f"<ReplyContext {'answered' if self._to is None else 'pending'}>"
 
 
 @final
@@ -291,29 +317,29 @@ class PendingReply(Generic[Rep]):
     it up yet, and otherwise makes the server's `reply()` return `False`.
     """
 
-    __slots__ = ("__weakref__", "_node")
-    _node: _Request
+    __slots__ = ("__weakref__", "_ticket")
+    _ticket: _Ticket
 
     def __new__(cls, *args: object, **kwargs: object) -> PendingReply[Any]:
         raise TypeError("PendingReply objects are made by Client.request(), not directly")
 
     @classmethod
-    def _create(cls, node: _Request) -> PendingReply[Any]:
-        self: PendingReply[Any] = object.__new__(cls)
-        self._node = node
+    def _create(cls, ticket: _Ticket) -> PendingReply[Any]:
+        self: PendingReply[Any] = _new_object(cls)
+        self._ticket = ticket
         return self
 
     def __await__(self) -> Generator[Any, None, Rep]:
-        result: Rep = yield from self._node.wait_async().__await__()
+        result: Rep = yield from self._ticket.wait_async().__await__()
         return result
 
     def done(self) -> bool:
-        """Whether the outcome has arrived (or the request was cancelled)."""
-        return self._node.state >= DONE
+        """Whether the outcome has arrived (or the request was given up)."""
+        return self._ticket.state != WAITING
 
     def cancel(self) -> bool:
         """Give up on the reply. Returns ``True`` if the request had not been answered."""
-        return self._node.cancel()
+        return self._ticket.cancel()
 
     @property
     def blocking(self) -> _BlockingPendingReply[Rep]:
@@ -323,12 +349,12 @@ class PendingReply(Generic[Rep]):
         return _BlockingPendingReply(self)
 
     def __del__(self) -> None:
-        node = self._node
-        if node.state < DONE and not sys.is_finalizing():
-            node.cancel()
+        ticket = self._ticket
+        if ticket.state == WAITING and not sys.is_finalizing():
+            ticket.cancel()
 
     def __repr__(self) -> str:
-        state = ("queued", "picked up", "done", "cancelled")[self._node.state]
+        state = {WAITING: "waiting", DONE: "done", GONE: "given up"}[self._ticket.state]
         return f"<PendingReply {state}>"
 
 
@@ -348,5 +374,5 @@ class _BlockingPendingReply(Generic[Rep]):
             TimeoutError: no reply within *timeout* seconds; the request is given up.
             RuntimeError: called on a thread that runs an event loop.
         """
-        result: Rep = self._pending._node.wait_blocking(timeout)
+        result: Rep = self._pending._ticket.wait_blocking(timeout)
         return result
