@@ -817,3 +817,19 @@ async def test_pending_reply_awaited_twice_at_once_is_refused() -> None:
         item[1].reply(2)
 
     assert results == [2]
+
+
+async def test_reply_context_dropped_by_server_task_gives_no_reply() -> None:
+    """A server task that drops a reply context unanswered makes the waiting `send` raise
+    NoReply: the requester itself holds nothing that keeps the context alive."""
+    server, client = asyncmp.channel()
+
+    async def forget() -> None:
+        msg, rctx = await server.wait()
+        del msg, rctx
+        gc.collect()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(forget)
+        with anyio.fail_after(5), pytest.raises(NoReply):
+            await client.send("x")

@@ -144,6 +144,9 @@ class Client(Generic[Req, Rep]):
         node._state = QUEUED
         node._to = fut
         core.push(node, False, loop)
+        # Hold no reference to the request while waiting: the server's ReplyContext must be
+        # collectable (-> NoReply) the moment the server drops it.
+        del node
         try:
             value = await fut
         except BaseException:
