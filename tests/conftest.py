@@ -1,8 +1,8 @@
-"""Every async test runs on asyncio, asyncio+uvloop and trio (anyio's pytest plugin)."""
+"""Every async test runs on asyncio, asyncio+uvloop and trio (anyio's pytest plugin, in
+auto mode: see ``anyio_mode`` in pyproject.toml)."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytest
@@ -17,11 +17,3 @@ BACKENDS = [
 @pytest.fixture(params=BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Mark every coroutine test for anyio, so no test can silently run on one backend only.
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function):
-            item.add_marker(pytest.mark.anyio)
