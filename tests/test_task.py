@@ -699,6 +699,17 @@ def test_unjoined_failed_handle_is_logged_when_collected() -> None:
     assert "lost" in records[0].getMessage()
 
 
+def test_unjoined_cancelled_handle_is_not_logged() -> None:
+    """A loop that was cancelled (not the handler's failure) logs nothing if nobody joins."""
+    handle: JoinHandle[Any] | None = JoinHandle._create("cancelled")
+    assert handle is not None
+    handle._finish(None, RuntimeError("cancelled"), quiet=True)
+    with asyncmp_log() as (records, _):
+        del handle
+
+    assert records == []
+
+
 async def test_spawn_task_cancelled_before_it_started_still_finishes() -> None:
     """A loop task cancelled before its first step (asyncio only) still closes the server
     and finishes the handle, so no joiner or requester hangs."""

@@ -204,11 +204,14 @@ class JoinHandle(Generic[T_co]):
         self._task = None  # the asyncio task, when spawn created one: keeps it alive
         return self
 
-    def _finish(self, value: object, error: BaseException | None) -> None:
+    def _finish(self, value: object, error: BaseException | None, quiet: bool = False) -> None:
+        """Publish the outcome and wake every joiner. *quiet*: an *error* that needs no
+        log line if nobody joins (the loop was cancelled: not the handler's failure)."""
         with self._lock:
             assert not self._done, "a JoinHandle is finished once"
             self._value = value
             self._error = error
+            self._retrieved = quiet
             self._done = True
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:

@@ -39,7 +39,6 @@ __all__ = ("Handler", "TaskSpawner", "spawn")
 Req = TypeVar("Req")
 Req_contra = TypeVar("Req_contra", contravariant=True)
 Rep = TypeVar("Rep")
-RV = TypeVar("RV")
 RV_co = TypeVar("RV_co", covariant=True)
 
 # On asyncio a request that is already queued is taken without yielding to the loop; yield
@@ -93,13 +92,13 @@ class TaskSpawner(Protocol):
 
 
 def spawn(
-    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, RV]],
+    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, Any]],
     *,
     max_queued: int | None = None,
     name: str | None = None,
     watchdog: float | None = None,
     task_group: TaskSpawner | None = None,
-) -> tuple[Client[Req, Rep], JoinHandle[RV | None]]:
+) -> tuple[Client[Req, Rep], JoinHandle[Any]]:
     """Start a server whose dispatch loop runs as a task on the running event loop.
 
     A plain function, called from async code: it makes a channel, calls
@@ -209,7 +208,8 @@ class _Guard:
             self.armed = False
             self.server.close()
             name = self.handle._name
-            self.handle._finish(None, RuntimeError(f"dispatch loop {name!r} never started"))
+            error = RuntimeError(f"dispatch loop {name!r} never started")
+            self.handle._finish(None, error, quiet=True)
 
     def __del__(self) -> None:
         if not sys.is_finalizing():
@@ -238,7 +238,7 @@ async def _serve(
             return  # reported to whoever joins; the task group is not torn down by it
         cancelled = isinstance(exc, _cancelled_class())
         error = RuntimeError(f"dispatch loop {handle._name!r} was cancelled") if cancelled else exc
-        handle._finish(None, error)
+        handle._finish(None, error, quiet=cancelled)
         raise
     handle._finish(value, None)
 

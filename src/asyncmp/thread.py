@@ -36,7 +36,6 @@ __all__ = ("Handler", "spawn")
 Req = TypeVar("Req")
 Req_contra = TypeVar("Req_contra", contravariant=True)
 Rep = TypeVar("Rep")
-RV = TypeVar("RV")
 RV_co = TypeVar("RV_co", covariant=True)
 
 _counter = itertools.count(1)
@@ -74,12 +73,12 @@ class Handler(Protocol[Req_contra, Rep, RV_co]):
 
 
 def spawn(
-    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, RV]],
+    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, Any]],
     *,
     max_queued: int | None = None,
     name: str | None = None,
     watchdog: float | None = None,
-) -> tuple[Client[Req, Rep], JoinHandle[RV | None]]:
+) -> tuple[Client[Req, Rep], JoinHandle[Any]]:
     """Start a server whose dispatch loop runs on a new thread.
 
     Callable from anywhere (a thread or async code): it makes a channel, calls
