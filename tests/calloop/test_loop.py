@@ -61,7 +61,7 @@ def recorder(name: str, ret: PostAction | None = None) -> Callable[..., PostActi
 
 
 def test_idle_runs_once_cancelled_never_dropped_still_runs(loop: EventLoop[Any]) -> None:
-    """Item 31: an idle runs once at dispatch; a cancelled one never; dropping one does not cancel."""
+    """Item 31: an idle runs once; a cancelled one never; dropping the Idle does not cancel."""
     h = loop.handle()
     data: list[str] = []
     h.insert_idle(lambda d: d.append("kept"))  # the Idle object is dropped at once
@@ -128,7 +128,7 @@ def test_dispatch_order_fd_events_then_timers_then_idles(
 
 
 def test_token_stale_after_remove_and_reused_slot_gets_new_token(loop: EventLoop[Any]) -> None:
-    """Item 41: a removed source's token raises InvalidToken, remove is a no-op, a slot reuse differs."""
+    """Item 41: a stale token raises InvalidToken, remove is a no-op, a reused slot differs."""
     h = loop.handle()
     ping, src = make_ping()
     token = h.insert_source(src, recorder("a"))

@@ -485,9 +485,7 @@ def test_generic_oneshot_fires_once_until_update_or_reregister(
     assert calls == [r, r, r]
 
 
-def test_generic_edge_fires_on_new_data_only(
-    loop: EventLoop[Any], pipe: tuple[int, int]
-) -> None:
+def test_generic_edge_fires_on_new_data_only(loop: EventLoop[Any], pipe: tuple[int, int]) -> None:
     """EDGE reports a transition once, not the data still unread."""
     r, w = pipe
     loop.handle().insert_source(Generic(r, Interest.READ, Mode.EDGE), append_event)
@@ -506,7 +504,7 @@ def test_generic_interest_change_takes_effect_on_update(
     loop: EventLoop[Any], pipe: tuple[int, int]
 ) -> None:
     """Changing .interest then update(token) switches what is reported."""
-    r, w = pipe
+    _, w = pipe
     source = Generic(w, Interest.EMPTY, Mode.LEVEL)
     h = loop.handle()
     token = h.insert_source(source, append_event)

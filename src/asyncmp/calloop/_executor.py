@@ -289,7 +289,7 @@ class TimeoutFuture:
 
     def done(self) -> bool:
         """Whether the deadline has been reached (and processed by the loop)."""
-        return self._fut._done
+        return self._fut._done and self._fut._error is None
 
     def close(self) -> None:
         """Remove the timer if it has not fired (idempotent)."""
