@@ -217,16 +217,33 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 async def connect_nats(options: dict[str, Any]) -> NatsClient:
-    """Open a nats-py connection; failures become asyncmp errors with the cause attached."""
+    """Open a nats-py connection; failures become asyncmp errors with the cause attached.
+
+    nats-py reports why a connection attempt failed only to its ``error_cb`` (and then
+    raises a generic "no servers"), so the callback is wrapped to remember the last error:
+    a refused credential (in any attempt) becomes `PermissionError`, anything else
+    `ServerDisappeared`.
+    """
+    errors: list[Exception] = []
+    user_cb = options.get("error_cb")
+
+    async def error_cb(exc: Exception) -> None:
+        errors.append(exc)
+        if user_cb is not None:
+            await user_cb(exc)
+        else:
+            logger.warning("asyncmp.nats: NATS connection error: %r", exc)
+
     try:
-        return await nats.connect(**options)
-    except nats.errors.Error as exc:
-        text = str(exc).lower()
-        if "authorization" in text or "authentication" in text:
-            raise PermissionError(f"the NATS server refused the credentials: {exc}") from exc
-        raise ServerDisappeared(f"cannot connect to NATS at {options['servers']}: {exc}") from exc
-    except OSError as exc:
-        raise ServerDisappeared(f"cannot connect to NATS at {options['servers']}: {exc}") from exc
+        return await nats.connect(**{**options, "error_cb": error_cb})
+    except (nats.errors.Error, OSError) as exc:
+        seen = [*errors, exc] if isinstance(exc, nats.errors.NoServersError) else [exc]
+        for cause in seen:
+            text = str(cause).lower()
+            if "authorization" in text or "authentication" in text:
+                raise PermissionError(f"the NATS server refused the credentials: {cause}") from exc
+        cause = seen[0]
+        raise ServerDisappeared(f"cannot connect to NATS at {options['servers']}: {cause}") from exc
 
 
 @final
