@@ -833,3 +833,24 @@ async def test_reply_context_dropped_by_server_task_gives_no_reply() -> None:
         tg.start_soon(forget)
         with anyio.fail_after(5), pytest.raises(NoReply):
             await client.send("x")
+
+
+async def test_cancelled_wait_on_a_queued_request_leaves_it_queued() -> None:
+    """A server wait() that is already cancelled when it starts takes nothing: the queued
+    request stays for the next wait (trio's "a cancelled call does nothing")."""
+    server, client = asyncmp.channel()
+    pending = client.request("kept")
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        got = await server.wait()
+    if not scope.cancelled_caught:  # asyncio may return a ready request without yielding
+        got[1].reply("served")
+    else:
+        with anyio.fail_after(5):
+            msg, rctx = await server.wait()
+        rctx.reply(msg)
+
+    with anyio.fail_after(5):
+        assert await pending in ("kept", "served")
+    assert server.statistics().in_flight == 0

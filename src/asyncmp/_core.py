@@ -55,7 +55,8 @@ from ._wait import (
     deliver,
     new_async_waiter,
     park,
-    trio_checkpoint,
+    trio_cancel_shielded_checkpoint,
+    trio_checkpoint_if_cancelled,
     wake,
 )
 
@@ -225,14 +226,18 @@ class _Core:
     async def receive(self, gone: type[Exception]) -> Item:
         """`Server.wait` / `Server.__anext__`: the next request, parking until one comes."""
         lock = self.lock
+        on_trio = _sniffio_local.name == "trio"
+        if on_trio:
+            # trio's rule: a cancelled call does nothing, so check before taking a request.
+            await trio_checkpoint_if_cancelled()
         with lock:
             item = self.take(gone)
             if item is None:
                 waiter = _server_waiter()
                 self.server_waiters.append(waiter)
         if item is not None:
-            if _sniffio_local.name == "trio":
-                await trio_checkpoint()
+            if on_trio:
+                await trio_cancel_shielded_checkpoint()
             return item
         while True:
             if type(waiter) is _Future:

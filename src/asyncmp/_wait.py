@@ -51,7 +51,9 @@ __all__ = (
     "ensure_blocking_allowed",
     "new_async_waiter",
     "park",
+    "trio_cancel_shielded_checkpoint",
     "trio_checkpoint",
+    "trio_checkpoint_if_cancelled",
     "wake",
 )
 
@@ -224,6 +226,23 @@ async def trio_checkpoint() -> None:
         import trio
 
         await trio.lowlevel.checkpoint()
+
+
+async def trio_checkpoint_if_cancelled() -> None:
+    """trio's ``checkpoint_if_cancelled``: raise now if the task is cancelled (trio only)."""
+    import trio
+
+    await trio.lowlevel.checkpoint_if_cancelled()
+
+
+async def trio_cancel_shielded_checkpoint() -> None:
+    """trio's ``cancel_shielded_checkpoint``: yield without being cancellable (trio only).
+
+    Together with `trio_checkpoint_if_cancelled` this makes a fast path that has taken
+    something a full checkpoint that can no longer lose it."""
+    import trio
+
+    await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 def ensure_blocking_allowed(operation: str) -> None:
