@@ -338,8 +338,11 @@ class Server(Generic[Req, Rep]):
         self._core = core
         return self
 
-    async def wait(self) -> tuple[Req, ReplyContext[Rep]]:
-        """Wait for the next request.
+    def wait(self) -> Coroutine[Any, Any, tuple[Req, ReplyContext[Rep]]]:
+        """Wait for the next request: ``msg, rctx = await server.wait()``.
+
+        (A plain method returning the coroutine to await, which saves a frame per request;
+        use it exactly like an ``async def``.)
 
         Raises:
             ClientsDisappeared: every strong client is closed and the queue is drained.
@@ -348,7 +351,7 @@ class Server(Generic[Req, Rep]):
         Cancellation loses nothing: a request is only taken from the queue by a `wait`
         that returns it.
         """
-        return await self._core.receive(ClientsDisappeared)
+        return self._core.receive(ClientsDisappeared)
 
     def try_pop(self) -> tuple[Req, ReplyContext[Rep]] | None:
         """The next request if one is queued, else ``None``.

@@ -231,9 +231,14 @@ class _Core:
             # trio's rule: a cancelled call does nothing, so check before taking a request.
             await trio_checkpoint_if_cancelled()
         with lock:
-            item = self.take(gone)
+            # Nothing queued and nothing ended: park without calling `take` (the hot path).
+            busy = self.queue or self.server_closed or not self.clients
+            item = self.take(gone) if busy else None
             if item is None:
-                waiter = _server_waiter()
+                loop = _get_running_loop()
+                waiter = (
+                    _Future(loop=loop) if loop is not None and not on_trio else _server_waiter()
+                )
                 self.server_waiters.append(waiter)
         if item is not None:
             if on_trio:
