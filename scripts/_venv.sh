@@ -11,7 +11,7 @@ stamp=".venv/.asyncmp-installed"
 # Reinstall only when pyproject.toml changed since the last install.
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,trio,uvloop,nats,msgpack]"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,trio,uvloop,nats,msgpack,bench]"
     touch "$stamp"
 fi
 export PATH="$root/.venv/bin:$PATH"
