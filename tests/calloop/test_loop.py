@@ -536,6 +536,20 @@ def test_before_sleep_synthetic_event_skips_the_wait_and_comes_first(
     assert log == ["before_sleep", ("before_handle_events", 1), "real"]
 
 
+def test_synthetic_event_is_handled_before_polled_events(
+    loop: EventLoop[Any], pipe: tuple[int, int]
+) -> None:
+    """§3.3 step 4: a before_sleep event comes before the events polled in the same dispatch."""
+    r, w = pipe
+    log: list[Any] = []
+    loop.handle().insert_source(_Lifecycle(r, log), lambda ev, meta, data: data.append(ev))
+    os.write(w, b"x")
+
+    loop.dispatch(0, log)
+
+    assert log == ["before_sleep", ("before_handle_events", 1), "synthetic", "real"]
+
+
 def test_post_action_or_combines_like_calloop() -> None:
     """PostAction a | b is a when equal, REREGISTER otherwise."""
     assert PostAction.DISABLE | PostAction.DISABLE is PostAction.DISABLE
@@ -547,3 +561,51 @@ def test_handles_are_not_constructible() -> None:
     for cls in (LoopHandle, Poll, TokenFactory, Token):
         with pytest.raises(TypeError):
             cls()
+
+
+class _StickyToken:
+    """A custom source that, unlike the built-ins, keeps its token when unregistered."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.token: Token | None = None
+
+    def register(self, poll: Poll, token_factory: TokenFactory) -> None:
+        self.token = token_factory.token()
+        poll.register(self.fd, Interest.READ, Mode.LEVEL, self.token)
+
+    def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
+        self.token = token_factory.token()
+        poll.reregister(self.fd, Interest.READ, Mode.LEVEL, self.token)
+
+    def unregister(self, poll: Poll) -> None:
+        poll.unregister(self.fd)
+
+    def process_events(
+        self, readiness: Readiness, token: Token, callback: Callable[[int, None], object]
+    ) -> None:
+        callback(self.fd, None)
+
+
+def test_disabled_custom_source_gets_no_already_polled_event(loop: EventLoop[Any]) -> None:
+    """The loop itself drops events of a source disabled earlier in the same dispatch."""
+    h = loop.handle()
+    pipes = [readable_pipe(), readable_pipe()]
+    tokens: list[RegistrationToken] = []
+
+    def make_cb(other: int) -> Callable[..., None]:
+        def cb(fd: int, meta: None, data: list[int]) -> None:
+            data.append(fd)
+            h.disable(tokens[other])
+
+        return cb
+
+    for i, (r, _) in enumerate(pipes):
+        tokens.append(h.insert_source(_StickyToken(r), make_cb(1 - i)))
+    calls: list[int] = []
+    loop.dispatch(0, calls)
+
+    assert len(calls) == 1
+    for r, w in pipes:
+        os.close(r)
+        os.close(w)

@@ -562,3 +562,22 @@ def test_generic_callback_bad_return_is_a_type_error(
 
     with pytest.raises(TypeError, match="PostAction"):
         loop.dispatch(0, None)
+
+
+def test_timer_to_duration_is_measured_from_the_callback(loop: EventLoop[Any]) -> None:
+    """to_duration(d) rearms at (time the callback returned) + d, not at deadline + d."""
+    seen: list[float] = []
+    returned: list[float] = []
+
+    def cb(deadline: float, meta: None, data: Any) -> TimeoutAction | None:
+        seen.append(deadline)
+        if len(seen) == 2:
+            return None
+        returned.append(time.monotonic())
+        return TimeoutAction.to_duration(0.01)
+
+    loop.handle().insert_source(Timer.from_deadline(time.monotonic() - 10), cb)
+    while len(seen) < 2:
+        loop.dispatch(1, None)
+
+    assert seen[1] >= returned[0] + 0.01
