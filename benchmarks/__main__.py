@@ -1,6 +1,6 @@
 """``python -m benchmarks``: measure asyncmp against the floor and its peers (DESIGN §6).
 
-python -m benchmarks                 # full run: 5 rounds, medians (a few minutes)
+python -m benchmarks                 # full run: 7 rounds, medians (about 3 minutes)
 python -m benchmarks --quick         # one fast round (for scripts/demo --bench)
 python -m benchmarks --smoke         # a tiny run that checks the machinery works
 python -m benchmarks --modes async_async_1 thread_async --loops asyncio
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._harness import Settings, run
+from ._harness import LoopName, Settings, run
 from ._modes import MODES, SMOKE_MODES
 from ._report import table, to_json
 
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     profile = parser.add_mutually_exclusive_group()
     profile.add_argument("--quick", action="store_true", help="one short round (< 1 minute)")
     profile.add_argument("--smoke", action="store_true", help="a tiny run of a few modes")
-    parser.add_argument("--rounds", type=int, help="counted rounds (default 5; quick 1)")
+    parser.add_argument("--rounds", type=int, help="counted rounds (default 7; quick 1)")
     parser.add_argument("--budget", type=float, help="seconds per measurement")
     parser.add_argument(
         "--modes", nargs="+", metavar="MODE", help="modes to run: " + ", ".join(m.id for m in MODES)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     modes = [known[m] for m in wanted]
 
-    loops = tuple(args.loops or ("asyncio", "uvloop"))
+    loops: tuple[LoopName, ...] = tuple(args.loops or ("asyncio", "uvloop"))
     if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
         print("uvloop is not installed: measuring on asyncio only")
         loops = tuple(x for x in loops if x != "uvloop")
@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.quick:
         profile, rounds, budget, calibrate = "quick", 1, 0.04, True
     else:
-        profile, rounds, budget, calibrate = "full", 5, 0.25, True
+        profile, rounds, budget, calibrate = "full", 7, 0.25, True
     settings = Settings(
         rounds=args.rounds or rounds,
         budget=args.budget or budget,
         calibrate=calibrate,
-        loops=loops,  # type: ignore[arg-type]
+        loops=loops,
         contestants=frozenset(args.contestants) if args.contestants else None,
     )
 
@@ -126,7 +126,7 @@ def _run_nats(quick: bool, progress: Any) -> dict[str, Any]:
         return {"skipped": "benchmarks/nats_bench.py not present"}
     progress("running the NATS benchmark …")
     try:
-        from . import nats_bench  # type: ignore[attr-defined]
+        from . import nats_bench
 
         result: dict[str, float] = nats_bench.run(quick)
     except Exception as exc:  # report, do not lose the rest of the run

@@ -195,7 +195,7 @@ def signaler_fanout(n: int, clients: int) -> float:
     from asyncmp.signaler import Signaler
 
     signaler: Any = Signaler()
-    receivers = [bridge.Receiver() for _ in range(FANOUT)]
+    receivers: list[Any] = [bridge.Receiver() for _ in range(FANOUT)]
     for receiver in receivers:
         signaler.subscribe(1, receiver)
     emit = signaler.emit
@@ -232,9 +232,9 @@ async def stage_handoff(n: int, clients: int) -> float:
     """
     from collections import deque
 
-    stage_cls: Any = asyncmp.Stage  # type: ignore[attr-defined]
-    finished: Any = asyncmp.Finished  # type: ignore[attr-defined]
-    notified: Any = asyncmp.Notified  # type: ignore[attr-defined]
+    stage_cls: Any = asyncmp.Stage
+    finished: Any = asyncmp.Finished
+    notified: Any = asyncmp.Notified
     per = max(1, n // STAGE_TOKENS)
     resource: deque[tuple[int, int]] = deque(
         (i % STAGE_TOKENS, i // STAGE_TOKENS) for i in range(per * STAGE_TOKENS)
@@ -245,7 +245,7 @@ async def stage_handoff(n: int, clients: int) -> float:
     async def one(token: int) -> None:
         expected = 0
 
-        async def head(director: Any) -> int:
+        async def head(director: Any) -> Any:
             res = director.resource
             while res:
                 tok, value = res.popleft()

@@ -26,12 +26,16 @@ from typing import Any, Literal
 
 __all__ = (
     "Contestant",
+    "LoopName",
     "Mode",
+    "ModeRun",
     "NotAvailable",
     "Result",
     "Settings",
     "gather_clients",
     "gather_threads",
+    "gather_threads_async",
+    "run",
     "run_in_loop",
 )
 
@@ -113,18 +117,27 @@ class Settings:
 # -- running one contestant ------------------------------------------------------------------
 
 
-def _loop_factory(loop: LoopName) -> Callable[[], asyncio.AbstractEventLoop]:
+def _new_loop(loop: LoopName) -> asyncio.AbstractEventLoop:
     if loop == "uvloop":
         import uvloop
 
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
-    return asyncio.new_event_loop
+        new: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return new
+    return asyncio.new_event_loop()
 
 
 def run_in_loop(loop: LoopName, main: Callable[[], Coroutine[Any, Any, float]]) -> float:
     """Run ``main()`` on a fresh event loop of kind *loop* and return what it returns."""
-    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
-        return runner.run(main())
+    # asyncio.Runner(loop_factory=...) would do, but it needs Python 3.11.
+    event_loop = _new_loop(loop)
+    try:
+        return event_loop.run_until_complete(main())
+    finally:
+        try:
+            event_loop.run_until_complete(event_loop.shutdown_asyncgens())
+            event_loop.run_until_complete(event_loop.shutdown_default_executor())
+        finally:
+            event_loop.close()
 
 
 def measure_once(mode: Mode, contestant: Contestant, loop: LoopName, n: int) -> float:
@@ -216,14 +229,21 @@ async def gather_threads_async(
     loop = asyncio.get_running_loop()
     done: asyncio.Future[float] = loop.create_future()
 
+    def finish(elapsed: float, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(elapsed)
+        else:
+            done.set_exception(error)
+
     def run() -> None:
         try:
             elapsed = gather_threads(client, clients, per_client)
         except BaseException as exc:
-            error = exc
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(error))
+            loop.call_soon_threadsafe(finish, 0.0, exc)
         else:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(elapsed))
+            loop.call_soon_threadsafe(finish, elapsed, None)
 
     threading.Thread(target=run, daemon=True).start()
     return await done

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from . import _asyncmp_modes as amp, _floor as floor
-from ._harness import Contestant, Mode, ModeRun
+from ._harness import Contestant, LoopName, Mode, ModeRun
 from ._peers import PEERS_ASYNC_ASYNC, PEERS_ASYNC_THREAD, PEERS_THREAD_ASYNC, PEERS_THREAD_THREAD
 
 __all__ = ("MODES", "SMOKE_MODES", "Verdict", "evaluate")
 
-LOOPS = ("asyncio", "uvloop")
+LOOPS: tuple[LoopName, ...] = ("asyncio", "uvloop")
 
 
 def _amp(fn: Callable[..., object]) -> Contestant:
@@ -187,11 +188,25 @@ def _median(run: ModeRun, name: str) -> float | None:
 
 
 def ratio(run: ModeRun, name: str) -> float | None:
-    """*name*'s rate over the floor's rate (for memory modes: bytes over the floor's bytes)."""
-    mine, base = _median(run, name), _median(run, run.mode.floor)
-    if mine is None or base is None or base == 0:
+    """*name*'s rate over the floor's rate (for memory modes: bytes over the floor's bytes).
+
+    The median of the per-round ratios: both were measured in the same round, moments apart,
+    so a round in which the machine was busy (which on 2 shared cores can change a
+    cross-thread wake-up from microseconds to a scheduler tick) cancels out of the ratio.
+    """
+    mine, base = run.results.get(name), run.results.get(run.mode.floor)
+    if mine is None or base is None or not mine.samples or not base.samples:
         return None
-    return mine / base
+    if len(mine.samples) != len(base.samples):
+        a, b = _median(run, name), _median(run, run.mode.floor)
+        return None if a is None or not b else a / b
+    ratios = []
+    for m, b in zip(mine.samples, base.samples, strict=True):
+        if run.mode.kind == "memory":
+            ratios.append(m / b)
+        else:  # samples are seconds for n operations
+            ratios.append((mine.n / m) / (base.n / b))
+    return statistics.median(ratios)
 
 
 def rate(run: ModeRun, name: str) -> float | None:
@@ -200,11 +215,12 @@ def rate(run: ModeRun, name: str) -> float | None:
 
 
 def _ahead_of(run: ModeRun, names: Sequence[str]) -> list[str]:
-    mine = _median(run, "asyncmp")
+    """The peers among *names* that asyncmp is not ahead of (compared by paired ratios)."""
+    mine = ratio(run, "asyncmp")
     assert mine is not None
     behind = []
     for name in names:
-        theirs = _median(run, name)
+        theirs = ratio(run, name)
         if theirs is not None and theirs >= mine:
             behind.append(name)
     return behind

@@ -243,7 +243,8 @@ async def anyio_portal_thread_async(n: int, clients: int) -> float:
             for i in range(k):
                 assert call(handler, i) == i + 1
 
-        return await gather_threads_async(one, clients, n // clients)
+        elapsed = await gather_threads_async(one, clients, n // clients)
+    return elapsed
 
 
 async def anyio_to_thread_async_thread(n: int, clients: int) -> float:
@@ -266,7 +267,7 @@ async def anyio_to_thread_async_thread(n: int, clients: int) -> float:
 def pykka_thread_thread(n: int, clients: int) -> float:
     import pykka
 
-    class Adder(pykka.ThreadingActor):  # type: ignore[misc]
+    class Adder(pykka.ThreadingActor):
         def on_receive(self, message: Any) -> Any:
             return message + 1
 
