@@ -153,6 +153,11 @@ class WakeFd:
             if self._w != self._r:  # pragma: no cover - not Linux
                 os.close(self._w)
 
+    def __del__(self) -> None:
+        # Unreachable means no Ping, sender or loop can write to it any more.
+        if not getattr(self, "_closed", True):
+            self.close()
+
 
 @final
 class Poll:
