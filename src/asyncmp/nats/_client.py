@@ -11,11 +11,13 @@ from typing import Any, Generic, TypeVar, final
 from .._errors import Closed, NoReply, ServerDisappeared
 from .._wait import (
     ThreadWaiter,
+    _sniffio_local,
     check_timeout,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
     trio_checkpoint,
+    wake,
 )
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, Registry
@@ -312,8 +314,6 @@ async def _start(hub: Hub, call: _Call, payload: bytes, link: _Link | None) -> N
 
 
 def _fail_unsent(call: _Call, error: BaseException) -> None:
-    from .._wait import wake
-
     with call.hub.lock:
         if call.state != PENDING:
             return
@@ -325,8 +325,6 @@ def _fail_unsent(call: _Call, error: BaseException) -> None:
 
 
 def _trio() -> bool:
-    from .._wait import _sniffio_local
-
     return _sniffio_local.name == "trio"
 
 

@@ -11,7 +11,7 @@ Invariants:
   gave up). Every transition happens under ``hub.lock``; whoever makes it owns the wake-up.
 - ``link.calls`` holds exactly the PENDING calls that were published on that link, by token;
   a reply, a timeout, the requester giving up or the link closing removes the call.
-- Only the link's loop thread touches ``link.nc`` and timer handles.
+- Only the link's loop thread touches ``link.nc`` and the sweep timer.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ GONE: Final = 2
 class _Call:
     """One request in flight. Fields other than ``hub`` are guarded by ``hub.lock``."""
 
-    __slots__ = ("error", "hub", "link", "msg", "state", "timer", "token", "waiter")
+    __slots__ = ("deadline", "error", "hub", "link", "msg", "state", "token", "waiter")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -62,7 +62,7 @@ class _Call:
         self.waiter: Waiter | None = None
         self.link: _Link | None = None
         self.token = ""
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
 
     def abandon(self) -> bool:
         """The requester gives up. True if it was still pending (now GONE); the server
@@ -104,6 +104,12 @@ class _Link:
         self.closed = False
         self._agen: AsyncGenerator[None, None] | None = None
         self._cancel_subject = cancel_subject(hub.subject)
+        self._sweeper: asyncio.TimerHandle | None = None
+        timeout = hub.timeout
+        # Deadlines are checked by one sweep timer per link, armed while calls are pending,
+        # rather than a timer per call (a heap operation each): a request times out between
+        # `timeout` and `timeout + tick` seconds.
+        self._tick = 0.0 if timeout is None else min(0.05, timeout / 10)
 
     @classmethod
     async def open(cls, hub: Hub) -> _Link:
@@ -139,7 +145,9 @@ class _Link:
             call.token = token
             self.calls[token] = call
         if timeout is not None:
-            call.timer = self.loop.call_later(timeout, self._expire, call, timeout)
+            call.deadline = self.loop.time() + timeout
+            if self._sweeper is None:
+                self._sweeper = self.loop.call_later(self._tick, self._sweep)
         try:
             await self.nc.publish(subject, payload, reply=self.prefix + token)
         except nats.errors.MaxPayloadError:
@@ -161,9 +169,6 @@ class _Link:
             call.msg = msg
             call.error = error
             waiter = call.waiter
-        timer = call.timer
-        if timer is not None:
-            timer.cancel()
         if waiter is not None:
             wake(waiter)
         return True
@@ -173,9 +178,18 @@ class _Link:
         if call is not None:
             self.finish(call, msg, None)
 
-    def _expire(self, call: _Call, timeout: float) -> None:
-        if self.finish(call, None, TimeoutError(f"no reply within {timeout} seconds")):
-            self.notify_cancel(call.token)
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = self.loop.time()
+        with self.hub.lock:
+            expired = [call for call in self.calls.values() if call.deadline <= now]
+            more = len(self.calls) > len(expired)
+        for call in expired:
+            error = TimeoutError(f"no reply within {self.hub.timeout} seconds")
+            if self.finish(call, None, error):
+                self.notify_cancel(call.token)
+        if more and not self.closed:
+            self._sweeper = self.loop.call_later(self._tick, self._sweep)
 
     def notify_cancel(self, token: str) -> None:
         """Tell the server holding request *token* that its requester gave up (any thread)."""
@@ -203,6 +217,9 @@ class _Link:
             pending = list(self.calls.values())
         for call in pending:
             self.finish(call, None, Closed("the client was closed while waiting for the reply"))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         with contextlib.suppress(Exception):
             await self.nc.close()
         agen = self._agen

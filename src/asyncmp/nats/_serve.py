@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._channel import Client as LocalClient
-from .._errors import Closed, NoReply, ServerDisappeared
+from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
+from .._reply import PendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, encode_failure
 from ._link import connect_nats
@@ -91,7 +92,8 @@ async def serve(
         for sub in subs:
             await sub.unsubscribe()
         while server.in_flight:
-            await asyncio.gather(*server.in_flight.values(), return_exceptions=True)
+            tasks = [task for task, _ in server.in_flight.values()]
+            await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await server.shut_down()
@@ -115,7 +117,7 @@ class _Server:
         self.nc = nc
         self.codec = codec
         # Requests handed to the local server and not answered yet, by reply subject.
-        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.in_flight: dict[str, tuple[asyncio.Task[None], PendingReply[Any] | None]] = {}
         self.stopped = anyio.Event()
 
     async def on_request(self, msg: Msg) -> None:
@@ -130,20 +132,37 @@ class _Server:
         except Exception as exc:
             await self.fail(reply, MalformedMessage(f"the request cannot be decoded: {exc}"))
             return
-        task = asyncio.get_running_loop().create_task(self.handle(reply, request))
-        self.in_flight[reply] = task
+        # Queue it now (the handler may take it before the task below first runs); only
+        # a full bounded channel makes the task wait for room with send().
+        pending: PendingReply[Any] | None
+        try:
+            pending = self.client.request(request)
+        except WouldBlock:
+            pending = None
+        except (ServerDisappeared, Closed):
+            self.stopped.set()
+            await self.publish(reply, b"", _GONE_HEADERS)
+            return
+        task = asyncio.get_running_loop().create_task(self.handle(reply, request, pending))
+        self.in_flight[reply] = task, pending
 
     async def on_cancel(self, msg: Msg) -> None:
-        task = self.in_flight.get(msg.data.decode(errors="replace"))
-        if task is not None:
-            # The task's cancellation withdraws the local request (asyncmp.Client.send
-            # semantics): the handler never sees it, or its reply() returns False.
+        entry = self.in_flight.get(msg.data.decode(errors="replace"))
+        if entry is not None:
+            # Withdraw the local request (asyncmp semantics: the handler never sees it, or
+            # its reply() returns False) and stop waiting for it.
+            task, pending = entry
+            if pending is not None:
+                pending.cancel()
             task.cancel()
 
-    async def handle(self, reply: str, request: object) -> None:
+    async def handle(self, reply: str, request: object, pending: PendingReply[Any] | None) -> None:
         try:
             try:
-                value = await self.client.send(request)
+                if pending is None:
+                    value = await self.client.send(request)
+                else:
+                    value = await pending
             except asyncio.CancelledError:
                 raise
             except (ServerDisappeared, Closed):
@@ -185,10 +204,12 @@ class _Server:
     async def shut_down(self) -> None:
         # Requests still in hand will not be answered: withdraw them from the local server
         # and tell their requesters at once instead of letting them time out.
-        tasks = list(self.in_flight.items())
-        for _, task in tasks:
+        entries = list(self.in_flight.items())
+        for _, (task, pending) in entries:
+            if pending is not None:
+                pending.cancel()
             task.cancel()
-        for reply, task in tasks:
+        for reply, (task, _) in entries:
             with contextlib.suppress(BaseException):
                 await task
             await self.publish(reply, b"", _NOREPLY_HEADERS)
