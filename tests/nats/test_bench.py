@@ -1,0 +1,33 @@
+"""The NATS benchmark mode runs and reports both contestants (it asserts no timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.subprocess
+def test_nats_bench_quick_run_reports_rates_and_ratios() -> None:
+    """``python -m benchmarks.nats_bench --quick`` measures plain nats-py and asyncmp.nats
+    and prints their req/s and ratios as JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.nats_bench", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for c in (1, 64):
+        assert result[f"plain_req_s_{c}"] > 0
+        assert result[f"asyncmp_req_s_{c}"] > 0
+        ratio = result[f"asyncmp_req_s_{c}"] / result[f"plain_req_s_{c}"]
+        assert result[f"ratio_{c}"] == pytest.approx(ratio)
