@@ -60,6 +60,32 @@ __all__ = (
     "channel",
 )
 
+# The public submodules load on first use, so `import asyncmp` stays cheap and needs no
+# optional extra, yet `asyncmp.task.spawn(...)` works after a plain `import asyncmp`.
+_SUBMODULES = frozenset(
+    {
+        "bridge",
+        "calloop",
+        "dispatcher",
+        "event_loop",
+        "nats",
+        "signaler",
+        "system",
+        "task",
+        "thread",
+        "timer",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Tracebacks and docs name the public path (asyncmp.Client), not the private module.
 for _name in __all__:
     _obj = globals()[_name]
