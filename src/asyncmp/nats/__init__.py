@@ -20,6 +20,7 @@ from ._errors import (
     RemoteError as RemoteError,
 )
 from ._serve import serve as serve
+from ._signals import bridge_signals as bridge_signals
 
 __all__ = (
     "Client",
@@ -31,6 +32,7 @@ __all__ = (
     "PendingReply",
     "PickleCodec",
     "RemoteError",
+    "bridge_signals",
     "connect",
     "serve",
 )
