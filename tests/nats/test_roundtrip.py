@@ -177,3 +177,56 @@ async def test_nats_unreachable_nats_server_raises_server_disappeared() -> None:
         ) as client:
             with pytest.raises(asyncmp.ServerDisappeared):
                 await client.send(1)
+
+
+async def test_nats_stopping_serve_answers_requests_in_hand_with_noreply(
+    nats_server: NatsServer,
+) -> None:
+    """When serve() is cancelled while its handler holds a request, the remote caller gets
+    NoReply at once rather than waiting for its timeout."""
+    held: list[asyncmp.ReplyContext[Any]] = []
+    holding = anyio.Event()
+
+    async def hold(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        held.append(rctx)
+        holding.set()
+
+    outcome: list[BaseException] = []
+    with anyio.fail_after(20):
+        async with asyncmp.nats.connect("h", nats_server.url, timeout=None) as client:
+
+            async def call() -> None:
+                try:
+                    await client.send(1)
+                except asyncmp.NoReply as exc:
+                    outcome.append(exc)
+
+            async with (
+                anyio.create_task_group() as tg,
+                serving(nats_server.url, "h", hold),
+            ):
+                tg.start_soon(call)
+                await holding.wait()
+            # Leaving serving() cancelled serve(); the task group then waited for the caller.
+    assert len(outcome) == 1
+    assert held[0].reply("too late") is False
+
+
+async def test_nats_unencodable_reply_reaches_the_client_as_an_error(
+    nats_server: NatsServer,
+) -> None:
+    """A reply the codec cannot encode becomes a TypeError failure (RemoteError on the
+    client), and the server keeps serving."""
+
+    async def odd(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        rctx.reply(object() if msg == "odd" else msg)
+
+    with anyio.fail_after(20):
+        async with (
+            serving(nats_server.url, "o", odd),
+            asyncmp.nats.connect("o", nats_server.url) as client,
+        ):
+            with pytest.raises(asyncmp.nats.RemoteError) as info:
+                await client.send("odd")
+            assert info.value.type_name == "TypeError"
+            assert await client.send("even") == "even"
