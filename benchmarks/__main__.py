@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--chart", type=Path, metavar="PATH", help="draw a PNG chart")
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: redraw --chart from a JSON file written by --json",
+    )
     parser.add_argument("--nats", action="store_true", help="also run benchmarks/nats_bench.py")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return parser
@@ -56,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.replot:
+        if not args.chart:
+            print("--replot needs --chart PATH")
+            return 2
+        from ._chart import draw
+
+        draw(json.loads(args.replot.read_text()), args.chart)
+        print(f"wrote {args.chart}")
+        return 0
     known = {m.id: m for m in MODES}
     wanted = args.modes or (list(SMOKE_MODES) if args.smoke else list(known))
     unknown = [m for m in wanted if m not in known]

@@ -32,31 +32,32 @@ def draw(doc: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [m for m in doc["modes"] if m["kind"] == "rate"]
-    names: list[str] = []
+    # Each row gets one bar per contestant it measured, so rows differ in height.
+    plan: list[tuple[str, list[tuple[float, str, float]]]] = []
+    y = 0.0
+    centres = []
     for m in rows:
-        for name, c in m["contestants"].items():
-            if c["ratio"] is not None and name not in names:
-                names.append(name)
-    height = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(10, 0.5 + 0.42 * len(rows) * max(1, len(names)) ** 0.5 * 1.6))
-    labels = []
-    for y, m in enumerate(rows):
-        labels.append(f"{m['title']} · {m['loop']}")
-        present = [n for n in names if m["contestants"].get(n, {}).get("ratio") is not None]
-        for k, name in enumerate(present):
-            r = m["contestants"][name]["ratio"]
-            offset = (k - (len(present) - 1) / 2) * height
+        present = [(n, c["ratio"]) for n, c in m["contestants"].items() if c["ratio"] is not None]
+        bars = [(y + k, name, r) for k, (name, r) in enumerate(present)]
+        centres.append(y + (len(present) - 1) / 2 if present else y)
+        plan.append((f"{m['title']} · {m['loop']}", bars))
+        y += max(1, len(present)) + 0.9
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.13 * y))
+    seen: set[str] = set()
+    for _, bars in plan:
+        for pos, name, r in bars:
             ax.barh(
-                y + offset,
+                pos,
                 r,
-                height=height * 0.9,
+                height=0.85,
                 color=_COLOURS.get(name, "#333333"),
-                label=name if name not in ax.get_legend_handles_labels()[1] else None,
+                label=None if name in seen else name,
             )
+            seen.add(name)
             if name == "asyncmp":
-                ax.text(r, y + offset, f" {r:.2f}", va="center", fontsize=7)
+                ax.text(r, pos, f" {r:.2f}", va="center", fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_yticks(centres, [label for label, _ in plan], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log", base=2)
     ax.set_xlabel("throughput relative to the hand-written floor (log scale; 1.0 = floor)")
@@ -66,7 +67,7 @@ def draw(doc: dict[str, Any], path: Path) -> None:
         f"Python {meta['python']}, {meta['cpus']} CPUs",
         fontsize=10,
     )
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
