@@ -187,7 +187,8 @@ async def test_nats_closing_the_client_fails_waiting_requests_with_closed(
 
 
 def test_nats_plain_threads_share_one_client(nats_server: NatsServer) -> None:
-    """Several plain threads use one client's blocking face at once, with no loop of theirs."""
+    """Several plain threads use one client at once (blocking sends, and requests collected
+    with blocking waits), with no event loop of their own."""
 
     async def main() -> None:
         with anyio.fail_after(30):
@@ -199,7 +200,9 @@ def test_nats_plain_threads_share_one_client(nats_server: NatsServer) -> None:
                 results: list[Any] = []
 
                 def worker(base: int) -> None:
-                    results.extend(client.blocking.send(base + i, timeout=10) for i in range(20))
+                    results.extend(client.blocking.send(base + i, timeout=10) for i in range(10))
+                    pending = [client.request(base + i) for i in range(10, 20)]
+                    results.extend(p.blocking.wait(10) for p in pending)
 
                 async with anyio.create_task_group() as tg:
                     for base in (0, 100, 200, 300):
