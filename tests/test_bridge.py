@@ -253,8 +253,9 @@ async def test_bridge_cancelled_recv_loses_no_message() -> None:
     assert got + drain(receiver) == [Plain("x")]
 
 
-async def test_bridge_wake_passes_on_when_a_woken_receiver_is_cancelled() -> None:
-    """If the woken one of two parked receivers is cancelled, the other gets the message."""
+async def test_bridge_cancelling_the_woken_receiver_still_delivers_once() -> None:
+    """When the woken one of two parked receives is cancelled by its cancel scope, exactly
+    one of them returns the message."""
     sender: Sender[str] = Sender()
     receiver: Receiver[str] = Receiver()
     connect(sender, receiver)
@@ -275,10 +276,43 @@ async def test_bridge_wake_passes_on_when_a_woken_receiver_is_cancelled() -> Non
             sender.send_plain("x")  # wakes the first receiver …
             scopes[0].cancel()  # … which is cancelled before it runs again
             await anyio.wait_all_tasks_blocked()
-            # asyncio: the first one is cancelled and passed the wake-up to the second;
-            # trio: the cancel was refused and the first one returned the message.
+            # trio refuses the cancel (Abort.FAILED) and anyio's asyncio scopes do not
+            # cancel a task whose wake-up has arrived: either way one receive returns it.
             assert got == [Plain("x")]
             scopes[1].cancel()  # release whichever one is still parked
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_bridge_asyncio_task_cancelled_after_its_wake_up_passes_it_on(use_uvloop: bool) -> None:
+    """asyncio cannot refuse a cancel: a receive task woken and then cancelled (raw
+    ``Task.cancel``) hands the wake-up to the next parked receive, which gets the message."""
+    import asyncio
+
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    waiters = receiver._queue.waiters
+
+    async def main() -> object:
+        first = asyncio.create_task(receiver.recv())
+        await asyncio.sleep(0)  # one scheduling step: the new task runs until it parks
+        assert len(waiters) == 1
+        second = asyncio.create_task(receiver.recv())
+        await asyncio.sleep(0)
+        assert len(waiters) == 2
+        sender.send_plain("x")  # resolves the first task's future …
+        first.cancel()  # … and the cancel wins: the task sees CancelledError
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await asyncio.wait_for(second, 5)
+
+    factory = None
+    if use_uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(main()) == Plain("x")
 
 
 def test_bridge_results_support_pattern_matching() -> None:

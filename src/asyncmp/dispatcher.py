@@ -255,7 +255,8 @@ class Dispatcher:
     Use it from one thread that runs it (`run` or `run_async`); add and delete sources and
     stop it from anywhere, directly or through a
     [`DispatcherController`][asyncmp.dispatcher.DispatcherController]. Close it with
-    `close()` (or `with`) to release its epoll set; it does not close the handlers' fds.
+    `close()` (or `with`) to release its epoll set and wake-up pipe; garbage collection
+    does it too once no controller is left. Handlers' own fds are never closed.
     """
 
     __slots__ = ("__weakref__", "_core")
