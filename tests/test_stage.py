@@ -10,10 +10,12 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 import trio
@@ -25,6 +27,14 @@ from asyncmp._wait import wake
 
 Outcome = Finished[Any] | Notified | TimedOut
 AnyStage = Stage[Any, Any, Any]
+
+
+@asynccontextmanager
+async def bounded_group() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group that must finish within 5 seconds (nothing in these tests may hang)."""
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            yield tg
 
 
 def parked(stage: AnyStage) -> list[Any]:
@@ -154,7 +164,7 @@ async def test_ticket_cannot_close_or_reenter_while_inside_enter() -> None:
     holder = Holder()
     h, a = ticket(stage, "h"), ticket(stage, "a")
     results: dict[str, Outcome] = {}
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         with pytest.raises(RuntimeError):
@@ -235,7 +245,7 @@ async def test_enter_times_out_while_another_heads() -> None:
     holder = Holder()
     h, a, c = ticket(stage, "h"), ticket(stage, "a"), ticket(stage, "c")
     results: dict[str, Outcome] = {}
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         start = anyio.current_time()
@@ -263,7 +273,7 @@ async def test_enter_parks_while_someone_heads() -> None:
 
     h, d = ticket(stage, "h"), ticket(stage, "d")
     results: dict[str, Outcome] = {}
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         tg.start_soon(run_into, results, "d", stage, d, head_d)
@@ -289,7 +299,7 @@ async def test_notify_wakes_a_parked_waiter_that_finds_its_data() -> None:
     holder = Holder(then=route)
     h, a = ticket(stage, "h"), ticket(stage, "a")
     results: dict[str, Outcome] = {}
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         tg.start_soon(run_into, results, "a", stage, a, must_not_head)
@@ -341,7 +351,7 @@ async def test_promotion_is_fifo_and_one_at_a_time() -> None:
     holder_h, holder_b = Holder("h"), Holder("b")
     h, b, c = ticket(stage, "h"), ticket(stage, "b"), ticket(stage, "c")
     results: dict[str, Outcome] = {}
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder_h)
         await holder_h.started.wait()
         tg.start_soon(run_into, results, "b", stage, b, holder_b)
@@ -376,7 +386,7 @@ async def test_raising_head_releases_the_stage_and_promotes_the_next() -> None:
         except KeyError as exc:
             raised.append(exc)
 
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_h)
         await holder.started.wait()
         tg.start_soon(run_into, results, "b", stage, b, returns("b"))
@@ -394,7 +404,7 @@ async def test_cancelled_head_releases_the_stage() -> None:
     holder = Holder()
     h, b = ticket(stage, "h"), ticket(stage, "b")
     results: dict[str, Outcome] = {}
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         scope = anyio.CancelScope()
 
         async def run_h() -> None:
@@ -470,7 +480,7 @@ async def test_cancelled_parked_waiter_leaves_the_line() -> None:
         with a_scope:
             results["a"] = await stage.enter(a, must_not_head)
 
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         tg.start_soon(run_a)
@@ -497,7 +507,7 @@ async def test_waiter_cancelled_as_it_is_promoted_hands_the_head_on() -> None:
         with a_scope:
             results["a"] = await stage.enter(a, must_not_head)
 
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         tg.start_soon(run_a)
@@ -528,7 +538,7 @@ async def test_cancelled_notified_waiter_keeps_the_notification() -> None:
         with a_scope:
             results["a"] = await stage.enter(a, must_not_head)
 
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         tg.start_soon(run_a)
@@ -547,7 +557,7 @@ async def test_spurious_wakeup_keeps_waiting() -> None:
     holder = Holder(then=lambda d: d.notify("a"))
     h, a, b = ticket(stage, "h"), ticket(stage, "a"), ticket(stage, "b")
     results: dict[str, Outcome] = {}
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_into, results, "h", stage, h, holder)
         await holder.started.wait()
         tg.start_soon(run_into, results, "a", stage, a, must_not_head)
@@ -625,13 +635,15 @@ def test_timeout_wins_over_a_coinciding_notify() -> None:
 
         h, a = ticket(stage, "h"), ticket(stage, "a")
         results: dict[str, Outcome] = {}
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_into, results, "h", stage, h, head)
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(run_into, results, "a", stage, a, must_not_head, 1.0)
-            await trio.testing.wait_all_tasks_blocked()
-            assert parked(stage) == ["a"]
-            go.set()
+        with trio.fail_after(100):  # mock time: a hang autojumps here (see go.set())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_into, results, "h", stage, h, head)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(run_into, results, "a", stage, a, must_not_head, 1.0)
+                await trio.testing.wait_all_tasks_blocked()
+                assert parked(stage) == ["a"]
+                go.set()
+                clock.autojump_threshold = 0.5  # from here on, no time should pass
         assert results == {"h": Finished("h"), "a": TimedOut()}
         assert await stage.enter(a, must_not_head, timeout=0) == Notified()
 
@@ -653,15 +665,17 @@ def test_promotion_coinciding_with_the_deadline_is_handed_on() -> None:
 
         h, a, b = ticket(stage, "h"), ticket(stage, "a"), ticket(stage, "b")
         results: dict[str, Outcome] = {}
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_into, results, "h", stage, h, head)
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(run_into, results, "a", stage, a, must_not_head, 1.0)
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(run_into, results, "b", stage, b, returns("b"))
-            await trio.testing.wait_all_tasks_blocked()
-            assert parked(stage) == ["a", "b"]
-            go.set()
+        with trio.fail_after(100):  # mock time: a hang autojumps here (see go.set())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_into, results, "h", stage, h, head)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(run_into, results, "a", stage, a, must_not_head, 1.0)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(run_into, results, "b", stage, b, returns("b"))
+                await trio.testing.wait_all_tasks_blocked()
+                assert parked(stage) == ["a", "b"]
+                go.set()
+                clock.autojump_threshold = 0.5  # from here on, no time should pass
         assert results == {"h": Finished("h"), "a": TimedOut(), "b": Finished("b")}
         assert stage._head is None
 
@@ -794,7 +808,7 @@ async def test_threads_and_tasks_wait_on_one_stage() -> None:
 
     # Round 1: one task heads and routes to two threads and a task.
     holder = Holder(then=route)
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_task, "head", holder)
         await holder.started.wait()
         tg.start_soon(anyio.to_thread.run_sync, run_thread, "thread1", lambda d: "bad")
@@ -826,7 +840,7 @@ async def test_threads_and_tasks_wait_on_one_stage() -> None:
         return director.token
 
     holder = Holder()
-    async with anyio.create_task_group() as tg:
+    async with bounded_group() as tg:
         tg.start_soon(run_task, "head", holder)
         await holder.started.wait()
         tg.start_soon(anyio.to_thread.run_sync, run_thread, "thread3", thread_head)

@@ -429,8 +429,10 @@ class Ticket(Generic[T]):
         self.close()
 
     def __del__(self) -> None:
-        # enter() holds a reference while it runs, so the entry is IDLE here.
-        if not self._entry.closed and not sys.is_finalizing():
+        # enter() holds a reference while it runs (and leaves the entry IDLE even when its
+        # coroutine is closed), so the entry is IDLE here; never raise from a finalizer.
+        entry = self._entry
+        if not entry.closed and entry.state == IDLE and not sys.is_finalizing():
             self.close()
 
     def __repr__(self) -> str:
