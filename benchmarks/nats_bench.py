@@ -85,10 +85,11 @@ def _responders(url: str) -> Iterator[None]:
 
 
 async def _serve(url: str) -> None:
+    import nats
+
     import asyncmp
     import asyncmp.nats
     import asyncmp.task
-    import nats
 
     nc = await nats.connect(url)
 
@@ -130,8 +131,9 @@ async def _rate(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> 
 
 
 async def _measure(url: str, rounds: int, n: int) -> dict[str, float]:
-    import asyncmp.nats
     import nats
+
+    import asyncmp.nats
 
     nc = await nats.connect(url)
     data = PAYLOAD.encode()

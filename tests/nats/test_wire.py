@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import nats
 import pytest
 from nats_helpers import NatsServer, serving
 
 import asyncmp
 import asyncmp.nats
-import nats
 
 pytestmark = pytest.mark.anyio
 
