@@ -111,7 +111,7 @@ async def _serve(url: str) -> None:
             ready.set()
 
     serving = asyncio.ensure_future(
-        asyncmp.nats.serve(client, "bench.asyncmp", url, task_status=Status())  # type: ignore[arg-type]
+        asyncmp.nats.serve(client, "bench.asyncmp", url, task_status=Status())
     )
     await ready.wait()
     print("ready", flush=True)
