@@ -23,6 +23,8 @@ Invariants (under ``core.lock``):
   counts their answers, lock-free (``next()`` on an ``itertools.count`` is atomic), so that
   answering needs no lock; in flight = taken − answered.
 - Once ``server_closed`` is set, ``queue`` is empty and stays so.
+- Locks are taken as ``lock.acquire()`` / ``try: … finally: lock.release()`` rather than
+  ``with lock:``, which costs about twice as much on CPython 3.11 — it is on every request.
 - Parked servers woken with ``None`` (last client gone, server closed) look at the queue
   again; wake-ups with ``None`` go to *every* parked server, so none is left behind.
 """
@@ -119,7 +121,9 @@ class _Core:
         """Hand *node* to a parked server or queue it; raise ServerDisappeared/WouldBlock.
 
         *loop* is the caller's running asyncio loop when it knows it (saves a look-up)."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.server_closed:
                 raise ServerDisappeared("the server is closed")
             if not self.server_waiters:
@@ -133,6 +137,8 @@ class _Core:
             waiter = self.server_waiters.popleft()
             node._state = ACTIVE
             self.taken += 1
+        finally:
+            lock.release()
         # Inlined `deliver` for the common case: a server task on the caller's own loop.
         if type(waiter) is _Future and waiter.get_loop() is (loop or _get_running_loop()):
             if not waiter.done():
@@ -148,12 +154,16 @@ class _Core:
         self.live = len(self.queue)
 
     def drop_client(self) -> None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             self.clients -= 1
             if self.clients:
                 return
             waiters = list(self.server_waiters)
             self.server_waiters.clear()
+        finally:
+            lock.release()
         # No request will come any more: every parked server looks again, and sees
         # ClientsDisappeared once the queue is drained.
         for waiter in waiters:
@@ -193,7 +203,9 @@ class _Core:
         has gone, fail it if the server closed, else hand it to the next parked server or
         put it back at the head of the queue (it was the oldest)."""
         to = next_server = None
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if _gone(node):
                 node._to = None  # nothing to answer: not NoReply, not in flight
                 self.taken -= 1
@@ -209,6 +221,8 @@ class _Core:
                 self.queue.appendleft(node)
                 self.live += 1
                 return
+        finally:
+            lock.release()
         if next_server is not None:
             deliver(next_server, node, self.requeue)
         elif to is not None:
@@ -216,12 +230,16 @@ class _Core:
 
     def unpark(self, waiter: Waiter) -> bool:
         """deregister() for a parked server (see `_wait`): False if it was taken already."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             try:
                 self.server_waiters.remove(waiter)
             except ValueError:
                 return False
             return True
+        finally:
+            lock.release()
 
     async def receive(self, gone: type[Exception]) -> Item:
         """`Server.wait` / `Server.__anext__`: the next request, parking until one comes."""
@@ -230,7 +248,8 @@ class _Core:
         if on_trio:
             # trio's rule: a cancelled call does nothing, so check before taking a request.
             await trio_checkpoint_if_cancelled()
-        with lock:
+        lock.acquire()
+        try:
             queue = self.queue
             if queue and not on_trio:
                 # A request is queued (the hot path under load): `take`, inlined.
@@ -251,6 +270,8 @@ class _Core:
                     _Future(loop=loop) if loop is not None and not on_trio else _server_waiter()
                 )
                 self.server_waiters.append(waiter)
+        finally:
+            lock.release()
         if item is not None:
             if on_trio:
                 await trio_cancel_shielded_checkpoint()
@@ -281,23 +302,30 @@ class _Core:
                 node = await park(waiter, functools.partial(self.unpark, waiter))
             if node is not None and (item := self.handed(node)) is not None:
                 return item
-            with lock:
+            lock.acquire()
+            try:
                 item = self.take(gone)
                 if item is not None:
                     return item
                 waiter = _server_waiter()
                 self.server_waiters.append(waiter)
+            finally:
+                lock.release()
 
     def receive_blocking(self, gone: type[Exception], timeout: float | None) -> Item:
         """`server.blocking.wait`: the same, blocking a plain thread."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            with self.lock:
+            lock = self.lock
+            lock.acquire()
+            try:
                 item = self.take(gone)
                 if item is not None:
                     return item
                 waiter = ThreadWaiter()
                 self.server_waiters.append(waiter)
+            finally:
+                lock.release()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not waiter.wait(left):
                 if self.unpark(waiter):
@@ -307,11 +335,17 @@ class _Core:
                 return item
 
     def try_take(self, gone: type[Exception]) -> Item | None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             return self.take(gone)
+        finally:
+            lock.release()
 
     def close_server(self) -> None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.server_closed:
                 return
             self.server_closed = True
@@ -324,6 +358,8 @@ class _Core:
             self.live = 0
             waiters = list(self.server_waiters)
             self.server_waiters.clear()
+        finally:
+            lock.release()
         for to in requesters:
             settle(to, _Failure(ServerDisappeared("the server closed before taking it")))  # type: ignore[arg-type]
         for waiter in waiters:
@@ -331,7 +367,11 @@ class _Core:
 
     def statistics(self) -> tuple[int, int, int, int]:
         """(queued, clients, weak_clients, in_flight)."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             queued = sum(1 for node in self.queue if not _gone(node))
             in_flight = self.taken - _count(self.answered)
             return queued, self.clients, self.weak_clients, in_flight
+        finally:
+            lock.release()

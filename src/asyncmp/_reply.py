@@ -127,24 +127,32 @@ class _Ticket:
 
     def settle(self, value: object) -> bool:
         """The answer arrives. True if the requester still waited for it."""
-        with self.core.lock:
+        lock = self.core.lock
+        lock.acquire()
+        try:
             if self.state != WAITING:
                 return False
             self.state = DONE
             self.value = value
             waiter, self.waiter = self.waiter, None
+        finally:
+            lock.release()
         if waiter is not None:
             wake(waiter)
         return True
 
     def cancel(self) -> bool:
         """Anyone gives up on the request. True if it was not answered yet (now GONE)."""
-        with self.core.lock:
+        lock = self.core.lock
+        lock.acquire()
+        try:
             if self.state != WAITING:
                 return False
             self.state = GONE
             self.value = _Failure(Closed("this request was cancelled"))
             waiter, self.waiter = self.waiter, None
+        finally:
+            lock.release()
         if waiter is not None:
             wake(waiter)  # whoever waits for it now raises Closed
         return True
@@ -153,23 +161,31 @@ class _Ticket:
         """The requester's *waiter* gives up (cancelled, timed out): `_wait`'s deregister().
 
         False if a waker already took the waiter: the outcome is there (or on its way)."""
-        with self.core.lock:
+        lock = self.core.lock
+        lock.acquire()
+        try:
             if self.waiter is not waiter:
                 return False
             self.waiter = None
             self.state = GONE
             self.value = _Failure(Closed("this request was cancelled"))
             return True
+        finally:
+            lock.release()
 
     async def wait_async(self) -> Any:
         """Wait for the outcome in a task; cancelling gives the request up."""
-        with self.core.lock:
+        lock = self.core.lock
+        lock.acquire()
+        try:
             if self.state != WAITING:
                 waiter = None
             elif self.waiter is not None:
                 raise RuntimeError("another task or thread is already waiting for this reply")
             else:
                 waiter = self.waiter = new_async_waiter()
+        finally:
+            lock.release()
         if waiter is None:
             await trio_checkpoint()
         else:
@@ -180,12 +196,16 @@ class _Ticket:
         """Wait for the outcome in a thread; a timeout gives the request up."""
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("waiting for a reply")
-        with self.core.lock:
+        lock = self.core.lock
+        lock.acquire()
+        try:
             if self.state != WAITING:
                 return outcome(self.value)
             if self.waiter is not None:
                 raise RuntimeError("another task or thread is already waiting for this reply")
             waiter = self.waiter = ThreadWaiter()
+        finally:
+            lock.release()
         if not waiter.wait(timeout) and self.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return outcome(self.value)
