@@ -19,9 +19,9 @@ import functools
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
+from ._closing import AsyncClosing
 from ._core import _Core
 from ._errors import ClientsDisappeared, Closed
 from ._reply import (
@@ -90,7 +90,7 @@ def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[
 
 
 @final
-class Client(Generic[Req, Rep]):
+class Client(AsyncClosing, Generic[Req, Rep]):
     """The requesting end of a channel; send a message, get the server's reply.
 
     Any number of tasks and threads, on any event loops, may use one client at the same
@@ -208,28 +208,6 @@ class Client(Generic[Req, Rep]):
         """Whether `close` has been called."""
         return self._closed
 
-    def __enter__(self) -> Client[Req, Rep]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Client[Req, Rep]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         if not self._closed and not sys.is_finalizing():
             self.close()
@@ -313,7 +291,7 @@ class WeakClient(Generic[Req, Rep]):
 
 
 @final
-class Server(Generic[Req, Rep]):
+class Server(AsyncClosing, Generic[Req, Rep]):
     """The serving end of a channel: receives ``(msg, rctx)`` pairs in FIFO order.
 
     After the last strong client closes, the server still receives every request that was
@@ -390,28 +368,6 @@ class Server(Generic[Req, Rep]):
     def __anext__(self) -> Coroutine[Any, Any, tuple[Req, ReplyContext[Rep]]]:
         # A plain def returning the coroutine: one frame less per request in `async for`.
         return self._core.receive(StopAsyncIteration)
-
-    def __enter__(self) -> Server[Req, Rep]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Server[Req, Rep]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if not sys.is_finalizing():

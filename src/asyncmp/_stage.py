@@ -39,11 +39,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, final
 
 import anyio
 
+from ._closing import Closing
 from ._errors import Closed
 from ._stage_outcomes import Finished, Notified, TimedOut
 from ._wait import (
@@ -368,7 +368,7 @@ class Stage(Generic[T, R, B]):
 
 
 @final
-class Ticket(Generic[T]):
+class Ticket(Closing, Generic[T]):
     """A held token: notifications for it are recorded until the ticket is closed.
 
     Made by [`Stage.ticket`][asyncmp.Stage.ticket]. One ticket serves any number of
@@ -416,17 +416,6 @@ class Ticket(Generic[T]):
                 raise RuntimeError("cannot close a ticket while it is inside enter()")
             entry.closed = True
             del stage._entries[entry.token]
-
-    def __enter__(self) -> Ticket[T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         # enter() holds a reference while it runs (and leaves the entry IDLE even when its

@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 
 import anyio
 
+from ._closing import Closing
 from ._errors import Closed
 from .system import _blocked_signals
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 __all__ = (
     "Dispatcher",
@@ -249,7 +250,7 @@ class _Core:
 
 
 @final
-class Dispatcher:
+class Dispatcher(Closing):
     """Watches event handlers' file descriptors and calls them when ready.
 
     Use it from one thread that runs it (`run` or `run_async`); add and delete sources and
@@ -360,17 +361,6 @@ class Dispatcher:
     def closed(self) -> bool:
         """Whether `close` has been called."""
         return self._core.closed
-
-    def __enter__(self) -> Dispatcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         core = self._core

@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
-    from types import FrameType, TracebackType
+    from types import FrameType
 
     from .dispatcher import EventKind
+
+from ._closing import Closing
 
 __all__ = ("SignalEventHandler", "block_signals", "unblock_signals")
 
@@ -79,7 +81,7 @@ class _Terminable(Protocol):
 
 
 @final
-class SignalEventHandler:
+class SignalEventHandler(Closing):
     """An event handler that shuts down on SIGINT or SIGTERM.
 
     Create it on the main thread (Python's rule for signal handlers) and add it to a
@@ -169,17 +171,6 @@ class SignalEventHandler:
                     signal.signal(signum, previous)
         os.close(self._r)
         os.close(self._w)
-
-    def __enter__(self) -> SignalEventHandler:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<SignalEventHandler {'closed' if self._closed else 'armed'}>"

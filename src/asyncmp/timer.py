@@ -18,11 +18,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
+from ._closing import Closing
 from ._errors import Closed
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .dispatcher import EventHandlerId, EventKind
 
 __all__ = ("Timer",)
@@ -74,7 +73,7 @@ def _timerfd(interval: float) -> int:
 
 
 @final
-class Timer:
+class Timer(Closing):
     """Calls *callback* every *interval* seconds while added to a running dispatcher.
 
     The first call comes one interval after the timer is created, then one per interval.
@@ -140,17 +139,6 @@ class Timer:
         self._fd = -1
         if fd >= 0:
             os.close(fd)
-
-    def __enter__(self) -> Timer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         self.close()

@@ -8,6 +8,7 @@ from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
+from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
 from .._wait import (
     ThreadWaiter,
@@ -118,7 +119,7 @@ def _encode(hub: Hub, msg: object, link: _Link | None) -> bytes:
 
 
 @final
-class Client(Generic[Req, Rep]):
+class Client(Closing, Generic[Req, Rep]):
     """A client of a NATS service: the API of [`asyncmp.Client`][asyncmp.Client].
 
     Made by [`connect`][asyncmp.nats.connect]. Usable from any thread and any asyncio
@@ -260,17 +261,6 @@ class Client(Generic[Req, Rep]):
     def closed(self) -> bool:
         """Whether `close` has been called."""
         return self._closed
-
-    def __enter__(self) -> Client[Req, Rep]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     async def __aenter__(self) -> Client[Req, Rep]:
         return self
