@@ -21,6 +21,7 @@ TOUR = [
     ("stage_udp.py", "Stage: many tasks and threads sharing one UDP socket"),
     ("signals_event_loops.py", "dharma: a Signaler, module event loops, a dispatcher and a timer"),
     ("calloop_tour.py", "calloop: timers, channels, a pipe and an idle callback"),
+    ("nats_two_servers.py", "across processes: two server processes and a client over NATS"),
 ]
 
 
