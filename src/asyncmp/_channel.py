@@ -37,6 +37,7 @@ from ._reply import (
 from ._wait import (
     ThreadWaiter,
     _Future,
+    _get_ident,
     _get_running_loop,
     _sniffio_local,
     check_timeout,
@@ -143,6 +144,7 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         node._msg = msg
         node._state = QUEUED
         node._to = fut
+        node._tid = _get_ident()
         core.push(node, False, loop)
         # Hold no reference to the request while waiting: the server's ReplyContext must be
         # collectable (-> NoReply) the moment the server drops it.

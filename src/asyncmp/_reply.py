@@ -34,6 +34,7 @@ from ._wait import (
     ThreadWaiter,
     Waiter,
     _Future,
+    _get_ident,
     _get_running_loop,
     check_timeout,
     ensure_blocking_allowed,
@@ -218,6 +219,7 @@ def new_request(core: _Core, msg: object, to: asyncio.Future[Any] | _Ticket) -> 
     node._msg = msg
     node._state = QUEUED
     node._to = to
+    node._tid = 0
     return node
 
 
@@ -235,11 +237,15 @@ class ReplyContext(Generic[Rep]):
     raise [`NoReply`][asyncmp.NoReply].
     """
 
-    __slots__ = ("_core", "_msg", "_state", "_to")
+    __slots__ = ("_core", "_msg", "_state", "_tid", "_to")
     _core: _Core
     _msg: Any
     _state: int
     _to: asyncio.Future[Any] | _Ticket | None
+    # The thread that runs the loop of an asyncio requester (``_to`` a Future), else 0.
+    # Comparing thread idents is how `reply` knows it may resolve the future directly:
+    # asyncio._get_running_loop() costs a getpid() system call per call on CPython 3.11.
+    _tid: int
 
     def __new__(cls, *args: object, **kwargs: object) -> ReplyContext[Any]:
         raise TypeError("ReplyContext objects are made by Server.wait(), not directly")
@@ -259,11 +265,14 @@ class ReplyContext(Generic[Rep]):
             raise AlreadyReplied("cannot reply(): this reply context was already answered")
         self._to = None
         next(self._core.answered)
-        # `settle(to, value)`, inlined for an asyncio requester on this loop: the hot path.
-        if type(to) is _Future and to.get_loop() is _get_running_loop():
-            if to.done():
+        # `settle(to, value)`, inlined for an asyncio requester on this thread: the hot path.
+        if self._tid == _get_ident():
+            if to.done():  # type: ignore[union-attr]
                 return False
-            to.set_result(value)
+            try:
+                to.set_result(value)  # type: ignore[union-attr]
+            except RuntimeError:  # its loop is closed: the requester is gone
+                return False
             return True
         return settle(to, value)
 
