@@ -27,9 +27,10 @@ from .._wait import (
     trio_checkpoint,
     wake,
 )
-from ._poll import Interest, Mode, Poll, Readiness, WakeFd
+from ._poll import Readiness, WakeFd
 from ._source import PostAction
-from ._token import Token, TokenFactory
+from ._token import Token
+from ._wakefd_source import WakeFdSource
 
 __all__ = ("Channel", "Closed", "Msg", "Sender", "SyncSender", "channel", "sync_channel")
 
@@ -270,7 +271,7 @@ class _BlockingSyncSender(Generic[T]):
 
 
 @final
-class Channel(Generic[T]):
+class Channel(WakeFdSource, Generic[T]):
     """The receiving end: an event source whose callback gets ``Msg(value)`` and ``Closed()``.
 
     The callback gets ``(event, None, data)``. ``try_recv`` reads without a loop. Closing
@@ -278,11 +279,17 @@ class Channel(Generic[T]):
     and drops undelivered messages.
     """
 
-    __slots__ = ("__weakref__", "_closed_sent", "_core", "_poll", "_token")
+    __slots__ = ("__weakref__", "_closed_sent", "_core")
     _core: _Core
-    _poll: Poll | None
-    _token: Token | None
     _closed_sent: bool
+
+    def _wake_fd(self) -> WakeFd:
+        if not self._core.receiver_open:
+            raise ClosedError("this Channel is closed")
+        return self._core.fd
+
+    def _is_open(self) -> bool:
+        return self._core.receiver_open
 
     def __new__(cls, *args: object, **kwargs: object) -> Channel[Any]:
         raise TypeError("Channel objects are made by calloop.channel() or sync_channel()")
@@ -314,23 +321,6 @@ class Channel(Generic[T]):
             if core.senders == 0:
                 raise Disconnected("every sender of this calloop channel is closed")
             raise WouldBlock("no message is queued")
-
-    def register(self, poll: Poll, token_factory: TokenFactory) -> None:
-        token = token_factory.token()
-        if not self._core.receiver_open:
-            raise ClosedError("this Channel is closed")
-        poll.register(self._core.fd.fileno(), Interest.READ, Mode.LEVEL, token)
-        self._poll, self._token = poll, token
-
-    def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
-        token = token_factory.token()
-        poll.reregister(self._core.fd.fileno(), Interest.READ, Mode.LEVEL, token)
-        self._token = token
-
-    def unregister(self, poll: Poll) -> None:
-        if self._core.receiver_open:
-            poll.unregister(self._core.fd.fileno())
-        self._poll = self._token = None
 
     def process_events(
         self,

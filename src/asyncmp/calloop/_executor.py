@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 from .._errors import Closed
 from ._errors import ExecutorDestroyed
 from ._generic import Generic as GenericSource
-from ._poll import Interest, Mode, Poll, Readiness, WakeFd, fd_of
+from ._poll import Interest, Mode, Readiness, WakeFd, fd_of
 from ._source import PostAction
 from ._timer import TimeoutAction, Timer
-from ._token import RegistrationToken, Token, TokenFactory
+from ._token import RegistrationToken, Token
+from ._wakefd_source import WakeFdSource
 
 if TYPE_CHECKING:
     from ._loop import LoopHandle
@@ -135,17 +136,23 @@ class Scheduler(Generic[T]):
 
 
 @final
-class Executor(Generic[T]):
+class Executor(WakeFdSource, Generic[T]):
     """The event source that runs scheduled coroutines; callback gets ``(result, None, data)``.
 
     An exception escaping a coroutine propagates from ``dispatch``. Closing the executor
     (``close()`` or garbage collection) closes the coroutines that have not finished.
     """
 
-    __slots__ = ("__weakref__", "_core", "_poll", "_token")
+    __slots__ = ("__weakref__", "_core")
     _core: _Core
-    _poll: Poll | None
-    _token: Token | None
+
+    def _wake_fd(self) -> WakeFd:
+        if not self._core.alive:
+            raise Closed("this Executor is closed")
+        return self._core.fd
+
+    def _is_open(self) -> bool:
+        return self._core.alive
 
     def __new__(cls, *args: object, **kwargs: object) -> Executor[Any]:
         raise TypeError("Executor objects are made by calloop.executor()")
@@ -157,23 +164,6 @@ class Executor(Generic[T]):
         self._poll = None
         self._token = None
         return self
-
-    def register(self, poll: Poll, token_factory: TokenFactory) -> None:
-        if not self._core.alive:
-            raise Closed("this Executor is closed")
-        token = token_factory.token()
-        poll.register(self._core.fd.fileno(), Interest.READ, Mode.LEVEL, token)
-        self._poll, self._token = poll, token
-
-    def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
-        token = token_factory.token()
-        poll.reregister(self._core.fd.fileno(), Interest.READ, Mode.LEVEL, token)
-        self._token = token
-
-    def unregister(self, poll: Poll) -> None:
-        if self._core.alive:
-            poll.unregister(self._core.fd.fileno())
-        self._poll = self._token = None
 
     def process_events(
         self, readiness: Readiness, token: Token, callback: Callable[[T, None], object]

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any, final
 
 from .._errors import Closed
-from ._poll import Interest, Mode, Poll, Readiness, WakeFd
+from ._poll import Readiness, WakeFd
 from ._source import PostAction
-from ._token import Token, TokenFactory
+from ._token import Token
+from ._wakefd_source import WakeFdSource
 
 __all__ = ("Ping", "PingSource", "make_ping")
 
@@ -112,7 +113,7 @@ class Ping:
 
 
 @final
-class PingSource:
+class PingSource(WakeFdSource):
     """The event source of a ping: one event (``None``) per dispatch in which it was pinged.
 
     Its callback gets ``(None, None, data)``. Once every `Ping` is closed it removes itself
@@ -120,10 +121,8 @@ class PingSource:
     collecting it) makes later pings no-ops.
     """
 
-    __slots__ = ("__weakref__", "_core", "_poll", "_token")
+    __slots__ = ("__weakref__", "_core")
     _core: _PingCore
-    _poll: Poll | None
-    _token: Token | None
 
     def __new__(cls, *args: object, **kwargs: object) -> PingSource:
         raise TypeError("PingSource objects are made by make_ping()")
@@ -136,25 +135,13 @@ class PingSource:
         self._token = None
         return self
 
-    def _fd(self) -> WakeFd:
+    def _wake_fd(self) -> WakeFd:
         if not self._core.source_open:
             raise Closed("this PingSource is closed")
         return self._core.fd
 
-    def register(self, poll: Poll, token_factory: TokenFactory) -> None:
-        token = token_factory.token()
-        poll.register(self._fd().fileno(), Interest.READ, Mode.LEVEL, token)
-        self._poll, self._token = poll, token
-
-    def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
-        token = token_factory.token()
-        poll.reregister(self._fd().fileno(), Interest.READ, Mode.LEVEL, token)
-        self._token = token
-
-    def unregister(self, poll: Poll) -> None:
-        if self._poll is not None and self._core.source_open:
-            poll.unregister(self._core.fd.fileno())
-        self._poll = self._token = None
+    def _is_open(self) -> bool:
+        return self._core.source_open
 
     def process_events(
         self, readiness: Readiness, token: Token, callback: Callable[[None, None], Any]
