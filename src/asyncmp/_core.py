@@ -241,10 +241,14 @@ class _Core:
         finally:
             lock.release()
 
-    async def receive(self, gone: type[Exception]) -> Item:
-        """`Server.wait` / `Server.__anext__`: the next request, parking until one comes."""
+    async def receive(self, gone: type[Exception], loop: Any = None) -> Item:
+        """`Server.wait` / `Server.__anext__`: the next request, parking until one comes.
+
+        *loop*: the caller's running asyncio loop when it knows it for certain — a task
+        that serves all its life on one loop (`task.spawn`'s dispatch loop) — which saves
+        the look-up (a ``getpid()`` system call on CPython 3.11) each time it parks."""
         lock = self.lock
-        on_trio = _sniffio_local.name == "trio"
+        on_trio = loop is None and _sniffio_local.name == "trio"
         if on_trio:
             # trio's rule: a cancelled call does nothing, so check before taking a request.
             await trio_checkpoint_if_cancelled()
@@ -265,7 +269,7 @@ class _Core:
             busy = queue or self.server_closed or not self.clients
             item = self.take(gone) if busy else None
             if item is None:
-                loop = _get_running_loop()
+                loop = loop or _get_running_loop()
                 waiter = (
                     _Future(loop=loop) if loop is not None and not on_trio else _server_waiter()
                 )

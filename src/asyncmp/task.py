@@ -12,6 +12,7 @@ requests of its channel one at a time in FIFO order and hands each to the handle
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -257,6 +258,11 @@ async def _dispatch(
     del weak
     proc_req = handler.proc_req
     wait = server.wait
+    if on_asyncio:
+        # This task serves on one loop all its life: tell `receive` which, once.
+        wait = functools.partial(
+            server._core.receive, ClientsDisappeared, asyncio.get_running_loop()
+        )
     taken = 0
     while True:
         try:
