@@ -5,6 +5,7 @@ python -m benchmarks --quick         # one fast round (for scripts/demo --bench)
 python -m benchmarks --smoke         # a tiny run that checks the machinery works
 python -m benchmarks --modes async_async_1 thread_async --loops asyncio
 python -m benchmarks --json out.json --chart out.png
+python -m benchmarks --anatomy       # where one request's time goes, step by step
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._anatomy import ANATOMY_MODES
 from ._harness import LoopName, Settings, run
 from ._modes import MODES, SMOKE_MODES
 from ._report import table, to_json
@@ -33,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, help="counted rounds (default 7; quick 1)")
     parser.add_argument("--budget", type=float, help="seconds per measurement")
     parser.add_argument(
-        "--modes", nargs="+", metavar="MODE", help="modes to run: " + ", ".join(m.id for m in MODES)
+        "--modes",
+        nargs="+",
+        metavar="MODE",
+        help="modes to run: " + ", ".join(m.id for m in (*MODES, *ANATOMY_MODES)),
     )
     parser.add_argument(
         "--contestants",
@@ -55,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="measure nothing: redraw --chart from a JSON file written by --json",
     )
+    parser.add_argument(
+        "--anatomy",
+        action="store_true",
+        help="run the anatomy modes instead: a ladder from a bare design to asyncmp",
+    )
     parser.add_argument("--nats", action="store_true", help="also run benchmarks/nats_bench.py")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return parser
@@ -71,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         draw(json.loads(args.replot.read_text()), args.chart)
         print(f"wrote {args.chart}")
         return 0
-    known = {m.id: m for m in MODES}
-    wanted = args.modes or (list(SMOKE_MODES) if args.smoke else list(known))
+    known = {m.id: m for m in (*MODES, *ANATOMY_MODES)}
+    if args.modes:
+        wanted = args.modes
+    elif args.anatomy:
+        wanted = [m.id for m in ANATOMY_MODES]
+    else:
+        wanted = list(SMOKE_MODES) if args.smoke else [m.id for m in MODES]
     unknown = [m for m in wanted if m not in known]
     if unknown:
         print(f"unknown modes: {', '.join(unknown)}; choose from {', '.join(known)}")
