@@ -14,9 +14,9 @@ Requests reach the server in one of two ways:
 Invariants (under ``core.lock``):
 - ``server_waiters`` is non-empty only while ``queue`` holds no QUEUED node: a server parks
   only after finding the queue empty, and every later push hands off.
-- ``live`` = ``len(queue)``. Requests whose requester gave up stay there as tombstones
-  (giving up takes no lock on the hot path): `take` skips them, `statistics` does not count
-  them, and a full bounded channel purges them before it refuses a request.
+- Requests whose requester gave up stay in ``queue`` as tombstones (giving up takes no
+  lock on the hot path): `take` skips them, `statistics` does not count them, and a full
+  bounded channel purges them before it refuses a request.
 - A node handed to a server that can no longer take it (cancelled in the meantime, or the
   server closed) comes back through `requeue`, exactly once: a handed-off node is never lost.
 - ``taken`` counts requests handed off or taken (changed under the lock only); ``answered``
@@ -93,7 +93,6 @@ class _Core:
     __slots__ = (
         "answered",
         "clients",
-        "live",
         "lock",
         "max_queued",
         "queue",
@@ -106,7 +105,6 @@ class _Core:
     def __init__(self, max_queued: int | None) -> None:
         self.lock = threading.Lock()
         self.queue: deque[ReplyContext[Any]] = deque()
-        self.live = 0
         self.max_queued = max_queued
         self.clients = 1
         self.weak_clients = 0
@@ -127,12 +125,11 @@ class _Core:
             if self.server_closed:
                 raise ServerDisappeared("the server is closed")
             if not self.server_waiters:
-                if nowait and self.max_queued is not None and self.live >= self.max_queued:
+                if nowait and self.max_queued is not None and len(self.queue) >= self.max_queued:
                     self._purge()
-                    if self.live >= self.max_queued:
+                    if len(self.queue) >= self.max_queued:
                         raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
                 self.queue.append(node)
-                self.live += 1
                 return
             waiter = self.server_waiters.popleft()
             node._state = ACTIVE
@@ -151,7 +148,6 @@ class _Core:
     def _purge(self) -> None:
         """Drop the tombstones from the queue. Call with the lock held."""
         self.queue = deque(node for node in self.queue if not _gone(node))
-        self.live = len(self.queue)
 
     def drop_client(self) -> None:
         lock = self.lock
@@ -177,7 +173,6 @@ class _Core:
         queue = self.queue
         while queue:
             node = queue.popleft()
-            self.live -= 1
             if not _gone(node):
                 node._state = ACTIVE
                 self.taken += 1
@@ -219,7 +214,6 @@ class _Core:
                 node._state = QUEUED
                 self.taken -= 1
                 self.queue.appendleft(node)
-                self.live += 1
                 return
         finally:
             lock.release()
@@ -261,7 +255,6 @@ class _Core:
                 to = node._to
                 if type(to) is _Future and not to.done():
                     queue.popleft()
-                    self.live -= 1
                     node._state = ACTIVE
                     self.taken += 1
                     return node._msg, node
@@ -359,7 +352,6 @@ class _Core:
                     requesters.append(node._to)
                     node._to = None
             self.queue.clear()
-            self.live = 0
             waiters = list(self.server_waiters)
             self.server_waiters.clear()
         finally:
