@@ -149,3 +149,28 @@ def test_benchmarks_unavailable_mode_is_reported_not_fatal(tmp_path: Path) -> No
     calloop = _entry(doc, "calloop_timers", "threads")["contestants"]["asyncmp"]
     assert (calloop["skipped"] is None) == (calloop["value"] is not None)
     _measured(_entry(doc, "async_async_1", "asyncio"), "asyncmp")
+
+
+@pytest.mark.subprocess
+def test_benchmarks_anatomy_measures_every_rung(tmp_path: Path) -> None:
+    """--anatomy runs the ladder from a bare design to asyncmp (1 and 64 clients): every rung,
+    asyncmp and the floor are measured in the same run (each checks every reply), and the
+    ladder claims no DESIGN §6 target."""
+    doc = _run(tmp_path, "--anatomy")
+
+    assert [(m["id"], m["loop"]) for m in doc["modes"]] == [
+        ("anatomy_1", "asyncio"),
+        ("anatomy_64", "asyncio"),
+    ]
+    rungs = {
+        "1 bare",
+        "2 + async API",
+        "3 + lock",
+        "4 + loop look-up",
+        "5 + request object",
+    }
+    for entry in doc["modes"]:
+        assert set(entry["contestants"]) == rungs | {"asyncmp", "floor"}
+        for name in entry["contestants"]:
+            _measured(entry, name)
+        assert entry["target_met"] is None
