@@ -165,13 +165,19 @@ class _Queue:
 
     def push(self, msg: object) -> bool:
         """Queue *msg* and wake one waiter; ``False`` if the receiver is gone."""
-        with self.lock:
+        # Explicit acquire/release: `with lock:` costs twice as much on CPython 3.11, and a
+        # fan-out pays it once per receiver (as does `try_recv`).
+        lock = self.lock
+        lock.acquire()
+        try:
             if not self.alive:
                 return False
             self.items.append(msg)
             if not self.waiters:
                 return True
             waiter = self.waiters.popleft()
+        finally:
+            lock.release()
         wake(waiter)
         return True
 
@@ -211,9 +217,13 @@ class Receiver(Generic[T]):
     def try_recv(self) -> ReceiveResult[T] | Literal[Outcome.EMPTY]:
         """The oldest queued message, or [`EMPTY`][asyncmp.bridge.EMPTY]."""
         queue = self._queue
-        with queue.lock:
+        lock = queue.lock
+        lock.acquire()
+        try:
             if queue.items:
                 return queue.items.popleft()  # type: ignore[no-any-return]
+        finally:
+            lock.release()
         return EMPTY
 
     # The timeout is part of the contract: it turns into the TIMEOUT outcome value.
