@@ -37,7 +37,24 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, final
 
-import sniffio
+
+class _LibraryMark(Protocol):
+    name: str | None
+
+
+class _NoTrio:
+    __slots__ = ()
+    name: str | None = None
+
+
+_sniffio_local: _LibraryMark
+try:
+    # trio marks the thread that runs it in sniffio's thread-local (trio depends on sniffio).
+    import sniffio
+
+    _sniffio_local = sniffio.thread_local
+except ImportError:  # sniffio is absent, hence trio too: only asyncio can be running
+    _sniffio_local = _NoTrio()
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -47,6 +64,7 @@ __all__ = (
     "ThreadWaiter",
     "Waiter",
     "check_timeout",
+    "current_library",
     "deliver",
     "ensure_blocking_allowed",
     "new_async_waiter",
@@ -54,12 +72,12 @@ __all__ = (
     "trio_cancel_shielded_checkpoint",
     "trio_checkpoint",
     "trio_checkpoint_if_cancelled",
+    "trio_running",
     "wake",
 )
 
 _get_running_loop = asyncio._get_running_loop
 _get_ident = threading.get_ident
-_sniffio_local = sniffio.thread_local
 _Future = asyncio.Future
 
 
@@ -135,7 +153,7 @@ AsyncWaiter: TypeAlias = "asyncio.Future[Any] | _TrioWaiter"
 Waiter: TypeAlias = "asyncio.Future[Any] | _TrioWaiter | ThreadWaiter"
 
 
-def _trio_running() -> bool:
+def trio_running() -> bool:
     # trio marks the thread that runs it; asyncio does not, so check trio first: under trio
     # guest mode an asyncio loop is "running" too, but trio tasks cannot await its futures.
     return _sniffio_local.name == "trio"
@@ -147,10 +165,18 @@ def new_async_waiter() -> AsyncWaiter:
         loop = _get_running_loop()
         if loop is not None:
             return loop.create_future()
-    if _trio_running():
+    if trio_running():
         return _TrioWaiter()
-    library = sniffio.current_async_library()
-    raise RuntimeError(f"asyncmp supports asyncio and trio, not {library!r}")
+    raise RuntimeError(f"asyncmp supports asyncio and trio, not {current_library()!r}")
+
+
+def current_library() -> str | None:
+    """The async library running in this thread: ``"trio"``, ``"asyncio"``, the name another
+    library gave sniffio, or ``None`` when no event loop runs here."""
+    name: str | None = _sniffio_local.name
+    if name is not None:
+        return name
+    return "asyncio" if _get_running_loop() is not None else None
 
 
 def _resolve(fut: asyncio.Future[Any], value: object = None) -> None:
@@ -222,7 +248,7 @@ async def trio_checkpoint() -> None:
     asyncio code expects ``await queue.get()`` on a non-empty queue not to yield, and so do
     we; trio code expects every ``await`` to be a cancel and schedule point.
     """
-    if _trio_running():
+    if trio_running():
         import trio
 
         await trio.lowlevel.checkpoint()

@@ -18,8 +18,6 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar, final
 
-import sniffio
-
 from ._channel import Client, Server, WeakClient
 from ._dispatch import (
     Break,
@@ -34,6 +32,7 @@ from ._dispatch import (
 )
 from ._errors import ClientsDisappeared
 from ._reply import ReplyContext
+from ._wait import current_library
 
 __all__ = ("Handler", "TaskSpawner", "spawn")
 
@@ -171,13 +170,12 @@ def spawn(
 
 
 def _running_library() -> str:
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
+    library = current_library()
+    if library is None:
         raise RuntimeError(
             "task.spawn() must be called from async code on a running asyncio or trio loop; "
             "from a plain thread use asyncmp.thread.spawn()"
-        ) from None
+        )
     if library not in ("asyncio", "trio"):
         raise RuntimeError(f"asyncmp supports asyncio and trio, not {library!r}")
     return library
@@ -301,7 +299,7 @@ async def _maybe_await(result: object) -> object:
 
 
 def _cancelled_class() -> type[BaseException]:
-    if sniffio.current_async_library() == "trio":
+    if current_library() == "trio":
         import trio
 
         return trio.Cancelled

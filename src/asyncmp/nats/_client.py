@@ -12,12 +12,12 @@ from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
 from .._wait import (
     ThreadWaiter,
-    _sniffio_local,
     check_timeout,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
     trio_checkpoint,
+    trio_running,
     wake,
 )
 from ._codec import Codec, resolve_codec
@@ -315,7 +315,7 @@ def _fail_unsent(call: _Call, error: BaseException) -> None:
 
 
 def _trio() -> bool:
-    return _sniffio_local.name == "trio"
+    return trio_running()
 
 
 @final

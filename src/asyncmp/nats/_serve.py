@@ -104,9 +104,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _on_trio() -> bool:
-    from .._wait import _sniffio_local
+    from .._wait import trio_running
 
-    return _sniffio_local.name == "trio"
+    return trio_running()
 
 
 class _Server:
