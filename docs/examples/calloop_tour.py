@@ -20,7 +20,7 @@ class State:
     """The shared data: every callback gets it as its last argument."""
 
     ticks: int = 0
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list[str])
     pipe_data: bytes = b""
     idle_ran: bool = False
     channel_closed: bool = False

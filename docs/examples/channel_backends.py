@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import Callable
 
 import trio
 import uvloop
@@ -53,16 +54,17 @@ def main() -> None:
     serving.start()
 
     replies: dict[str, str] = {}
-    callers = {
+    callers: dict[str, Callable[[], str]] = {
         "asyncio": lambda: asyncio.run(ask(client, "asyncio")),
         "uvloop": lambda: uvloop.run(ask(client, "uvloop")),
         "trio": lambda: trio.run(ask, client, "trio"),
         "a thread": lambda: client.blocking.send("hello from a thread", timeout=5),
     }
-    threads = [
-        threading.Thread(target=lambda w=who, f=fn: replies.__setitem__(w, f()))
-        for who, fn in callers.items()
-    ]
+
+    def call(who: str, fn: Callable[[], str]) -> None:
+        replies[who] = fn()
+
+    threads = [threading.Thread(target=call, args=(who, fn)) for who, fn in callers.items()]
     for t in threads:
         t.start()
     for t in threads:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,7 @@ def use_from_a_thread(url: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def nats_server() -> Iterator[str]:
+def nats_server() -> Generator[str, None, None]:
     """Start a throwaway nats-server on a free loopback port; yield its URL."""
     binary = Path(sysconfig.get_path("scripts")) / "nats-server"
     found = str(binary) if binary.exists() else shutil.which("nats-server")

@@ -142,7 +142,7 @@ async def main() -> None:
             for _ in range(DATAGRAMS):
                 got[addr].append(receive_blocking(stage, ticket, within=10))
 
-    threads = []
+    threads: list[threading.Thread] = []
     async with anyio.create_task_group() as tg:
         for i, addr in enumerate(got):
             if i % 2:

@@ -5,6 +5,8 @@ This module only re-exports; the implementation lives in private modules.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._channel import (
     ChannelStatistics as ChannelStatistics,
     Client as Client,
@@ -23,6 +25,12 @@ from ._errors import (
     ServerDisappeared as ServerDisappeared,
     WouldBlock as WouldBlock,
 )
+from ._protocols import (
+    AnyBlockingClient as AnyBlockingClient,
+    AnyBlockingPendingReply as AnyBlockingPendingReply,
+    AnyClient as AnyClient,
+    AnyPendingReply as AnyPendingReply,
+)
 from ._reply import PendingReply as PendingReply, ReplyContext as ReplyContext
 from ._stage import (
     Director as Director,
@@ -35,6 +43,10 @@ from ._stage import (
 
 __all__ = (
     "AlreadyReplied",
+    "AnyBlockingClient",
+    "AnyBlockingPendingReply",
+    "AnyClient",
+    "AnyPendingReply",
     "Break",
     "ChannelStatistics",
     "Client",
@@ -78,6 +90,23 @@ _SUBMODULES = frozenset(
 )
 
 
+if TYPE_CHECKING:
+    # For type checkers, which do not run `__getattr__`: `asyncmp.task.spawn(...)` after a
+    # plain `import asyncmp` has the types of `from asyncmp import task`.
+    from . import (
+        bridge as bridge,
+        calloop as calloop,
+        dispatcher as dispatcher,
+        event_loop as event_loop,
+        nats as nats,
+        signaler as signaler,
+        system as system,
+        task as task,
+        thread as thread,
+        timer as timer,
+    )
+
+
 def __getattr__(name: str) -> object:
     if name in _SUBMODULES:
         import importlib
@@ -91,4 +120,4 @@ for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("asyncmp._"):
         _obj.__module__ = __name__
-del _name, _obj
+del _name, _obj, TYPE_CHECKING
