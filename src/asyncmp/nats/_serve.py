@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -13,7 +13,7 @@ from .._channel import Client as LocalClient
 from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
 from .._reply import PendingReply
 from ._codec import Codec, resolve_codec
-from ._errors import MalformedMessage, PayloadTooLarge, encode_failure
+from ._errors import MalformedMessage, PayloadTooLarge, encode_bounded_failure
 from ._link import connect_nats
 from ._wire import FAIL, GONE, NOREPLY, STATUS, cancel_subject
 
@@ -28,6 +28,16 @@ logger = logging.getLogger("asyncmp")
 _FAIL_HEADERS = {STATUS: FAIL}
 _NOREPLY_HEADERS = {STATUS: NOREPLY}
 _GONE_HEADERS = {STATUS: GONE}
+
+
+def _header_size(headers: dict[str, str]) -> int:
+    # The NATS header block: "NATS/1.0", then one "Key: Value" line per header, then an
+    # empty line, each ended by CRLF. nats-server counts it against max_payload together with
+    # the payload (and drops a connection that publishes more); nats-py checks the payload only.
+    return len("NATS/1.0\r\n") + sum(len(f"{k}: {v}\r\n") for k, v in headers.items()) + 2
+
+
+_FAIL_HEADER_SIZE: Final = _header_size(_FAIL_HEADERS)
 
 
 async def serve(
@@ -69,7 +79,9 @@ async def serve(
     closed unanswered, or when `serve` is stopped while the request is in hand;
     `ServerDisappeared` when the local server was closed before taking it;
     `MalformedMessage` when the request cannot be decoded (the server keeps serving);
-    `PayloadTooLarge` when the reply does not fit in a NATS message.
+    `PayloadTooLarge` when the reply, or the failure record of `rctx.fail(exc)` with its
+    header, does not fit in a NATS message (its message names the original failure,
+    cut to fit).
     """
     if _running_loop() is None or _on_trio():
         raise RuntimeError("asyncmp.nats.serve() runs on asyncio (nats-py is asyncio-only)")
@@ -193,9 +205,31 @@ class _Server:
             self.in_flight.pop(reply, None)
 
     async def fail(self, reply: str, exc: BaseException) -> None:
-        await self.publish(reply, encode_failure(exc), _FAIL_HEADERS)
+        # Bounded so that header and payload fit in max_payload: a bigger message makes
+        # nats-server drop the connection (every request in hand lost), and one whose
+        # payload alone is too big is refused by nats-py (the requester never hears).
+        payload = encode_bounded_failure(exc, self.nc.max_payload - _FAIL_HEADER_SIZE)
+        if payload is None:
+            logger.warning(
+                "asyncmp.nats: the NATS server's max_payload (%d) is too small for any failure "
+                "reply; the requester on %r will not hear of %r",
+                self.nc.max_payload,
+                reply,
+                exc,
+            )
+            return
+        await self.publish(reply, payload, _FAIL_HEADERS)
 
     async def publish(self, reply: str, payload: bytes, headers: dict[str, str] | None) -> None:
+        if headers is not None and len(payload) + _header_size(headers) > self.nc.max_payload:
+            logger.warning(
+                "asyncmp.nats: a %s reply does not fit in the NATS server's max_payload (%d); "
+                "the requester on %r will not hear of it",
+                headers.get(STATUS),
+                self.nc.max_payload,
+                reply,
+            )
+            return
         try:
             await self.nc.publish(reply, payload, headers=headers)
         except Exception as exc:
