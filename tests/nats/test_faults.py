@@ -1,16 +1,22 @@
-"""Faults: replies near max_payload."""
+"""Faults: replies near max_payload, and the order of cancel messages and requests."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import nats
 import pytest
 from nats_helpers import NatsServer, serving
 
 import asyncmp
 import asyncmp.nats
+from asyncmp.nats import _serve
 
 pytestmark = pytest.mark.anyio
 
@@ -110,3 +116,109 @@ async def test_nats_any_reply_over_max_payload_becomes_a_bounded_payload_too_lar
                 with pytest.raises(asyncmp.nats.PayloadTooLarge):
                     await client.send(request)
             assert await client.send("small") == "small"
+
+
+@asynccontextmanager
+async def raw_nats(url: str) -> AsyncIterator[nats.aio.client.Client]:
+    nc = await nats.connect(url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def cancel_seen(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """serve()'s cancel handler, instrumented: each processed cancel message appends the
+    serve state it was processed by, so a test can wait for it."""
+    seen: list[Any] = []
+    original = _serve._Server.on_cancel
+
+    async def on_cancel(self: _serve._Server, msg: Any) -> None:
+        await original(self, msg)
+        seen.append(self)
+
+    monkeypatch.setattr(_serve._Server, "on_cancel", on_cancel)
+    return seen
+
+
+async def _wait_for(predicate: Callable[[], bool]) -> None:
+    # What changes is updated by a message that crossed NATS: no event to wait on, so poll.
+    # Bounded by the caller's fail_after.
+    while not predicate():  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+
+
+async def test_nats_cancel_processed_before_its_request_drops_the_request(
+    nats_server: NatsServer, cancel_seen: list[Any]
+) -> None:
+    """Cancel messages and requests travel on different subjects: a cancel that serve()
+    processes before its request makes serve() drop that request (the handler never sees
+    it, nothing is replied), not serve a requester that is gone."""
+    seen: list[Any] = []
+
+    async def record(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        seen.append(msg)
+        rctx.reply(msg)
+
+    with anyio.fail_after(20):
+        async with serving(nats_server.url, "c", record), raw_nats(nats_server.url) as nc:
+            inbox = nc.new_inbox()
+            replies = await nc.subscribe(inbox + ".*")
+            await nc.publish("_ASYNCMP.CANCEL.c", f"{inbox}.1".encode())
+            await nc.flush()
+            await _wait_for(lambda: len(cancel_seen) == 1)
+            await nc.publish("c", b'"withdrawn"', reply=f"{inbox}.1")
+            await nc.publish("c", b'"served"', reply=f"{inbox}.2")
+            reply = await replies.next_msg(timeout=10)
+            assert (reply.subject, json.loads(reply.data)) == (f"{inbox}.2", "served")
+            # Requests on one subscription are handled in order: "withdrawn" came first.
+            assert seen == ["served"]
+            assert replies.pending_msgs == 0
+
+
+async def test_nats_cancel_before_the_request_task_first_runs_leaves_nothing_in_flight(
+    nats_server: NatsServer, cancel_seen: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose serve() task is cancelled before that task first runs (so its body,
+    and any cleanup in it, never runs) is withdrawn and forgotten: nothing stays in flight."""
+    gate = asyncio.Event()
+    original = _serve._Server.handle
+
+    async def gated_handle(self: _serve._Server, *args: Any) -> None:
+        # Keeps the task from reaching handle()'s body until the gate opens.
+        await gate.wait()
+        await original(self, *args)
+
+    monkeypatch.setattr(_serve._Server, "handle", gated_handle)
+
+    release = anyio.Event()
+    seen: list[Any] = []
+
+    async def hold_first(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        seen.append(msg)
+        await release.wait()  # "withdrawn" stays queued behind "hold" meanwhile
+        rctx.reply(msg)
+
+    with anyio.fail_after(20):
+        async with (
+            serving(nats_server.url, "g", hold_first) as local,
+            raw_nats(nats_server.url) as nc,
+        ):
+            inbox = nc.new_inbox()
+            replies = await nc.subscribe(inbox + ".*")
+            await nc.publish("g", b'"hold"', reply=f"{inbox}.1")
+            await nc.publish("g", b'"withdrawn"', reply=f"{inbox}.2")
+            await nc.flush()
+            await _wait_for(lambda: seen == ["hold"] and local.statistics().queued == 1)
+            await nc.publish("_ASYNCMP.CANCEL.g", f"{inbox}.2".encode())
+            await nc.flush()
+            await _wait_for(lambda: len(cancel_seen) == 1)
+            assert list(cancel_seen[0].in_flight) == [f"{inbox}.1"]
+            assert local.statistics().queued == 0
+            gate.set()
+            release.set()
+            reply = await replies.next_msg(timeout=10)
+            assert (reply.subject, json.loads(reply.data)) == (f"{inbox}.1", "hold")
+            await _wait_for(lambda: not cancel_seen[0].in_flight)
+    assert seen == ["hold"]

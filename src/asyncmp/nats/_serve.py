@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -38,6 +39,13 @@ def _header_size(headers: dict[str, str]) -> int:
 
 
 _FAIL_HEADER_SIZE: Final = _header_size(_FAIL_HEADERS)
+
+# Cancel messages travel on another subject than requests, so serve() may process a cancel
+# before its request: it remembers the reply subjects of cancels for requests it does not
+# hold, for _CANCEL_MEMORY_SECONDS and at most _CANCEL_MEMORY_SIZE of them (the oldest are
+# forgotten first), and drops a request that arrives with a remembered reply subject.
+_CANCEL_MEMORY_SECONDS: Final = 60.0
+_CANCEL_MEMORY_SIZE: Final = 10_000
 
 
 async def serve(
@@ -130,6 +138,9 @@ class _Server:
         self.codec = codec
         # Requests handed to the local server and not answered yet, by reply subject.
         self.in_flight: dict[str, tuple[asyncio.Task[None], PendingReply[Any] | None]] = {}
+        # Reply subjects of cancels that came before their request, with the time they
+        # came, oldest first (see _CANCEL_MEMORY_SECONDS).
+        self.cancelled: OrderedDict[str, float] = OrderedDict()
         self.stopped = anyio.Event()
 
     async def on_request(self, msg: Msg) -> None:
@@ -139,6 +150,8 @@ class _Server:
                 "asyncmp.nats: dropped a message on %r without a reply subject", msg.subject
             )
             return
+        if self.cancelled and self.cancelled.pop(reply, None) is not None:
+            return  # its requester gave up before it arrived: nobody is waiting for it
         try:
             request = self.codec.decode(msg.data)
         except Exception as exc:
@@ -159,14 +172,28 @@ class _Server:
         self.in_flight[reply] = task, pending
 
     async def on_cancel(self, msg: Msg) -> None:
-        entry = self.in_flight.get(msg.data.decode(errors="replace"))
-        if entry is not None:
-            # Withdraw the local request (asyncmp semantics: the handler never sees it, or
-            # its reply() returns False) and stop waiting for it.
-            task, pending = entry
-            if pending is not None:
-                pending.cancel()
-            task.cancel()
+        reply = msg.data.decode(errors="replace")
+        entry = self.in_flight.pop(reply, None)
+        if entry is None:
+            self.remember_cancel(reply)
+            return
+        # Withdraw the local request (asyncmp semantics: the handler never sees it, or its
+        # reply() returns False) and stop waiting for it. The entry is removed here, not
+        # only by handle(): a task cancelled before it first runs never runs its body.
+        task, pending = entry
+        if pending is not None:
+            pending.cancel()
+        task.cancel()
+
+    def remember_cancel(self, reply: str) -> None:
+        # Its request is not in hand: it may still be on its way (or it was answered already,
+        # or another server of the queue group holds it). Bounded in time and in size.
+        cancelled = self.cancelled
+        now = asyncio.get_running_loop().time()
+        cancelled[reply] = now
+        expired = now - _CANCEL_MEMORY_SECONDS
+        while len(cancelled) > _CANCEL_MEMORY_SIZE or cancelled[next(iter(cancelled))] <= expired:
+            cancelled.popitem(last=False)
 
     async def handle(self, reply: str, request: object, pending: PendingReply[Any] | None) -> None:
         try:
