@@ -1,9 +1,12 @@
-"""Faults: replies near max_payload, and the order of cancel messages and requests."""
+"""Faults: replies near max_payload, connections closed for good, the broker down, the
+order of cancel messages and requests, and close() racing senders on other threads."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +15,7 @@ from typing import Any
 import anyio
 import nats
 import pytest
-from nats_helpers import NatsServer, serving
+from nats_helpers import NatsServer, free_port, serving
 
 import asyncmp
 import asyncmp.nats
@@ -116,6 +119,123 @@ async def test_nats_any_reply_over_max_payload_becomes_a_bounded_payload_too_lar
                 with pytest.raises(asyncmp.nats.PayloadTooLarge):
                     await client.send(request)
             assert await client.send("small") == "small"
+
+
+async def _serve_until_it_raises(
+    url: str,
+    outcome: list[BaseException],
+    *,
+    task_status: anyio.abc.TaskStatus[None],
+    **options: Any,
+) -> None:
+    local_server, local_client = asyncmp.channel()
+    try:
+        await asyncmp.nats.serve(local_client, "lost", url, task_status=task_status, **options)
+    except Exception as exc:
+        outcome.append(exc)
+    finally:
+        local_client.close()
+        local_server.close()
+
+
+async def test_nats_serve_raises_server_disappeared_when_its_connection_is_closed_for_good(
+    nats_server: NatsServer,
+) -> None:
+    """When nats-py gives up reconnecting (max_reconnect_attempts exhausted), serve() raises
+    ServerDisappeared naming the cause instead of running on unsubscribed."""
+    outcome: list[BaseException] = []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                lambda task_status: _serve_until_it_raises(
+                    nats_server.url,
+                    outcome,
+                    task_status=task_status,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.05,
+                )
+            )
+            nats_server.stop()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], asyncmp.ServerDisappeared)
+    assert "closed for good" in str(outcome[0])
+
+
+async def test_nats_request_in_flight_when_the_connection_is_closed_for_good_fails_at_once(
+    nats_server: NatsServer,
+) -> None:
+    """A client connection that nats-py gives up on fails the requests waiting on it with
+    ServerDisappeared (not a hang, even without a timeout), and the client reconnects for
+    the next request once the NATS server is back."""
+    held = threading.Event()
+
+    async def hold(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        if msg == "hold":
+            held.set()
+        else:
+            rctx.reply(msg)
+
+    options = {"max_reconnect_attempts": 1, "reconnect_time_wait": 0.05}
+    with anyio.fail_after(40):
+        async with asyncmp.nats.connect("h", nats_server.url, timeout=None, **options) as client:
+            async with serving(nats_server.url, "h", hold):
+                pending = client.request("hold")
+                await anyio.to_thread.run_sync(held.wait, 10)
+                nats_server.stop()
+                with pytest.raises(asyncmp.ServerDisappeared, match="closed for good"):
+                    await pending
+            nats_server.start()
+            async with serving(nats_server.url, "h", hold):
+                assert await client.send("back") == "back"
+
+
+async def test_nats_client_with_the_broker_down_fails_within_its_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With no NATS server at the URL, send(), blocking.send(timeout=...) and request() fail
+    within their timeouts (not after nats-py's minutes of retries) with one
+    ServerDisappeared naming the URL and the cause, and a client logs at most one warning
+    line for it."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    caplog.set_level(logging.WARNING, logger="asyncmp")
+    with anyio.fail_after(20):
+        async with asyncmp.nats.connect("down", url, timeout=1) as client:
+            with pytest.raises(asyncmp.ServerDisappeared) as info:
+                await client.send(1)
+            assert url in str(info.value)
+            assert "ConnectionRefusedError" in str(info.value)
+            assert isinstance(info.value.__cause__, OSError)
+        assert len(caplog.records) <= 1
+        caplog.clear()
+        async with asyncmp.nats.connect("down", url, timeout=30) as client:
+            with pytest.raises(asyncmp.ServerDisappeared) as info:
+                await anyio.to_thread.run_sync(lambda: client.blocking.send(1, timeout=1))
+            assert url in str(info.value)
+        assert len(caplog.records) <= 1
+        caplog.clear()
+        async with asyncmp.nats.connect("down", url, timeout=1) as client:
+            with pytest.raises(asyncmp.ServerDisappeared, match=url):
+                await anyio.to_thread.run_sync(lambda: client.request(2).blocking.wait(10))
+            with pytest.raises(asyncmp.ServerDisappeared, match=url):
+                await client.request(3)
+        assert len(caplog.records) <= 1
+
+
+async def test_nats_serve_with_the_broker_down_raises_once_nats_py_gives_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """serve() with no NATS server raises ServerDisappeared naming the URL once nats-py's
+    connection attempts are spent, and logs at most one warning line meanwhile."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    caplog.set_level(logging.WARNING, logger="asyncmp")
+    local_server, local_client = asyncmp.channel()
+    with anyio.fail_after(20), pytest.raises(asyncmp.ServerDisappeared, match=url):
+        await asyncmp.nats.serve(
+            local_client, "down", url, max_reconnect_attempts=5, reconnect_time_wait=0.02
+        )
+    assert len(caplog.records) <= 1
+    local_client.close()
+    local_server.close()
 
 
 @asynccontextmanager
@@ -222,3 +342,116 @@ async def test_nats_cancel_before_the_request_task_first_runs_leaves_nothing_in_
             assert (reply.subject, json.loads(reply.data)) == (f"{inbox}.1", "hold")
             await _wait_for(lambda: not cancel_seen[0].in_flight)
     assert seen == ["hold"]
+
+
+def _close_when_the_link_is_taken(
+    client: asyncmp.nats.Client[Any, Any], close: Callable[[], None]
+) -> None:
+    """Widen the window of the race: the next time a thread takes the client's I/O link,
+    *close* runs before the thread can publish on it."""
+    hub = client._hub
+    original = hub.io_link_now
+
+    def io_link_now() -> Any:
+        link = original()
+        if link is not None:
+            del hub.io_link_now  # once
+            close()
+        return link
+
+    hub.io_link_now = io_link_now  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("caller", ["blocking.send", "request"])
+async def test_nats_close_between_taking_the_link_and_publishing_raises_closed(
+    nats_server: NatsServer, caller: str
+) -> None:
+    """A client closed while a thread is between taking its connection and publishing makes
+    that thread raise Closed, not RuntimeError('Event loop is closed') or a hang."""
+    with anyio.fail_after(30):
+        async with serving(nats_server.url, "r"):
+            client = asyncmp.nats.connect("r", nats_server.url, timeout=None)
+            assert await anyio.to_thread.run_sync(client.blocking.send, 1, 10) == 1
+            _close_when_the_link_is_taken(client, client.close)
+
+            def call() -> Any:
+                if caller == "blocking.send":
+                    return client.blocking.send(2)
+                return client.request(2).blocking.wait(10)
+
+            with pytest.raises(asyncmp.Closed):
+                await anyio.to_thread.run_sync(call)
+
+
+@pytest.mark.parametrize("caller", ["blocking.send", "request"])
+async def test_nats_link_closed_before_a_thread_publishes_on_it_fails_the_call_with_closed(
+    nats_server: NatsServer, caller: str
+) -> None:
+    """A thread that publishes on a connection closed after it took it (its loop still
+    running) gets Closed at once: the error is not dropped into a future nobody reads,
+    leaving the caller to wait for a reply that cannot come."""
+    with anyio.fail_after(30):
+        async with serving(nats_server.url, "r"):
+            client = asyncmp.nats.connect("r", nats_server.url, timeout=None)
+            try:
+                assert await anyio.to_thread.run_sync(client.blocking.send, 1, 10) == 1
+                link = client._hub.io_link_now()
+                assert link is not None
+
+                def close_link() -> None:
+                    asyncio.run_coroutine_threadsafe(link.close(), link.loop).result(10)
+
+                _close_when_the_link_is_taken(client, close_link)
+
+                def call() -> Any:
+                    if caller == "blocking.send":
+                        return client.blocking.send(2, timeout=10)
+                    return client.request(2).blocking.wait(10)
+
+                with pytest.raises(asyncmp.Closed):
+                    await anyio.to_thread.run_sync(call)
+            finally:
+                client.close()
+
+
+def test_nats_close_racing_many_blocking_senders_leaves_none_blocked(
+    nats_server: NatsServer,
+) -> None:
+    """Threads sending in a loop while another thread closes the client each end with a
+    reply or Closed, never blocked and never with another error."""
+
+    async def main() -> None:
+        with anyio.fail_after(40):
+            async with serving(nats_server.url, "race"):
+                for _ in range(5):
+                    await one_round()
+
+    async def one_round() -> None:
+        client = asyncmp.nats.connect("race", nats_server.url, timeout=None)
+        go = threading.Barrier(9, timeout=10)
+        errors: list[BaseException] = []
+
+        def sender() -> None:
+            go.wait()
+            try:
+                while True:
+                    client.blocking.send(1)
+            except asyncmp.Closed:
+                pass
+            except BaseException as exc:
+                errors.append(exc)
+
+        def closer() -> None:
+            go.wait()
+            client.close()
+
+        threads = [threading.Thread(target=sender, daemon=True) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        await anyio.to_thread.run_sync(closer)
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join, 10)
+        assert not [thread for thread in threads if thread.is_alive()], "senders blocked"
+        assert errors == []
+
+    anyio.run(main, backend="asyncio")

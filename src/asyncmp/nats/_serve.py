@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -66,9 +67,10 @@ async def serve(
     local dispatch loop serves remote clients unchanged. Requests are handed over as they
     arrive; the local server's order and concurrency rules apply.
 
-    Runs on an asyncio event loop (nats-py is asyncio-only) until cancelled or until the
-    local server is gone. Start it with ``await task_group.start(serve, client, subject)``
-    to continue once it is subscribed.
+    Runs on an asyncio event loop (nats-py is asyncio-only) until cancelled, until the
+    local server is gone (then it returns), or until its NATS connection is closed for good
+    (then it raises `ServerDisappeared`). Start it with
+    ``await task_group.start(serve, client, subject)`` to continue once it is subscribed.
 
     Args:
         client: the local server's client. `serve` does not close it.
@@ -80,7 +82,15 @@ async def serve(
         codec: ``"json"`` (default), ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec]; the
             clients must use the same.
         task_status: for `TaskGroup.start`: reported once the subscription is active.
-        **nats_options: passed to `nats.connect` (``token``, ``user``, ``password`` …).
+        **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
+            ``max_reconnect_attempts``, ``reconnect_time_wait`` …).
+
+    Raises:
+        ServerDisappeared: the NATS server cannot be reached (once nats-py's connection
+            attempts are spent), or the connection was closed for good while serving
+            (reconnection attempts exhausted, or the NATS server ended it); the message
+            names the URL and the cause.
+        PermissionError: the NATS server refused the credentials.
 
     What the requester sees: the handler's reply; its `rctx.fail(exc)` as an error
     carrying the exception's type name and message; `NoReply` when the reply context is
@@ -98,7 +108,13 @@ async def serve(
     if not isinstance(subject, str) or not subject:
         raise ValueError(f"subject must be a non-empty NATS subject, not {subject!r}")
     resolved = resolve_codec(codec)
-    nc = await connect_nats({**nats_options, "servers": servers})
+    server: _Server | None = None
+
+    async def lost(error: Callable[[], BaseException]) -> None:
+        if server is not None:
+            server.connection_lost(error())
+
+    nc = await connect_nats({**nats_options, "servers": servers}, on_lost=lost)
     server = _Server(client, nc, resolved)
     try:
         subs = [
@@ -108,6 +124,9 @@ async def serve(
         await nc.flush()
         task_status.started()
         await server.stopped.wait()
+        if server.lost is not None:
+            # nats-py gave the connection up: nothing more can be received or answered.
+            raise server.lost
         # The local server is gone: stop taking requests, finish the ones in hand.
         for sub in subs:
             await sub.unsubscribe()
@@ -142,6 +161,13 @@ class _Server:
         # came, oldest first (see _CANCEL_MEMORY_SECONDS).
         self.cancelled: OrderedDict[str, float] = OrderedDict()
         self.stopped = anyio.Event()
+        self.lost: BaseException | None = None
+        self.shutting_down = False
+
+    def connection_lost(self, error: BaseException) -> None:
+        if not self.shutting_down and self.lost is None:
+            self.lost = error
+            self.stopped.set()
 
     async def on_request(self, msg: Msg) -> None:
         reply = msg.reply
@@ -260,11 +286,14 @@ class _Server:
         try:
             await self.nc.publish(reply, payload, headers=headers)
         except Exception as exc:
-            logger.warning("asyncmp.nats: could not publish a reply on %r: %r", reply, exc)
+            if not self.nc.is_closed:  # closed for good: serve() is raising that already
+                logger.warning("asyncmp.nats: could not publish a reply on %r: %r", reply, exc)
 
     async def shut_down(self) -> None:
         # Requests still in hand will not be answered: withdraw them from the local server
-        # and tell their requesters at once instead of letting them time out.
+        # and tell their requesters at once instead of letting them time out (if the
+        # connection still stands).
+        self.shutting_down = True
         entries = list(self.in_flight.items())
         for _, (task, pending) in entries:
             if pending is not None:
@@ -273,7 +302,8 @@ class _Server:
         for reply, (task, _) in entries:
             with contextlib.suppress(BaseException):
                 await task
-            await self.publish(reply, b"", _NOREPLY_HEADERS)
+            if not self.nc.is_closed:
+                await self.publish(reply, b"", _NOREPLY_HEADERS)
         with contextlib.suppress(Exception):
             await self.nc.drain()
         with contextlib.suppress(Exception):
