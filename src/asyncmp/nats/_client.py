@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final
@@ -22,7 +23,7 @@ from .._wait import (
 )
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, Registry
-from ._link import DONE, GONE, PENDING, Hub, _Call, _Link, await_future
+from ._link import DONE, GONE, PENDING, Hub, _Call, _Link
 from ._wire import FAIL, GONE as WIRE_GONE, NATS_STATUS, NO_RESPONDERS, NOREPLY, STATUS
 
 __all__ = ("Client", "PendingReply", "connect")
@@ -57,7 +58,9 @@ def connect(
         timeout: seconds each request may take before it raises `TimeoutError` (and the
             server is told to withdraw it), or ``None`` for no limit. Over a network a
             reply can be lost for good — a server process that dies holding a request never
-            answers it — so the default is finite.
+            answers it — so the default is finite. It also bounds connecting: a request
+            that opens the connection and cannot within the timeout raises
+            `ServerDisappeared` naming the URL and the cause.
         errors: exception classes that a server's `rctx.fail(exc)` may raise here as
             themselves (constructed from the exception's ``args``). Any other failure is
             raised as [`RemoteError`][asyncmp.nats.RemoteError].
@@ -155,7 +158,9 @@ class Client(Closing, Generic[Req, Rep]):
 
         Raises:
             ServerDisappeared: no server serves the subject, the NATS server cannot be
-                reached, or the server's local channel was closed before taking the request.
+                reached (within the timeout), the connection was closed for good while
+                waiting (nats-py's reconnection attempts spent), or the server's local
+                channel was closed before taking the request.
             NoReply: the server closed the reply context without answering.
             RemoteError: the server failed the request with an unregistered exception type.
             TimeoutError: no reply within the client's timeout (the server is told to
@@ -174,12 +179,17 @@ class Client(Closing, Generic[Req, Rep]):
         if loop is None or _trio():
             return await self._send_via_io(msg)  # type: ignore[no-any-return]
         link = hub.links.get(loop)
+        timeout = hub.timeout
         if link is None or link.closed:
-            link = await hub.link_here()
+            # Connecting counts against the timeout (only on this first-use path).
+            start = loop.time()
+            link = await hub.link_here(timeout)
+            if timeout is not None:
+                timeout = max(timeout - (loop.time() - start), 0.0)
         payload = _encode(hub, msg, link)
         call = _Call(hub)
         waiter = call.waiter = loop.create_future()
-        await link.publish_call(hub.subject, payload, call, hub.timeout)
+        await link.publish_call(hub.subject, payload, call, timeout)
         await park(waiter, call.abandon)
         return self._decoder.outcome(call)  # type: ignore[no-any-return]
 
@@ -187,13 +197,11 @@ class Client(Closing, Generic[Req, Rep]):
         hub = self._hub
         link = hub.io_link_now()
         if link is None:
-            link = await await_future(hub.io_link_future())
+            link = await hub.io_link_async()
         payload = _encode(hub, msg, link)
         call = _Call(hub)
         waiter = call.waiter = new_async_waiter()
-        asyncio.run_coroutine_threadsafe(
-            link.publish_call(hub.subject, payload, call, hub.timeout), link.loop
-        )
+        link.publish_soon(hub.subject, payload, call, hub.timeout)
         await park(waiter, call.abandon)
         return self._decoder.outcome(call)
 
@@ -222,7 +230,10 @@ class Client(Closing, Generic[Req, Rep]):
         else:
             link = hub.io_link_now()
             payload = _encode(hub, msg, link)
-            asyncio.run_coroutine_threadsafe(_start(hub, call, payload, link), hub.io_loop())
+            if link is not None:
+                link.publish_soon(hub.subject, payload, call, hub.timeout)
+            else:
+                hub.run_on_io(_start, hub, call, payload, None)
         return PendingReply._create(call, self._decoder)
 
     @property
@@ -290,15 +301,25 @@ _background: set[asyncio.Task[None]] = set()
 
 async def _start(hub: Hub, call: _Call, payload: bytes, link: _Link | None) -> None:
     """Publish a `request()` on the running loop's link (opening it if needed)."""
+    timeout = hub.timeout
     try:
         if link is None:
-            link = await hub.link_here()
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            link = await hub.link_here(timeout)
+            if timeout is not None:
+                timeout = max(timeout - (loop.time() - start), 0.0)
             if len(payload) > link.max_payload:
                 raise PayloadTooLarge(
                     f"the request is {len(payload)} bytes; the NATS server accepts at most "
                     f"{link.max_payload} (its max_payload)"
                 )
-        await link.publish_call(hub.subject, payload, call, hub.timeout)
+        await link.publish_call(hub.subject, payload, call, timeout)
+    except asyncio.CancelledError:
+        # Its loop is shutting down (the client's I/O loop when the client closes):
+        # the request cannot be sent, and its requester must hear it.
+        _fail_unsent(call, Closed("the client was closed before the request was sent"))
+        raise
     except Exception as exc:
         _fail_unsent(call, exc)
 
@@ -332,7 +353,8 @@ class _BlockingClient(Generic[Req, Rep]):
 
         Args:
             msg: the request.
-            timeout: seconds to wait, or ``None`` for the client's timeout.
+            timeout: seconds to wait (connecting included), or ``None`` for the client's
+                timeout.
 
         Raises:
             TimeoutError: no reply in time; the server is told to withdraw the request.
@@ -346,18 +368,21 @@ class _BlockingClient(Generic[Req, Rep]):
         if client._closed:
             raise Closed("this client is closed")
         hub = client._hub
+        limit = hub.timeout if timeout is None else timeout
+        wait = limit
         link = hub.io_link_now()
         if link is None:
-            link = hub.io_link_future().result()
+            # Connecting counts against the timeout (only on this first-use path).
+            start = time.monotonic()
+            link = hub.io_link_blocking(limit)
+            if limit is not None:
+                wait = max(limit - (time.monotonic() - start), 0.0)
         payload = _encode(hub, msg, link)
         call = _Call(hub)
         waiter = ThreadWaiter()
         call.waiter = waiter
-        limit = hub.timeout if timeout is None else timeout
-        asyncio.run_coroutine_threadsafe(
-            link.publish_call(hub.subject, payload, call, hub.timeout), link.loop
-        )
-        if not waiter.wait(limit) and call.abandon():
+        link.publish_soon(hub.subject, payload, call, hub.timeout)
+        if not waiter.wait(wait) and call.abandon():
             raise TimeoutError(f"no reply within {limit} seconds")
         return client._decoder.outcome(call)  # type: ignore[no-any-return]
 

@@ -134,3 +134,37 @@ def encode_failure(exc: BaseException) -> bytes:
         return json.dumps({**record, "args": list(exc.args)}).encode()
     except (TypeError, ValueError):
         return json.dumps(record).encode()
+
+
+_TRUNCATED = "..."
+
+
+def encode_bounded_failure(exc: BaseException, limit: int) -> bytes | None:
+    """The payload of a failure reply for *exc* in at most *limit* bytes, or None if not even
+    an empty `PayloadTooLarge` record fits.
+
+    A record over *limit* is replaced by a `PayloadTooLarge` record that names the original
+    type and message, the message cut (and marked ``...``) to fit: the requester learns
+    what happened, and the NATS server never sees a message over its ``max_payload``.
+    """
+    data = encode_failure(exc)
+    if len(data) <= limit:
+        return data
+    original = f"{_public_name(type(exc))}: {exc}"
+    message = (
+        f"the failure reply is {len(data)} bytes, over the {limit} its NATS server's "
+        f"max_payload leaves for it; the failure was {original}"
+    )
+    name = _public_name(PayloadTooLarge)
+    while True:
+        # No "args": the client rebuilds PayloadTooLarge from the message alone.
+        data = json.dumps({"type": name, "message": message}).encode()
+        over = len(data) - limit
+        if over <= 0:
+            return data
+        if not message:
+            return None
+        # Each character cut saves at least one byte (escapes save more), so one cut is
+        # enough unless the marker itself no longer fits.
+        keep = len(message) - over - len(_TRUNCATED)
+        message = message[:keep] + _TRUNCATED if keep > 0 else ""

@@ -9,23 +9,32 @@ thread of its own, started on first need.
 Invariants:
 - A `_Call` is PENDING, then DONE (outcome stored, waiter woken once) or GONE (its requester
   gave up). Every transition happens under ``hub.lock``; whoever makes it owns the wake-up.
-- ``link.calls`` holds exactly the PENDING calls that were published on that link, by token;
-  a reply, a timeout, the requester giving up or the link closing removes the call.
+- ``link.calls`` holds exactly the PENDING calls registered on that link, by token. A call is
+  registered (under ``hub.lock``, refused with `Closed` once the link is closed) *before* its
+  request is handed to the link's loop to publish, so closing the link — which marks it closed
+  and takes its calls under the same lock — fails every call that could still be waiting,
+  whatever became of the hand-over. A reply, a timeout, the requester giving up or the link
+  closing removes the call.
+- Whatever a thread schedules on the I/O loop is scheduled under ``hub.lock`` after checking
+  that the hub is open. Closing the hub marks it closed under that lock before it schedules
+  the loop's stop, so the loop runs everything scheduled before it stops.
 - Only the link's loop thread touches ``link.nc`` and the sweep timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import logging
+import math
 import threading
-from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, Final, final
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 try:
-    import nats
+    import nats.aio.client
     import nats.errors
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError("asyncmp.nats needs nats-py: pip install 'asyncmp[nats]'") from _exc
@@ -35,10 +44,10 @@ from .._wait import Waiter, new_async_waiter, park, wake
 from ._wire import cancel_subject
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
+
+T = TypeVar("T")
 
 logger = logging.getLogger("asyncmp")
 
@@ -61,7 +70,7 @@ class _Call:
         self.waiter: Waiter | None = None
         self.link: _Link | None = None
         self.token = ""
-        self.deadline = 0.0
+        self.deadline = math.inf  # set when published: a registered call cannot expire before
 
     def abandon(self) -> bool:
         """The requester gives up. True if it was still pending (now GONE); the server
@@ -111,8 +120,15 @@ class _Link:
         self._tick = 0.0 if timeout is None else min(0.05, timeout / 10)
 
     @classmethod
-    async def open(cls, hub: Hub) -> _Link:
-        nc = await connect_nats(hub.options)
+    async def open(cls, hub: Hub, timeout: float | None) -> _Link:
+        """Connect (within *timeout* seconds) and subscribe to the reply inbox."""
+        link: _Link | None = None
+
+        async def lost(error: Callable[[], BaseException]) -> None:
+            if link is not None:
+                await link.close(error)
+
+        nc = await connect_nats(hub.options, timeout, log=hub.log, on_lost=lost)
         link = cls(hub, nc, asyncio.get_running_loop())
         try:
             await nc.subscribe(link.prefix + "*", cb=link._on_reply)
@@ -128,27 +144,65 @@ class _Link:
     def max_payload(self) -> int:
         return int(self.nc.max_payload)
 
-    # -- the loop thread ---------------------------------------------------------------
+    def register(self, call: _Call) -> bool:
+        """Add *call* to the link's calls (any thread), before its request is published.
 
-    async def publish_call(
-        self, subject: str, payload: bytes, call: _Call, timeout: float | None
-    ) -> None:
-        """Register *call* and publish its request (on this link's loop)."""
+        Returns False if the requester gave up already; raises `Closed` if the link is closed.
+        """
         token = str(next(self._tokens))
         with self.hub.lock:
-            if call.state != PENDING:
-                return  # given up before it was sent
             if self.closed:
                 raise Closed("the client was closed")
+            if call.state != PENDING:
+                return False
             call.link = self
             call.token = token
             self.calls[token] = call
+        return True
+
+    def publish_soon(
+        self, subject: str, payload: bytes, call: _Call, timeout: float | None
+    ) -> None:
+        """Register *call* and have the link's loop publish its request (any other thread).
+
+        Raises `Closed` if the link is closed. Once registered, the call's outcome is certain:
+        a reply, a timeout, or the failure that closing the link gives every call it holds.
+        """
+        if not self.register(call):
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._publish_task, subject, payload, call, timeout)
+        except RuntimeError:  # the loop is closed, so is the link (its close failed the call)
+            self.finish(call, None, Closed("the client was closed"))
+
+    def _publish_task(
+        self, subject: str, payload: bytes, call: _Call, timeout: float | None
+    ) -> None:
+        self.loop.create_task(self.publish_call(subject, payload, call, timeout, True))
+
+    # -- the loop thread ---------------------------------------------------------------
+
+    async def publish_call(
+        self,
+        subject: str,
+        payload: bytes,
+        call: _Call,
+        timeout: float | None,
+        registered: bool = False,
+    ) -> None:
+        """Register *call* (unless *registered* already) and publish its request (on this
+        link's loop)."""
+        if not registered:
+            if not self.register(call):
+                return  # given up before it was sent
+        elif call.state != PENDING:
+            return  # given up, or failed by the link's close, before it was sent
         if timeout is not None:
             call.deadline = self.loop.time() + timeout
             if self._sweeper is None:
                 self._sweeper = self.loop.call_later(self._tick, self._sweep)
         try:
-            await self.nc.publish(subject, payload, reply=self.prefix + token)
+            await self.nc.publish(subject, payload, reply=self.prefix + call.token)
         except nats.errors.MaxPayloadError:
             from ._errors import PayloadTooLarge
 
@@ -207,15 +261,21 @@ class _Link:
         with contextlib.suppress(Exception):
             await self.nc.publish(self._cancel_subject, (self.prefix + token).encode())
 
-    async def close(self) -> None:
-        """Close the connection; calls still pending fail with `Closed` (loop thread)."""
+    async def close(self, lost: Callable[[], BaseException] | None = None) -> None:
+        """Close the connection (on the loop thread). Calls still pending fail with `Closed`
+        (the client was closed) or, for a link whose connection nats-py gave up for good,
+        with the error *lost* makes (`ServerDisappeared`); the next request opens a new link.
+        """
         with self.hub.lock:
             if self.closed:
                 return
             self.closed = True
             pending = list(self.calls.values())
         for call in pending:
-            self.finish(call, None, Closed("the client was closed while waiting for the reply"))
+            if lost is None:
+                self.finish(call, None, Closed("the client was closed while waiting for the reply"))
+            else:
+                self.finish(call, None, lost())
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -232,34 +292,147 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio._get_running_loop()
 
 
-async def connect_nats(options: dict[str, Any]) -> NatsClient:
+def _spawn_close(link: _Link) -> None:
+    link.loop.create_task(link.close())
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, for error messages naming a cause."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@final
+class ConnectionLog:
+    """What the connections of one client (or one `serve`) report through nats-py's
+    ``error_cb``: the errors are remembered, and an outage is logged in one line.
+
+    nats-py retries a connection that fails, calling ``error_cb`` on every attempt (60
+    attempts two seconds apart by default). The first error of an outage (an error while
+    not connected) is logged as a warning; the next ones only update `last` until a
+    connection succeeds again, because the error that ends the outage for good reaches the
+    caller as an exception naming it. Errors while connected are logged each.
+    """
+
+    __slots__ = ("last", "quiet", "refused")
+
+    def __init__(self) -> None:
+        self.last: Exception | None = None
+        self.refused: Exception | None = None  # the last error that refused the credentials
+        self.quiet = False
+
+    def error(self, exc: Exception, log: bool, outage: bool) -> None:
+        """Remember *exc*; log it (if *log*) unless it is not the first of an *outage*."""
+        self.last = exc
+        text = str(exc).lower()
+        if "authorization" in text or "authentication" in text:
+            self.refused = exc
+        if log and not self.quiet:
+            if outage:
+                self.quiet = True
+                logger.warning(
+                    "asyncmp.nats: NATS connection error (the next ones are not logged until "
+                    "a connection succeeds): %s",
+                    describe(exc),
+                )
+            else:
+                logger.warning("asyncmp.nats: NATS error: %s", describe(exc))
+
+    def connected(self) -> None:
+        self.quiet = False
+        self.last = None
+        self.refused = None
+
+    def failure(self, servers: object, within: float | None = None) -> Exception:
+        """The error for a connection that could not be made (*within* seconds)."""
+        if self.refused is not None:
+            error: Exception = PermissionError(
+                f"the NATS server refused the credentials: {self.refused}"
+            )
+            error.__cause__ = self.refused
+            return error
+        when = "" if within is None else f" within {within} seconds"
+        cause = "no answer" if self.last is None else describe(self.last)
+        error = ServerDisappeared(f"cannot connect to NATS at {servers}{when}: {cause}")
+        error.__cause__ = self.last
+        return error
+
+
+async def connect_nats(
+    options: dict[str, Any],
+    timeout: float | None = None,
+    *,
+    log: ConnectionLog | None = None,
+    on_lost: Callable[[Callable[[], BaseException]], Awaitable[None]] | None = None,
+) -> NatsClient:
     """Open a nats-py connection; failures become asyncmp errors with the cause attached.
 
     nats-py reports why a connection attempt failed only to its ``error_cb`` (and then
-    raises a generic "no servers"), so the callback is wrapped to remember the last error:
-    a refused credential (in any attempt) becomes `PermissionError`, anything else
-    `ServerDisappeared`.
+    raises a generic "no servers"), so the callback is wrapped to remember the errors (in
+    *log*): a refused credential (in any attempt) becomes `PermissionError`, anything else
+    `ServerDisappeared` naming the URL and the last error. With a *timeout*, connecting
+    (nats-py's retries included) gives up after that many seconds.
+
+    Once connected, *on_lost* is called (with a factory of the `ServerDisappeared` to raise)
+    if nats-py closes the connection for good on its own: reconnection attempts exhausted,
+    or the NATS server ending the connection with an error.
     """
-    errors: list[Exception] = []
-    user_cb = options.get("error_cb")
+    log = ConnectionLog() if log is None else log
+    servers = options["servers"]
+    user_error_cb = options.get("error_cb")
+    user_reconnected_cb = options.get("reconnected_cb")
+    user_closed_cb = options.get("closed_cb")
+    nc = nats.aio.client.Client()
+    connected = False
 
     async def error_cb(exc: Exception) -> None:
-        errors.append(exc)
-        if user_cb is not None:
-            await user_cb(exc)
-        else:
-            logger.warning("asyncmp.nats: NATS connection error: %r", exc)
+        log.error(exc, log=user_error_cb is None, outage=not nc.is_connected)
+        if user_error_cb is not None:
+            await user_error_cb(exc)
 
+    async def reconnected_cb() -> None:
+        log.connected()
+        if user_reconnected_cb is not None:
+            await user_reconnected_cb()
+
+    async def closed_cb() -> None:
+        if user_closed_cb is not None:
+            await user_closed_cb()
+        if connected and on_lost is not None:
+            cause = log.last or nc.last_error
+
+            def lost() -> BaseException:
+                text = "" if cause is None else f": {describe(cause)}"
+                error = ServerDisappeared(
+                    f"the connection to NATS at {servers} was closed for good{text}"
+                )
+                error.__cause__ = cause
+                return error
+
+            await on_lost(lost)
+
+    callbacks = {"error_cb": error_cb, "reconnected_cb": reconnected_cb, "closed_cb": closed_cb}
     try:
-        return await nats.connect(**{**options, "error_cb": error_cb})
-    except (nats.errors.Error, OSError) as exc:
-        seen = [*errors, exc] if isinstance(exc, nats.errors.NoServersError) else [exc]
-        for cause in seen:
-            text = str(cause).lower()
-            if "authorization" in text or "authentication" in text:
-                raise PermissionError(f"the NATS server refused the credentials: {cause}") from exc
-        cause = seen[0]
-        raise ServerDisappeared(f"cannot connect to NATS at {options['servers']}: {cause}") from exc
+        if timeout is None:
+            await nc.connect(**{**options, **callbacks})
+        else:
+            await asyncio.wait_for(nc.connect(**{**options, **callbacks}), timeout)
+    except BaseException as exc:
+        log.quiet = True  # what closing the failed connection reports is not news
+        with contextlib.suppress(Exception):
+            await nc.close()
+        if isinstance(exc, asyncio.TimeoutError) and timeout is not None:
+            error = log.failure(servers, timeout)  # our deadline (wait_for's)
+        elif isinstance(exc, (nats.errors.Error, OSError, asyncio.TimeoutError)):
+            if not isinstance(exc, nats.errors.NoServersError):
+                log.error(exc, log=False, outage=True)
+            error = log.failure(servers)
+        else:
+            raise
+        raise error from error.__cause__
+    log.connected()
+    connected = True
+    return nc
 
 
 @final
@@ -295,8 +468,11 @@ class _IOThread:
             finally:
                 self.loop.stop()
 
+        def start() -> None:
+            self.loop.create_task(close_and_stop())
+
         try:
-            asyncio.run_coroutine_threadsafe(close_and_stop(), self.loop)
+            self.loop.call_soon_threadsafe(start)
         except RuntimeError:
             return
         if threading.current_thread() is not self.thread and _running_loop() is None:
@@ -325,10 +501,17 @@ class Hub:
         self.clients = 1
         self.closed = False
         self._closing: set[asyncio.Task[None]] = set()
+        self.log = ConnectionLog()
 
-    async def link_here(self) -> _Link:
-        """The link of the running asyncio loop, opened on first use."""
+    async def link_here(self, timeout: float | None = None) -> _Link:
+        """The link of the running asyncio loop, opened on first use.
+
+        Waits at most *timeout* seconds for the connection, then raises `ServerDisappeared`
+        naming the URL and the last connection error (`PermissionError` if the
+        credentials were refused).
+        """
         loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
             with self.lock:
                 if self.closed:
@@ -343,11 +526,18 @@ class Hub:
                     for dead in [lp for lp in self.links if lp.is_closed()]:
                         del self.links[dead]
             assert fut is not None
+            remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
             if not owner:
-                await asyncio.shield(fut)  # then look again (the opener may have failed)
+                # Another task is connecting: wait for it (within our own deadline), then
+                # look again (it may have failed).
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), remaining)
+                except asyncio.TimeoutError:
+                    error = self.log.failure(self.options["servers"], timeout)
+                    raise error from error.__cause__
                 continue
             try:
-                link = await _Link.open(self)
+                link = await _Link.open(self, remaining)
                 with self.lock:
                     closed = self._is_closed()  # (a method: it changes while we await)
                     if not closed:
@@ -365,18 +555,41 @@ class Hub:
     def _is_closed(self) -> bool:
         return self.closed
 
-    def io_loop(self) -> asyncio.AbstractEventLoop:
+    def run_on_io(
+        self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any
+    ) -> concurrent.futures.Future[T]:
+        """Run ``fn(*args)`` on the I/O loop (started on first need); raises `Closed` once
+        the client is closed. Scheduled under the lock, so that it runs before the loop
+        stops (see the module's invariants)."""
         with self.lock:
             if self.closed:
                 raise Closed("this client is closed")
             if self._io is None:
                 self._io = _IOThread(f"asyncmp.nats I/O ({self.subject})")
-            return self._io.loop
+            return asyncio.run_coroutine_threadsafe(fn(*args), self._io.loop)
 
-    def io_link_future(self) -> concurrent.futures.Future[_Link]:
-        """The I/O loop's link, as a future (done at once when already open)."""
-        loop = self.io_loop()
-        return asyncio.run_coroutine_threadsafe(self.link_here(), loop)
+    def io_link_blocking(self, timeout: float | None) -> _Link:
+        """The I/O loop's link, for a plain thread: waits at most *timeout* seconds for the
+        connection (see `link_here`)."""
+        cf = self.run_on_io(self.link_here, timeout)
+        try:
+            return cf.result(timeout)
+        except concurrent.futures.CancelledError:  # the I/O loop stopped: the client closed
+            raise Closed("this client is closed") from None
+        except concurrent.futures.TimeoutError:
+            if not cf.done():
+                error = self.log.failure(self.options["servers"], timeout)
+                raise error from error.__cause__
+            raise
+
+    async def io_link_async(self) -> _Link:
+        """The I/O loop's link, for a trio task (waits at most the client's timeout)."""
+        cf = self.run_on_io(self.link_here, self.timeout)
+        try:
+            link: _Link = await await_future(cf)
+        except concurrent.futures.CancelledError:
+            raise Closed("this client is closed") from None
+        return link
 
     def io_link_now(self) -> _Link | None:
         io = self._io
@@ -404,9 +617,9 @@ class Hub:
                 mine = here.create_task(link.close())
                 self._closing.add(mine)
                 mine.add_done_callback(self._closing.discard)
-            elif not link.loop.is_closed():
-                with contextlib.suppress(RuntimeError):
-                    asyncio.run_coroutine_threadsafe(link.close(), link.loop)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: so is the link
+                    link.loop.call_soon_threadsafe(_spawn_close, link)
         if io is not None:
             io.stop(io_link)
         return mine
