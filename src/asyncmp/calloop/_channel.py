@@ -236,6 +236,8 @@ class SyncSender(_SenderBase[T]):
 
 @final
 class _BlockingSyncSender(Generic[T]):
+    """``sender.blocking``: send from a plain thread, waiting for room in a full channel."""
+
     __slots__ = ("_sender",)
 
     def __init__(self, sender: SyncSender[T]) -> None:

@@ -207,6 +207,8 @@ class Poll:
     def register(self, fd: int | _HasFileno, interest: Interest, mode: Mode, token: Token) -> None:
         """Watch *fd*; its events reach the source as ``(Readiness, token)``.
 
+        *fd* is an int or an object with ``fileno()``, here and in the methods below.
+
         Raises:
             OSError: the OS refused (a closed fd, or one already registered).
         """
