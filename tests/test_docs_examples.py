@@ -51,7 +51,9 @@ PAGES = sorted(DOCS.glob("*.md"))
 def test_docs_page_shows_no_private_object_as_api(page: Path) -> None:
     """A private object (its own name starts with ``_``) is never rendered as API: no
     heading, no table-of-contents entry, no constructor signature. It may only lend its
-    members to a public heading (``show_root_heading: false``), as the blocking faces do."""
+    members to a public heading (``show_root_heading: false`` and
+    ``show_root_toc_entry: false``), as the blocking faces do."""
     for target, options in directives(page):
         if target.rsplit(".", 1)[-1].startswith("_"):
             assert "show_root_heading: false" in options, f"{page.name}: ::: {target}"
+            assert "show_root_toc_entry: false" in options, f"{page.name}: ::: {target}"
