@@ -1,4 +1,4 @@
-"""asyncmp's benchmark suite (DESIGN §6): run it with ``python -m benchmarks``.
+"""asyncmp's benchmark suite: run it with ``python -m benchmarks`` (targets: docs/design.md).
 
 Not part of the installed package: the peer libraries it compares against (janus, culsans,
 aiologic, pykka) and matplotlib come from the ``bench`` extra and are never runtime

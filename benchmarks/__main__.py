@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: measure asyncmp against the floor and its peers (DESIGN §6).
+"""``python -m benchmarks``: measure asyncmp against the floor and its peers.
 
 python -m benchmarks                 # full run: 7 rounds, medians (about 3 minutes)
 python -m benchmarks --quick         # one fast round (for scripts/demo --bench)
@@ -27,7 +27,7 @@ from ._report import table, to_json
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="asyncmp against the hand-written floor and peer libraries (DESIGN §6).",
+        description="asyncmp against the hand-written floor and peer libraries.",
     )
     profile = parser.add_mutually_exclusive_group()
     profile.add_argument("--quick", action="store_true", help="one short round (< 1 minute)")

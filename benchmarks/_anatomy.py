@@ -7,16 +7,16 @@ thing's price, measured in the same run as the floor (``asyncio.Queue`` + ``Futu
 1. **bare**: a deque of ``(msg, future)`` pairs and a parked-server future for the hand-off;
    the client and the server loops do it inline — the least any design can do;
 2. **+ async API**: the same behind ``await send(msg)`` and ``await wait()`` — the shape of
-   DESIGN §1's API (and of the floor's ``await queue.get()``);
+   the channel's API (and of the floor's ``await queue.get()``);
 3. **+ lock**: a ``threading.Lock`` around the queue and the parked servers, because any
    thread may send or serve;
 4. **+ loop look-up**: ``asyncio._get_running_loop()`` per request, because a client does not
    belong to one event loop (on CPython 3.11 it makes a ``getpid()`` system call);
 5. **+ request object**: a slotted object per request instead of a tuple, which the server
    keeps as its reply context (so that dropping it can answer ``NoReply``);
-6. **asyncmp** itself: rung 5 plus the rest of DESIGN §1 — withdrawn requests skipped,
-   ``NoReply`` on garbage collection, statistics counters, trio and thread requesters,
-   closing.
+6. **asyncmp** itself: rung 5 plus the rest of the channel's guarantees — withdrawn
+   requests skipped, ``NoReply`` on garbage collection, statistics counters, trio and thread
+   requesters, closing.
 
 Rungs 1–5 are written only for this measurement: none is a usable channel (no errors, no
 cancellation, no closing). They tell what stands in the way of a target, not what to ship.

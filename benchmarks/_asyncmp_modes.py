@@ -1,7 +1,7 @@
 """asyncmp's side of every mode.
 
-The channel modes use only `asyncmp.channel()`. The others are written against the APIs of
-DESIGN §2–§5 (`asyncmp.task`, `asyncmp.thread`, `asyncmp.Stage`, `asyncmp.signaler`,
+The channel modes use only `asyncmp.channel()`. The others are written against the documented
+APIs (`asyncmp.task`, `asyncmp.thread`, `asyncmp.Stage`, `asyncmp.signaler`,
 `asyncmp.bridge`, `asyncmp.calloop`); while one of those is not there yet, or its API does not
 match, the harness reports that contestant as "n/a" and carries on.
 """
@@ -138,7 +138,7 @@ async def memory_per_request(n: int, clients: int) -> float:
     return (after - before) / n
 
 
-# -- dispatch-loop servers (DESIGN §2) -------------------------------------------------------
+# -- dispatch-loop servers ------------------------------------------------------------------
 
 
 class _AsyncAdder:
@@ -183,7 +183,7 @@ async def thread_spawn(n: int, clients: int) -> float:
     return elapsed
 
 
-# -- Signaler fan-out (DESIGN §4) ------------------------------------------------------------
+# -- Signaler fan-out -----------------------------------------------------------------------
 
 FANOUT = 100
 _BATCH = 50
@@ -218,7 +218,7 @@ def signaler_fanout(n: int, clients: int) -> float:
     return elapsed
 
 
-# -- Stage hand-off (DESIGN §3) --------------------------------------------------------------
+# -- Stage hand-off -------------------------------------------------------------------------
 
 STAGE_TOKENS = 8
 
@@ -290,7 +290,7 @@ async def stage_handoff(n: int, clients: int) -> float:
     return time.perf_counter() - t0
 
 
-# -- calloop (DESIGN §5) ---------------------------------------------------------------------
+# -- calloop -------------------------------------------------------------------------------
 
 
 def _calloop() -> Any:

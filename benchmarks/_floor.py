@@ -2,7 +2,7 @@
 
 Every function here does *n* request/reply round trips (``reply = request + 1``) split over
 *clients* clients, and returns the seconds the traffic took (set-up and tear-down are not
-timed). They are the yardstick of DESIGN §6:
+timed). They are the yardstick of the performance targets:
 
 - async → async: an ``asyncio.Queue`` of ``(msg, future)`` pairs, answered with
   ``future.set_result``;

@@ -78,7 +78,7 @@ class Mode:
     #: The name of the contestant that ratios are taken against, and what it is.
     floor: str = "floor"
     floor_desc: str = "asyncio.Queue + Future"
-    #: The DESIGN §6 target in words, or "" when the design sets none.
+    #: The mode's target in words (see docs/design.md), or "" when it has none.
     target: str = ""
     #: Operations per measurement in --smoke and for the calibration run.
     smoke_n: int = 64

@@ -1,4 +1,4 @@
-"""The modes of DESIGN §6, their contestants and their targets."""
+"""The benchmark modes, their contestants and their targets (listed in docs/design.md)."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ SMOKE_MODES = ("async_async_1", "thread_async", "memory")
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a mode met its DESIGN §6 target: ``met`` is None when there is none (or no data)."""
+    """Whether a mode met its target: ``met`` is None when there is none (or no data)."""
 
     met: bool | None
     detail: str
@@ -227,7 +227,7 @@ def _ahead_of(run: ModeRun, names: Sequence[str]) -> list[str]:
 
 
 def evaluate(run: ModeRun, runs: Sequence[ModeRun]) -> Verdict:
-    """The verdict of DESIGN §6 for *run* (the 10,000-client target also reads the 64-client
+    """The verdict on *run*'s target (the 10,000-client target also reads the 64-client
     run on the same loop)."""
     mode = run.mode
     if not mode.target:

@@ -155,7 +155,7 @@ def test_benchmarks_unavailable_mode_is_reported_not_fatal(tmp_path: Path) -> No
 def test_benchmarks_anatomy_measures_every_rung(tmp_path: Path) -> None:
     """--anatomy runs the ladder from a bare design to asyncmp (1 and 64 clients): every rung,
     asyncmp and the floor are measured in the same run (each checks every reply), and the
-    ladder claims no DESIGN §6 target."""
+    ladder claims no performance target."""
     doc = _run(tmp_path, "--anatomy")
 
     assert [(m["id"], m["loop"]) for m in doc["modes"]] == [

@@ -1,5 +1,5 @@
-"""The request/reply channel: ump's behaviours B1–B28 (reference/ump-semantics.md §4) and
-DESIGN.md §1, on asyncio, asyncio+uvloop and trio."""
+"""The request/reply channel: behaviours B1–B28 of docs/design.md and the API of
+docs/channels.md, on asyncio, asyncio+uvloop and trio."""
 
 from __future__ import annotations
 
@@ -317,7 +317,8 @@ def test_weak_client_upgrade_returns_none_without_strong_clients() -> None:
 
 
 def test_weak_client_upgrade_returns_none_after_server_closed() -> None:
-    """DESIGN §1: upgrade() returns None once the server is closed, even with clients left."""
+    """B14, asyncmp's addition: upgrade() returns None once the server is closed, even with
+    clients left."""
     server, client = asyncmp.channel()
     weak = client.weak()
     server.close()

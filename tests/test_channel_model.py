@@ -1,4 +1,5 @@
-"""Property-based check of the channel lifecycle against a simple model (DESIGN.md §7).
+"""Property-based check of the channel lifecycle against a simple model (docs/design.md,
+"What the tests guarantee").
 
 The model is a FIFO of request ids, the set of open clients, the contexts picked up and the
 fate of each request. Hypothesis drives random sequences of requests, pops, replies, fails,

@@ -1,4 +1,5 @@
-"""Stress: every request ends exactly once, nothing hangs, no ReplyContext leaks (DESIGN §7).
+"""Stress: every request ends exactly once, nothing hangs, no ReplyContext leaks
+(docs/design.md, "What the tests guarantee").
 
 Clients on an asyncio loop, a uvloop loop, a trio run and plain threads share one channel
 with servers on an asyncio loop and a plain thread, plus a thread that answers deferred

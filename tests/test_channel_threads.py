@@ -1,5 +1,5 @@
 """Channels across threads and event loops: no object is bound to a loop or a thread, wake-ups
-cross both, and blocking calls refuse to run on a loop thread (DESIGN.md preamble and §1)."""
+cross both, and blocking calls refuse to run on a loop thread (docs/threads.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The public surface: `__all__` matches what the package exports, handles users should not
-construct are final, and tracebacks name public paths (house style §1–2)."""
+construct are final, and tracebacks name public paths."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """asyncmp.Stage: exit-left's enter state machine, with the port's fixes, on every backend.
 
-Numbers in docstrings refer to §4 of reference/dharma-calloop-stage-semantics.md. Tests that
+Numbers in docstrings are the Stage behaviours of docs/design.md. Tests that
 need to know a waiter is parked poll the stage's private line (``stage._parked``) with a
 bounded loop: it is the only observable that covers tasks and threads alike.
 """

@@ -1,6 +1,6 @@
 """asyncmp.task.spawn: a dispatch loop run as a task, on asyncio, uvloop and trio.
 
-Behaviours B29–B39 of reference/ump-semantics.md §4 and DESIGN.md §2.
+Behaviours B26 and B29–B39 of docs/design.md, and docs/servers.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """asyncmp.thread.spawn: a dispatch loop on its own thread.
 
-Behaviours B29–B39 of reference/ump-semantics.md §4 and DESIGN.md §2. Synchronous tests
+Behaviours B26 and B29–B39 of docs/design.md, and docs/servers.md. Synchronous tests
 drive the server from the test's thread; async tests (asyncio, uvloop, trio) use it from
 tasks.
 """

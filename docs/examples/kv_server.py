@@ -46,7 +46,7 @@ class KVStore:
     """The handler: owns the dict, answers each request, stops on Shutdown."""
 
     def __init__(self, weak: WeakClient[Request, Reply]) -> None:
-        # Keep the weak client only: a strong one would keep the server running for ever.
+        # Keep the weak client only: a strong clone would keep the server running for ever.
         self.weak = weak
         self.data: dict[str, int] = {}
 

@@ -70,16 +70,18 @@ class ChannelStatistics:
 def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[Any, Any]]:
     """Create a request/reply channel and return its two ends, ``(server, client)``.
 
+    Both ends are generic in the request and reply types; for static typing, annotate them:
+
+    ```python
+    server: asyncmp.Server[Add, int]
+    client: asyncmp.Client[Add, int]
+    server, client = asyncmp.channel()
+    ```
+
     Args:
         max_queued: ``None`` (the default) for an unbounded FIFO, like ump; or the number of
             requests that may wait for the server, beyond which `send` waits (cancellably)
             and `request` raises [`WouldBlock`][asyncmp.WouldBlock].
-
-    For static typing, annotate the ends::
-
-        server: Server[Add, int]
-        client: Client[Add, int]
-        server, client = asyncmp.channel()
     """
     if max_queued is not None:
         if isinstance(max_queued, bool) or not isinstance(max_queued, int):
@@ -386,7 +388,11 @@ class Server(AsyncClosing, Generic[Req, Rep]):
 
 @final
 class _BlockingServer(Generic[Req, Rep]):
-    """``server.blocking``: wait for requests from a plain thread."""
+    """``server.blocking``: wait for requests from a plain thread.
+
+    Iterating it, ``for msg, rctx in server.blocking:``, waits for each request in turn and
+    ends when every strong client is closed and the queue is drained.
+    """
 
     __slots__ = ("_server",)
 

@@ -93,8 +93,9 @@ class SignalEventHandler(Closing):
     ``KeyboardInterrupt``) until `close()` restores them.
 
     Args:
-        controller: what to stop: a `Dispatcher` or a `DispatcherController`.
-        signaler: what to terminate: a `Signaler`.
+        controller (Dispatcher | DispatcherController): what to stop: anything with a
+            ``stop()`` method.
+        signaler (Signaler): what to terminate: anything with a ``terminate()`` method.
 
     Raises:
         RuntimeError: not called on the main thread.

@@ -120,9 +120,12 @@ def spawn(
     ``RuntimeError``.
 
     Args:
-        make_handler: Builds the handler from the server's first client; it should keep
-            ``client.weak()`` rather than the client itself, since a strong client held
-            by the handler keeps the loop alive for ever.
+        make_handler: Builds the handler from the server's first client, the one
+            ``spawn`` returns. The handler should keep ``client.weak()``: a clone (or an
+            upgraded weak client) that it keeps counts as a client of its own and keeps
+            the loop alive until a ``Break``; keeping *client* itself keeps the object
+            alive, so the loop ends only when the application closes it, not when it
+            merely drops it.
         max_queued: Bound of the channel (see [`channel`][asyncmp.channel]).
         name: Name of the task, and of the loop in log messages.
         watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a

@@ -1,4 +1,5 @@
-"""EventLoop, LoopHandle, LoopSignal, idles and tokens (reference §3.1-3.3, §4 items 31-50)."""
+"""EventLoop, LoopHandle, LoopSignal, idles and tokens: the dispatch steps and behaviours
+31-50 of docs/design.md ("calloop")."""
 
 from __future__ import annotations
 
@@ -104,13 +105,14 @@ def test_idle_that_raises_keeps_the_rest_for_the_next_dispatch(loop: EventLoop[A
     assert data == ["after"]
 
 
-# -- dispatch order (§3.3) --------------------------------------------------------------
+# -- dispatch order (the dispatch steps) -------------------------------------------------
 
 
 def test_dispatch_order_fd_events_then_timers_then_idles(
     loop: EventLoop[Any], pipe: tuple[int, int]
 ) -> None:
-    """§3.3: polled fd events come before due timers, and idles run after every event."""
+    """Dispatch steps 2 and 5: polled fd events come before due timers, and idles run after
+    every event."""
     r, w = pipe
     h = loop.handle()
     data: list[str] = []
@@ -284,7 +286,7 @@ def test_callback_removing_another_ready_source_prevents_its_call(loop: EventLoo
 def test_callback_disabling_another_ready_source_drops_its_polled_event(
     loop: EventLoop[Any],
 ) -> None:
-    """§3.3: disabling another source in a callback drops its event already polled."""
+    """Dispatch step 4: disabling another source in a callback drops its event already polled."""
     h = loop.handle()
     pipes = [readable_pipe(), readable_pipe()]
     tokens: list[RegistrationToken] = []
@@ -539,7 +541,7 @@ def test_before_sleep_synthetic_event_skips_the_wait_and_comes_first(
 def test_synthetic_event_is_handled_before_polled_events(
     loop: EventLoop[Any], pipe: tuple[int, int]
 ) -> None:
-    """§3.3 step 4: a before_sleep event comes before the events polled in the same dispatch."""
+    """Dispatch step 4: a before_sleep event comes before the events polled in the same dispatch."""
     r, w = pipe
     log: list[Any] = []
     loop.handle().insert_source(_Lifecycle(r, log), lambda ev, meta, data: data.append(ev))

@@ -1,4 +1,5 @@
-"""The built-in sources: ping, channel, timer and Generic (reference §3.4-3.5, items 33-40, 49)."""
+"""The built-in sources: ping, channel, timer and Generic (behaviours 33-40 and 49 of
+docs/design.md, "calloop")."""
 
 from __future__ import annotations
 
@@ -417,7 +418,8 @@ def test_timer_enabled_after_its_deadline_fires_at_next_dispatch(loop: EventLoop
 
 
 def test_timer_cancelled_entries_do_not_grow_the_heap(loop: EventLoop[Any]) -> None:
-    """Disabling and enabling a timer many times keeps the poller's heap bounded (calloop #238)."""
+    """Disabling and enabling a timer many times keeps the poller's heap bounded (calloop's
+    heap grew with every cancelled timer)."""
     h = loop.handle()
     token = h.insert_source(Timer.from_duration(3600), append_event)
     for _ in range(1000):

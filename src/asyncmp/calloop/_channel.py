@@ -1,7 +1,7 @@
 """channel / sync_channel: messages from any thread, delivered by the loop in FIFO order.
 
 The queue is a deque under a lock; each send pings the channel's fd. One ``process_events``
-delivers at most min(capacity + 1, 1024) messages (calloop #200) and pings itself again if
+delivers at most min(capacity + 1, 1024) messages, calloop's bound, and pings itself again if
 more remain, so a flood of messages cannot starve the other sources. When every sender is
 closed and the queue is drained, the callback gets ``Closed()`` once and the source removes
 itself.
@@ -236,6 +236,8 @@ class SyncSender(_SenderBase[T]):
 
 @final
 class _BlockingSyncSender(Generic[T]):
+    """``sender.blocking``: send from a plain thread, waiting for room in a full channel."""
+
     __slots__ = ("_sender",)
 
     def __init__(self, sender: SyncSender[T]) -> None:

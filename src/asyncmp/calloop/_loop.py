@@ -1,6 +1,7 @@
 """EventLoop, LoopHandle, LoopSignal and Idle: calloop's ``loop_logic.rs``.
 
-One dispatch runs the steps of calloop's ``dispatch_events`` in order (the reference's §3.3):
+One dispatch runs the steps of calloop's ``dispatch_events`` in order (the dispatch steps of
+docs/design.md):
 
 1. ``before_sleep()`` of each lifecycle source, in insertion order; a synthetic event makes
    the poll timeout zero.

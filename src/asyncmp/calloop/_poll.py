@@ -3,7 +3,7 @@
 The epoll fd is the loop's ``fileno()``: it is readable whenever a registered fd has an
 event, which is what lets a calloop loop nest in asyncio, trio or another calloop loop.
 Timers are not OS timers: the earliest deadline bounds the poll timeout, and after the
-poll every due timer is appended as a ``readable`` event after the fd events (calloop §3.3).
+poll every due timer is appended as a ``readable`` event after the fd events (dispatch step 2).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Mode(enum.Enum):
 class Readiness:
     """What the poller saw on an fd (timers and pings report ``readable``).
 
-    Unlike calloop, whose ``error`` is never set (calloop issue #192), ``error`` is true when
+    Unlike calloop, whose ``error`` is never set by its poller, ``error`` is true when
     epoll reports ``EPOLLERR``; a hang-up reports ``readable``.
     """
 
@@ -189,7 +189,8 @@ class Poll:
         # (None for the loop's own wake-up fd).
         self._fds = {}
         # Timer heap entries are [deadline, seq, token, id]; a cancelled entry's token is
-        # set to None and it stays in the heap until popped or compacted (calloop #238).
+        # set to None and it stays in the heap until popped or compacted (so that, unlike
+        # calloop's, the heap does not grow with every cancelled timer).
         self._heap = []
         self._timers = {}
         self._ids = itertools.count(1)
@@ -206,6 +207,8 @@ class Poll:
 
     def register(self, fd: int | _HasFileno, interest: Interest, mode: Mode, token: Token) -> None:
         """Watch *fd*; its events reach the source as ``(Readiness, token)``.
+
+        *fd* is an int or an object with ``fileno()``, here and in the methods below.
 
         Raises:
             OSError: the OS refused (a closed fd, or one already registered).
