@@ -439,6 +439,46 @@ def test_bridge_recv_interrupted_after_its_wake_up_passes_it_on(
     assert receives[0].join() == [Plain("x")]
 
 
+def _announce_waits(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make every ``ThreadWaiter.wait`` set the returned event before it waits: a thread
+    that set it is registered as a waiter."""
+    real = ThreadWaiter.wait
+    waiting = threading.Event()
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        waiting.set()
+        return real(self, timeout)
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    return waiting
+
+
+def test_bridge_wake_up_for_a_task_of_a_closed_loop_goes_to_the_next_receive(
+    monkeypatch: pytest.MonkeyPatch,
+    receive_in_thread: Callable[[Receiver[str]], ReceiveThread],
+) -> None:
+    """A receive task whose event loop was closed (the task never cancelled) cannot take a
+    wake-up: a send hands it to the next parked receive instead of losing it."""
+    import asyncio
+
+    receiver: Receiver[str] = Receiver()
+    sender: Sender[str] = Sender()
+    connect(sender, receiver)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(receiver.recv())
+    loop.run_until_complete(asyncio.sleep(0))  # one step: the task runs until it parks
+    assert len(receiver._queue.waiters) == 1
+    loop.close()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # its loop is gone
+
+    waiting = _announce_waits(monkeypatch)
+    receive = receive_in_thread(receiver)
+    assert waiting.wait(5)
+    sender.send_plain("x")  # wakes the oldest waiter: the task that can never run
+
+    assert receive.join() == [Plain("x")]
+
+
 def test_bridge_results_support_pattern_matching() -> None:
     """Results are frozen dataclasses usable with ``match``."""
     msg: object = Defined(3, "payload")

@@ -28,7 +28,9 @@ taken by someone else waits again: no receive ever returns ``EMPTY``/``TIMEOUT``
 item is queued, and no item is lost to a cancellation (dharma's spurious-wake-up hazard).
 A blocking receive interrupted inside its wait (``KeyboardInterrupt``, say) leaves exactly
 as a timed-out one does: it leaves ``waiters``, and a wake-up a push already gave it goes to
-the next parked receive. Under trio a receive is a checkpoint even when an item is queued,
+the next parked receive. So does a wake-up that cannot reach its waiter (a task whose event
+loop was closed without cancelling it): a waiting receive is never left parked beside a
+queued item. Under trio a receive is a checkpoint even when an item is queued,
 taken trio's way: a pending cancel is raised *before* anything is taken, and the yield after
 taking is shielded, so a cancel never strikes between taking an item and returning it.
 """
@@ -40,6 +42,7 @@ import functools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, final
 
@@ -49,13 +52,13 @@ from ._wait import (
     ThreadWaiter,
     Waiter,
     check_timeout,
+    deliver,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
     trio_cancel_shielded_checkpoint,
     trio_checkpoint_if_cancelled,
     trio_running,
-    wake,
 )
 
 if TYPE_CHECKING:
@@ -161,7 +164,7 @@ def _check_name(name: object) -> str:
 class _Queue:
     """One receiver's FIFO and its parked waiters; everything guarded by ``lock``."""
 
-    __slots__ = ("alive", "items", "lock", "waiters")
+    __slots__ = ("alive", "items", "lock", "undelivered", "waiters")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -169,6 +172,8 @@ class _Queue:
         self.waiters: deque[Waiter] = deque()
         # False once the Receiver is gone: nobody can ever read, so pushes are dropped.
         self.alive = True
+        # Bound once, so a push passes it to `deliver` at no cost.
+        self.undelivered: Callable[[object], None] = self._undelivered
 
     def push(self, msg: object) -> bool:
         """Queue *msg* and wake one waiter; ``False`` if the receiver is gone."""
@@ -185,7 +190,7 @@ class _Queue:
             waiter = self.waiters.popleft()
         finally:
             lock.release()
-        wake(waiter)
+        deliver(waiter, None, self.undelivered)
         return True
 
     def unpark(self, waiter: Waiter) -> bool:
@@ -203,7 +208,13 @@ class _Queue:
             if not (self.items and self.waiters):
                 return
             waiter = self.waiters.popleft()
-        wake(waiter)
+        deliver(waiter, None, self.undelivered)
+
+    def _undelivered(self, _value: object) -> None:
+        # The woken waiter can never look (its event loop is closed, or asyncio cancelled
+        # it as the wake-up arrived): wake the next one instead. Another wake-up for one
+        # item is harmless, as every wake-up is only a hint to look again.
+        self.pass_on()
 
 
 @final

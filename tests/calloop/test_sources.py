@@ -475,6 +475,39 @@ def test_sync_channel_send_interrupted_after_its_wake_up_passes_it_on(
     sender.close()
 
 
+def test_sync_channel_place_for_a_task_of_a_closed_loop_goes_to_the_next_sender(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sending task whose event loop was closed (the task never cancelled) cannot take a
+    freed place: it goes to the next waiting sender instead of being lost."""
+    import asyncio
+
+    sender, chan = sync_channel(1)
+    sender.try_send("a")
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(sender.send("gone"))
+    loop.run_until_complete(asyncio.sleep(0))  # one step: the task runs until it parks
+    assert len(chan._core.room_waiters) == 1
+    loop.close()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # its loop is gone
+
+    real = ThreadWaiter.wait
+    waiting = threading.Event()
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        waiting.set()  # the other sender is registered
+        return real(self, timeout)
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    other = SendThread(sender, chan, "b")
+    assert waiting.wait(5)
+    assert chan.try_recv() == "a"  # frees the place, handed to the oldest: the gone task
+
+    assert other.finish()
+    assert chan.try_recv() == "b"
+    sender.close()
+
+
 # -- timers (37, 38, 39) ----------------------------------------------------------------
 
 

@@ -22,13 +22,13 @@ from .._wait import (
     ThreadWaiter,
     Waiter,
     check_timeout,
+    deliver,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
     trio_cancel_shielded_checkpoint,
     trio_checkpoint_if_cancelled,
     trio_running,
-    wake,
 )
 from ._poll import Readiness, WakeFd
 from ._source import PostAction, callback_action
@@ -84,8 +84,14 @@ class _Core:
     def wake_room(self, n: int) -> None:
         # Under lock: hand each freed place to one waiting sender.
         while n > 0 and self.room_waiters:
-            wake(self.room_waiters.popleft())
+            deliver(self.room_waiters.popleft(), None, self.room_undelivered)
             n -= 1
+
+    def room_undelivered(self, _value: object) -> None:
+        # A place handed to a sender that can never take it (its event loop is closed, or
+        # asyncio cancelled it as the wake-up arrived) goes to the next waiting sender.
+        with self.lock:
+            self.wake_room(1)
 
     def push(self, value: Any, bounded: bool) -> bool:
         # Under lock. True if queued; False if a bounded queue is full.
