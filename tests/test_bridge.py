@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
+import sniffio
 
+from asyncmp._wait import ThreadWaiter
 from asyncmp.bridge import (
     EMPTY,
     TIMEOUT,
@@ -313,6 +316,167 @@ def test_bridge_asyncio_task_cancelled_after_its_wake_up_passes_it_on(use_uvloop
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         assert runner.run(main()) == Plain("x")
+
+
+async def test_bridge_recv_cancelled_before_it_runs_leaves_the_message_queued() -> None:
+    """A receive whose cancel scope is already cancelled, with a message queued, either
+    returns the message (asyncio: no checkpoint) or raises the cancel with the message
+    still queued (trio: checkpoint before taking, shielded after); it is never lost."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    sender.send_plain("x")
+    got: list[object] = []
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        got.append(await receiver.recv())
+
+    assert got + drain(receiver) == [Plain("x")]
+    if sniffio.current_async_library() == "trio":
+        assert got == []  # trio's convention: a receive is a checkpoint, even when ready
+
+
+def _interrupt_first_wait(
+    monkeypatch: pytest.MonkeyPatch, during: Callable[[], None] = lambda: None
+) -> threading.Event:
+    """Make the first ``ThreadWaiter.wait`` run *during* and raise KeyboardInterrupt (as a
+    Ctrl-C in the wait would); later waits run normally and set the returned event first."""
+    real = ThreadWaiter.wait
+    calls: list[ThreadWaiter] = []
+    later_wait = threading.Event()
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        calls.append(self)
+        if len(calls) == 1:
+            during()
+            raise KeyboardInterrupt
+        later_wait.set()
+        return real(self, timeout)
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    return later_wait
+
+
+class ReceiveThread:
+    """``receiver.blocking.recv()`` (no timeout) on a thread of its own."""
+
+    def __init__(self, receiver: Receiver[str]) -> None:
+        self.receiver = receiver
+        self.result: list[object] = []
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.result.append(self.receiver.blocking.recv())
+
+    def join(self) -> list[object]:
+        """What the receive returned, once it returned (bounded: 5 s)."""
+        self.thread.join(5)
+        return self.result
+
+
+@pytest.fixture
+def receive_in_thread() -> Iterator[Callable[[Receiver[str]], ReceiveThread]]:
+    """Starts `ReceiveThread`s; one still blocked at teardown is released with a message."""
+    started: list[ReceiveThread] = []
+
+    def start(receiver: Receiver[str]) -> ReceiveThread:
+        started.append(ReceiveThread(receiver))
+        return started[-1]
+
+    yield start
+    for receive in started:
+        if receive.thread.is_alive():
+            sender: DirectSender[str] = DirectSender()
+            direct_connect(sender, receive.receiver)
+            sender.send_plain("release")
+        receive.thread.join(5)
+
+
+def test_bridge_interrupted_blocking_recv_leaves_no_waiter_behind(
+    monkeypatch: pytest.MonkeyPatch,
+    receive_in_thread: Callable[[Receiver[str]], ReceiveThread],
+) -> None:
+    """A blocking receive interrupted in its wait (KeyboardInterrupt) leaves the line as a
+    timeout does: the next message wakes the thread that waits now, not the gone one."""
+    later_wait = _interrupt_first_wait(monkeypatch)
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+
+    with pytest.raises(KeyboardInterrupt):
+        receiver.blocking.recv(timeout=5)
+    receive = receive_in_thread(receiver)
+    assert later_wait.wait(5)
+    sender.send_plain("x")
+
+    assert receive.join() == [Plain("x")]
+
+
+def test_bridge_recv_interrupted_after_its_wake_up_passes_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+    receive_in_thread: Callable[[Receiver[str]], ReceiveThread],
+) -> None:
+    """A blocking receive interrupted just after a send took it from the line hands that
+    wake-up to the next parked receive, which gets the message."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    receives: list[ReceiveThread] = []
+
+    def during() -> None:
+        # Another thread parks behind us, then a send wakes us (the oldest waiter).
+        receives.append(receive_in_thread(receiver))
+        assert later_wait.wait(5)
+        sender.send_plain("x")
+
+    later_wait = _interrupt_first_wait(monkeypatch, during)
+
+    with pytest.raises(KeyboardInterrupt):
+        receiver.blocking.recv(timeout=5)
+
+    assert receives[0].join() == [Plain("x")]
+
+
+def _announce_waits(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make every ``ThreadWaiter.wait`` set the returned event before it waits: a thread
+    that set it is registered as a waiter."""
+    real = ThreadWaiter.wait
+    waiting = threading.Event()
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        waiting.set()
+        return real(self, timeout)
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    return waiting
+
+
+def test_bridge_wake_up_for_a_task_of_a_closed_loop_goes_to_the_next_receive(
+    monkeypatch: pytest.MonkeyPatch,
+    receive_in_thread: Callable[[Receiver[str]], ReceiveThread],
+) -> None:
+    """A receive task whose event loop was closed (the task never cancelled) cannot take a
+    wake-up: a send hands it to the next parked receive instead of losing it."""
+    import asyncio
+
+    receiver: Receiver[str] = Receiver()
+    sender: Sender[str] = Sender()
+    connect(sender, receiver)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(receiver.recv())
+    loop.run_until_complete(asyncio.sleep(0))  # one step: the task runs until it parks
+    assert len(receiver._queue.waiters) == 1
+    loop.close()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # its loop is gone
+
+    waiting = _announce_waits(monkeypatch)
+    receive = receive_in_thread(receiver)
+    assert waiting.wait(5)
+    sender.send_plain("x")  # wakes the oldest waiter: the task that can never run
+
+    assert receive.join() == [Plain("x")]
 
 
 def test_bridge_results_support_pattern_matching() -> None:

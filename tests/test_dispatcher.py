@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -206,6 +207,112 @@ def test_dispatcher_skips_a_handler_deleted_by_an_earlier_one(
 
     assert dispatcher.wait_and_process(5) == 1
     assert len(a.events) + len(b.events) == 1
+
+
+class HookedEpoll:
+    """An epoll set whose ``poll`` runs *after_poll* between the kernel's answer and the
+    dispatcher's look at it: the window in which another thread may change the sources."""
+
+    def __init__(self, epoll: Any, after_poll: Callable[[], None]) -> None:
+        self._epoll = epoll
+        self._after_poll: Callable[[], None] | None = after_poll
+
+    def poll(self, timeout: float = -1) -> list[tuple[int, int]]:
+        events: list[tuple[int, int]] = self._epoll.poll(timeout)
+        hook, self._after_poll = self._after_poll, None  # once
+        if hook is not None:
+            hook()
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._epoll, name)
+
+
+class ReusedFd:
+    """A handler on a fresh pipe whose read end takes the number *fd* (``dup2``)."""
+
+    def __init__(self, fd: int) -> None:
+        r, w = os.pipe()
+        if w == fd:  # keep the write end off the number we want
+            w, old_w = os.dup(w), w
+            os.close(old_w)
+        if r != fd:  # the lowest free number is usually *fd* already
+            os.dup2(r, fd)
+            os.close(r)
+        self.w = w
+        os.set_blocking(fd, False)
+        self.r = fd
+        self.events: list[EventKind] = []
+
+    def fileno(self) -> int:
+        return self.r
+
+    def process_event(self, kind: EventKind) -> None:
+        self.events.append(kind)
+        if kind & EventKind.READ:
+            os.read(self.r, 1024)  # blocking in a real handler: here it would raise instead
+
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
+@pytest.mark.parametrize("new_fd_ready", [False, True], ids=["idle", "ready"])
+def test_dispatcher_stale_readiness_never_reaches_a_handler_that_reused_the_fd(
+    dispatcher: Dispatcher, pipes: Callable[..., PipeHandler], new_fd_ready: bool
+) -> None:
+    """An event polled for a deleted source never reaches a source added afterwards on the
+    same fd number, even when the swap happens between the poll and its dispatch; the new
+    source still gets its own readiness in that same dispatch."""
+    old = pipes()
+    old_id = dispatcher.add_source(old, EventKind.READ)
+    os.write(old.w, b"for the old handler")
+    fd = old.r
+    new: list[ReusedFd] = []
+
+    def swap() -> None:
+        # Another thread's work, between epoll_wait and the dispatch of its events.
+        dispatcher.delete_source(old_id)
+        os.close(old.r)
+        new.append(ReusedFd(fd))
+        if new_fd_ready:
+            os.write(new[0].w, b"for the new handler")
+        dispatcher.add_source(new[0], EventKind.READ)
+
+    dispatcher._core.epoll = HookedEpoll(dispatcher._core.epoll, swap)  # type: ignore[assignment]
+    try:
+        called = dispatcher.wait_and_process(5)
+
+        assert new[0].fileno() == fd  # the number was reused: the race really happened
+        assert old.events == []
+        assert new[0].events == ([EventKind.READ] if new_fd_ready else [])
+        assert called == len(new[0].events)
+    finally:
+        for handler in new:
+            handler.close()
+        old.r = os.open(os.devnull, os.O_RDONLY)  # the fixture closes it again
+
+
+def test_dispatcher_delete_of_a_handler_whose_fd_was_reused_leaves_the_new_one(
+    dispatcher: Dispatcher, pipes: Callable[..., PipeHandler]
+) -> None:
+    """A handler whose fd was closed without delete_source, its number reused by a new
+    handler: deleting the old one later neither unregisters nor unmaps the new one."""
+    old = pipes()
+    old_id = dispatcher.add_source(old, EventKind.READ)
+    fd = old.r
+    os.close(old.r)
+    new = ReusedFd(fd)
+    try:
+        dispatcher.add_source(new, EventKind.READ)
+        assert dispatcher.delete_source(old_id) is old
+        os.write(new.w, b"x")
+
+        assert dispatcher.wait_and_process(5) == 1
+        assert new.events == [EventKind.READ]
+    finally:
+        new.close()
+        old.r = os.open(os.devnull, os.O_RDONLY)  # the fixture closes it again
 
 
 def test_dispatcher_sources_added_from_another_thread_are_watched_at_once(

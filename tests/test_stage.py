@@ -23,7 +23,8 @@ import trio.testing
 
 import asyncmp
 from asyncmp import Closed, Director, Finished, Notified, Stage, Ticket, TimedOut
-from asyncmp._wait import wake
+from asyncmp._stage import IDLE
+from asyncmp._wait import ThreadWaiter, wake
 
 Outcome = Finished[Any] | Notified | TimedOut
 AnyStage = Stage[Any, Any, Any]
@@ -612,6 +613,65 @@ def test_spurious_wakeup_of_a_thread_keeps_waiting() -> None:
         holder_thread.join(5)
         thread.join(5)
     assert results == {"a": Notified()}
+
+
+def test_promotion_of_a_task_whose_loop_was_closed_is_handed_on() -> None:
+    """A task parked on a stage whose event loop was then closed (the task never cancelled)
+    cannot take a promotion: the head passes to the next waiter, or the stage is left free,
+    instead of being headed for ever by nobody."""
+    import asyncio
+
+    stage: AnyStage = Stage(None, None)
+    h, gone, nxt = ticket(stage, "h"), ticket(stage, "gone"), ticket(stage, "next")
+    results: dict[str, Outcome] = {}
+    kept: list[Any] = []
+
+    def run_next() -> None:
+        results["next"] = stage.blocking.enter(nxt, lambda d: "next headed", timeout=5)
+
+    def hold(director: Director[Any, Any, Any]) -> str:
+        # A task of another loop parks behind us, then its loop is closed under it.
+        loop = asyncio.new_event_loop()
+        kept.append(loop.create_task(stage.enter(gone, must_not_head)))
+        loop.run_until_complete(asyncio.sleep(0))  # one step: the task runs until it parks
+        assert parked(stage) == ["gone"]
+        loop.close()
+        thread.start()
+        wait_parked_blocking(stage, "gone", "next")
+        return "h"
+
+    thread = threading.Thread(target=run_next)
+    try:
+        assert stage.blocking.enter(h, hold) == Finished("h")
+    finally:
+        thread.join(5)
+    assert results == {"next": Finished("next headed")}
+    assert stage._head is None
+    assert stage.blocking.enter(h, lambda d: "free", timeout=0) == Finished("free")
+    assert gone._entry.state == IDLE  # the dead waiter holds nothing
+    kept[0]._log_destroy_pending = False  # its loop is gone: nothing can finish it
+
+
+def test_interrupted_blocking_enter_leaves_the_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread interrupted (KeyboardInterrupt) while parked leaves the line as a timeout
+    would: a later promotion goes to the next waiter, not the gone one."""
+    stage: AnyStage = Stage(None, None)
+    h, a = ticket(stage, "h"), ticket(stage, "a")
+
+    def interrupted(self: ThreadWaiter, timeout: float | None) -> bool:
+        raise KeyboardInterrupt
+
+    def hold(director: Director[Any, Any, Any]) -> str:
+        with monkeypatch.context() as patch:
+            patch.setattr(ThreadWaiter, "wait", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                stage.blocking.enter(a, lambda d: "a", timeout=5)
+        assert parked(stage) == []
+        return "h"
+
+    assert stage.blocking.enter(h, hold) == Finished("h")
+    assert stage._head is None
+    assert stage.blocking.enter(a, lambda d: "a", timeout=0) == Finished("a")
 
 
 def _trio_with_mock_clock(main: Callable[[trio.testing.MockClock], Any]) -> None:

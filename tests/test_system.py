@@ -128,6 +128,31 @@ async def main():
 anyio.run(main, backend=sys.argv[2])
 """
 
+# dharma's recipe: block the signals on the main thread before anything else, so that every
+# thread started afterwards inherits the blocked mask; then set up as above.
+BLOCKED_FIRST = """
+from asyncmp.system import block_signals
+block_signals()
+signaler = Signaler()
+threads = []
+for name in ("one", "two"):
+    info = EventLoopInfo(name, signaler, name)
+    info.add_module(Recorder)
+    threads.append(info.start())
+dispatcher = Dispatcher()
+handler = SignalEventHandler(dispatcher.get_controller(), signaler)
+unblocked = not ({signal.SIGINT, signal.SIGTERM} & signal.pthread_sigmask(signal.SIG_BLOCK, []))
+dispatcher.add_source(handler, EventKind.READ)
+dispatcher.add_source(Kicker(signaler), EventKind.READ)
+dispatcher.run()
+for thread in threads:
+    thread.join(10)
+    assert not thread.is_alive()
+handler.close()
+reblocked = {signal.SIGINT, signal.SIGTERM} <= signal.pthread_sigmask(signal.SIG_BLOCK, [])
+report(received=[s.name for s in handler.received], unblocked=unblocked, reblocked=reblocked)
+"""
+
 EXPECTED_LOG = [
     ["one", "execute", "before the signal"],
     ["one", "finalize"],
@@ -136,12 +161,12 @@ EXPECTED_LOG = [
 ]
 
 
-def run_child(script: str, *args: str) -> dict[str, Any]:
+def run_child(script: str, *args: str, timeout: float = 30) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(script), *args],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -158,6 +183,20 @@ def test_system_signal_stops_dispatcher_and_finalizes_loops(sig: str) -> None:
     assert out["received"] == [sig]
     assert out["log"] == EXPECTED_LOG
     assert out["restored"] == [True, True]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_system_signal_handled_when_the_main_thread_blocked_it_first(sig: str) -> None:
+    """dharma's order — block SIGINT/SIGTERM on the main thread, then start the loops and
+    create the handler — still shuts down on the signal: the handler unblocks them on the
+    main thread (where Python runs signal handlers) and close() blocks them again."""
+    out = run_child(BLOCKED_FIRST, sig, timeout=15)  # before the fix: pending for ever
+
+    assert out["received"] == [sig]
+    assert out["log"] == EXPECTED_LOG
+    assert out["unblocked"] is True
+    assert out["reblocked"] is True
 
 
 @pytest.mark.subprocess

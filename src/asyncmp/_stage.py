@@ -22,7 +22,13 @@ Invariants:
   promoted entry that will not head (its timeout passed, it was cancelled) releases again.
 - Whoever takes an entry out of ``_parked`` (notify, promotion) owns the one wake-up of its
   waiter; a timed-out or cancelled waiter that finds itself no longer parked was already
-  given something, and passes it on (promotion) or leaves it marked (notification).
+  given something, and passes it on (promotion) or leaves it marked (notification). So does
+  a thread whose wait is interrupted by an exception (``KeyboardInterrupt``).
+- A promoted entry keeps its waiter in ``entry.waiter`` until it takes the head up. A
+  promotion that cannot reach its waiter — the task's event loop was closed without
+  cancelling it, or asyncio cancelled the task as the wake-up arrived — is reported back
+  (`_wait.deliver`'s ``undelivered``) and, if the entry still holds that very promotion,
+  handed on to the next waiter: a stage is never left headed by a waiter that is gone.
 - ``entry.notified`` is set by a notify and cleared only by the ``enter`` that returns
   `Notified`, so no notification is lost between two ``enter`` calls on one ticket.
 - "Timeout wins": a waiter that resumes after its deadline returns `TimedOut`, whatever
@@ -50,6 +56,7 @@ from ._wait import (
     ThreadWaiter,
     Waiter,
     check_timeout,
+    deliver,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
@@ -73,6 +80,7 @@ _NOTIFIED: Final = 0
 _TIMED_OUT: Final = 1
 _HEAD: Final = 2
 _PARK: Final = 3
+_HAND_ON: Final = 4  # promoted as the timeout passed: hand the head on, then time out
 
 
 @final
@@ -218,6 +226,9 @@ class Stage(Generic[T, R, B]):
                 action, waiter = self._resume(entry, expired, new_async_waiter)
         if action == _NOTIFIED:
             return Notified()
+        if action == _HAND_ON:
+            self._abandon(entry)
+            return TimedOut()
         if action == _TIMED_OUT:
             return TimedOut()
         director: Director[T, R, B] = Director._create(self, entry)
@@ -277,14 +288,12 @@ class Stage(Generic[T, R, B]):
     ) -> tuple[int, Waiter | None]:
         """After parking, under the lock: what were we given, and do we take it?"""
         if entry.state == HEAD:
+            entry.waiter = None  # the promotion has reached us
             if not expired:
                 return _HEAD, None
-            # Promoted, but the timeout won: hand the head to the next waiter.
-            entry.state = IDLE
-            waiter = self._release_head()
-            if waiter is not None:
-                wake(waiter)
-            return _TIMED_OUT, None
+            # Promoted, but the timeout won: the caller hands the head to the next waiter
+            # (`_abandon`, outside the lock: a promotion that cannot be delivered takes it).
+            return _HAND_ON, None
         if entry.state == PARKED:
             # A spurious wake-up: still in line, keep our place with a fresh waiter.
             if expired:
@@ -312,23 +321,26 @@ class Stage(Generic[T, R, B]):
 
     def _abandon(self, entry: _Entry) -> None:
         """A waiter leaves by an exception (cancellation): pass on what it was given."""
-        waiter = None
+        promoted = None
         with self._lock:
             if entry.state == HEAD:
                 entry.state = IDLE
-                waiter = self._release_head()
+                entry.waiter = None
+                promoted = self._release_head()
             elif entry.state == PARKED:
                 del self._parked[entry.token]
                 entry.state = IDLE
                 entry.waiter = None
             # A notification stays marked on the ticket for the next enter().
-        if waiter is not None:
-            wake(waiter)
+        self._promote(promoted)
 
-    def _release_head(self) -> Waiter | None:
-        """The head leaves: promote the oldest parked entry; return its waiter to wake.
+    def _release_head(self) -> tuple[_Entry, Waiter] | None:
+        """The head leaves: promote the oldest parked entry; return it and its waiter.
 
-        Call with the lock held and wake the returned waiter (inside or outside the lock).
+        Call with the lock held, then pass the result to `_promote` (outside the lock). The
+        promoted entry keeps its waiter in ``entry.waiter`` until it takes the head up
+        (`_resume`): that marks *this* promotion, so a report that it never arrived
+        (`_lost_promotion`) is told apart from a later one.
         """
         self._head = None
         if not self._parked:
@@ -337,16 +349,33 @@ class Stage(Generic[T, R, B]):
         entry = self._parked.pop(token)
         entry.state = HEAD
         self._head = entry
-        waiter, entry.waiter = entry.waiter, None
-        return waiter
+        assert entry.waiter is not None  # every parked entry has one
+        return entry, entry.waiter
+
+    def _promote(self, promoted: tuple[_Entry, Waiter] | None) -> None:
+        """Wake a promoted waiter (outside the lock). If the head cannot reach it — its
+        event loop is closed, or an asyncio task was cancelled as the wake-up arrived — it is
+        passed on to the next waiter, so a stage is never left headed by nobody."""
+        if promoted is not None:
+            entry, waiter = promoted
+            deliver(waiter, None, functools.partial(self._lost_promotion, entry, waiter))
+
+    def _lost_promotion(self, entry: _Entry, waiter: Waiter, _value: object) -> None:
+        """``undelivered`` of `_promote`: the promotion never reached *waiter*."""
+        with self._lock:
+            if entry.state != HEAD or entry.waiter is not waiter:
+                return  # already taken up or handed on (by `_abandon` of a cancelled task)
+            entry.state = IDLE
+            entry.waiter = None
+            promoted = self._release_head()
+        self._promote(promoted)
 
     def _end_head(self, director: Director[T, R, B]) -> None:
         with self._lock:
             director._closed = True
             director._entry.state = IDLE
-            waiter = self._release_head()
-        if waiter is not None:
-            wake(waiter)
+            promoted = self._release_head()
+        self._promote(promoted)
 
     def __repr__(self) -> str:
         with self._lock:
@@ -575,6 +604,9 @@ class _BlockingStage(Generic[T, R, B]):
                 action, waiter = stage._resume(entry, expired, ThreadWaiter)
         if action == _NOTIFIED:
             return Notified()
+        if action == _HAND_ON:
+            stage._abandon(entry)
+            return TimedOut()
         if action == _TIMED_OUT:
             return TimedOut()
         director: Director[T, R, B] = Director._create(stage, entry)

@@ -26,6 +26,13 @@ its queue dead and senders drop it. Invariants (under ``queue.lock``): a waiter 
 wake-up is a hint to look again, never a hand-off, so a woken receiver that finds the item
 taken by someone else waits again: no receive ever returns ``EMPTY``/``TIMEOUT`` while an
 item is queued, and no item is lost to a cancellation (dharma's spurious-wake-up hazard).
+A blocking receive interrupted inside its wait (``KeyboardInterrupt``, say) leaves exactly
+as a timed-out one does: it leaves ``waiters``, and a wake-up a push already gave it goes to
+the next parked receive. So does a wake-up that cannot reach its waiter (a task whose event
+loop was closed without cancelling it): a waiting receive is never left parked beside a
+queued item. Under trio a receive is a checkpoint even when an item is queued,
+taken trio's way: a pending cancel is raised *before* anything is taken, and the yield after
+taking is shielded, so a cancel never strikes between taking an item and returning it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import functools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, final
 
@@ -44,11 +52,13 @@ from ._wait import (
     ThreadWaiter,
     Waiter,
     check_timeout,
+    deliver,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
-    trio_checkpoint,
-    wake,
+    trio_cancel_shielded_checkpoint,
+    trio_checkpoint_if_cancelled,
+    trio_running,
 )
 
 if TYPE_CHECKING:
@@ -154,7 +164,7 @@ def _check_name(name: object) -> str:
 class _Queue:
     """One receiver's FIFO and its parked waiters; everything guarded by ``lock``."""
 
-    __slots__ = ("alive", "items", "lock", "waiters")
+    __slots__ = ("alive", "items", "lock", "undelivered", "waiters")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -162,6 +172,8 @@ class _Queue:
         self.waiters: deque[Waiter] = deque()
         # False once the Receiver is gone: nobody can ever read, so pushes are dropped.
         self.alive = True
+        # Bound once, so a push passes it to `deliver` at no cost.
+        self.undelivered: Callable[[object], None] = self._undelivered
 
     def push(self, msg: object) -> bool:
         """Queue *msg* and wake one waiter; ``False`` if the receiver is gone."""
@@ -178,7 +190,7 @@ class _Queue:
             waiter = self.waiters.popleft()
         finally:
             lock.release()
-        wake(waiter)
+        deliver(waiter, None, self.undelivered)
         return True
 
     def unpark(self, waiter: Waiter) -> bool:
@@ -196,7 +208,13 @@ class _Queue:
             if not (self.items and self.waiters):
                 return
             waiter = self.waiters.popleft()
-        wake(waiter)
+        deliver(waiter, None, self.undelivered)
+
+    def _undelivered(self, _value: object) -> None:
+        # The woken waiter can never look (its event loop is closed, or asyncio cancelled
+        # it as the wake-up arrived): wake the next one instead. Another wake-up for one
+        # item is harmless, as every wake-up is only a hint to look again.
+        self.pass_on()
 
 
 @final
@@ -242,14 +260,22 @@ class Receiver(Generic[T]):
             returns ``TIMEOUT``.
 
         Cancellation loses nothing: a message is only dequeued by the receive that
-        returns it.
+        returns it. Under trio it is a checkpoint even when a message is queued: a pending
+        cancel is raised before anything is taken.
         """
         timeout = check_timeout(timeout)
         queue = self._queue
+        # trio's rule for an operation that takes something: raise a pending cancel *before*
+        # taking, and yield only without a cancel point *after*, so a cancel never strikes
+        # between taking the message and returning it. (asyncio: no checkpoint at all.)
+        on_trio = trio_running()
+        if on_trio:
+            await trio_checkpoint_if_cancelled()
         with queue.lock:
             item = queue.items.popleft() if queue.items else None
         if item is not None:
-            await trio_checkpoint()
+            if on_trio:
+                await trio_cancel_shielded_checkpoint()
             return item  # type: ignore[no-any-return]
         if timeout is None:
             return await self._wait()
@@ -306,6 +332,9 @@ class _BlockingReceiver(Generic[T]):
             The message, or [`TIMEOUT`][asyncmp.bridge.TIMEOUT] if *timeout* seconds passed
             with nothing queued.
 
+        An exception raised inside the wait (``KeyboardInterrupt``) propagates and leaves
+        the receiver as a timeout would: the next message wakes whoever waits then.
+
         Raises:
             RuntimeError: called on a thread that runs an event loop.
         """
@@ -325,7 +354,16 @@ class _BlockingReceiver(Generic[T]):
             # A False wait whose unpark also fails means a push woke us as time ran out:
             # loop to take the item. Otherwise loop to return TIMEOUT (or the item that
             # raced in), so the final look at the queue is always under the lock.
-            if not waiter.wait(left):
+            try:
+                woken = waiter.wait(left)
+            except BaseException:
+                # Interrupted (KeyboardInterrupt, say): leave as a timeout leaves. Still
+                # registered: just leave the line. Already taken by a push: its wake-up was
+                # meant for a receive, so hand it to the next parked one.
+                if not queue.unpark(waiter):
+                    queue.pass_on()
+                raise
+            if not woken:
                 queue.unpark(waiter)
 
 

@@ -16,6 +16,23 @@ Invariants (under ``_lock``): ``_handlers`` maps each live id to its handler and
 ``_ids`` maps each registered fd back to its id; ids count up from 1 and are never reused.
 An event whose id is no longer in ``_handlers`` when its turn comes is dropped.
 
+Stale readiness. ``select.epoll`` reports fd *numbers* only (Python exposes no epoll
+``data`` field to carry a handler id), and between ``epoll_wait`` returning and the
+dispatcher mapping fds to ids under the lock, another thread may delete a source, close its
+fd and add a new source on the reused number. That event belongs to the deleted
+registration and must never reach the new one (it would read an empty fd, or block in it).
+So every deletion of an fd's registration is stamped with a counter (``deletions``; also a
+registration found gone because the fd was closed and its number reused), and `dispatch`
+reads the counter before it polls: an event for an fd whose registration was deleted since
+is *ambiguous* and dropped. Nothing is lost by dropping it, because the set is
+level-triggered: if the new registration's fd is ready, the kernel reports it again, and
+`dispatch` polls once more at once, without waiting, for the fds it dropped. A registration
+that was not deleted during the wait is the only one its fd had throughout, so its events
+are its own. (Alternatives weighed: registering a ``dup()`` of each fd keeps the number
+from being reused but changes what closing the user's fd does and costs an fd each;
+generations on the registrations cannot tell a stale event from a real one of a source
+added during the wait, which would then have to be dropped every time.)
+
 Linux only, like dharma (epoll). Python has no ``Send`` bound, so there is one class:
 `LocalDispatcher` is another name for `Dispatcher`.
 """
@@ -105,6 +122,10 @@ class _Core:
         self.handlers: dict[int, tuple[EventHandler, int]] = {}
         self.ids: dict[int, int] = {}
         self.next_id = 1
+        # Stale readiness (module doc): a counter bumped by every deletion of an fd's
+        # registration, and the counter's value at each fd's last deletion.
+        self.deletions = 0
+        self.deleted_at: dict[int, int] = {}
         self.stop_requested = False
         self.running = False
         self.closed = False
@@ -141,6 +162,12 @@ class _Core:
                 raise ValueError(f"fd {fd} is already watched by this dispatcher") from None
             except OSError as exc:
                 raise ValueError(f"cannot watch fd {fd}: {exc.strerror}") from exc
+            if fd in self.ids:
+                # The kernel took the fd although a handler still holds its number: that
+                # handler's fd was closed (which left the set) and the number reused. Its
+                # registration is gone: stamp it as deleted, so its last readiness, maybe
+                # polled already, never reaches the new handler.
+                self._stamp_deleted(fd)
             self.handlers[handler_id] = (handler, fd)
             self.ids[fd] = handler_id
         return handler_id
@@ -151,13 +178,22 @@ class _Core:
             if entry is None:
                 return None
             handler, fd = entry
-            del self.ids[fd]
-            if not self.closed:
-                try:
-                    self.epoll.unregister(fd)
-                except OSError:
-                    pass  # the fd was closed already, which removed it from the set
+            # The fd's number may have passed to a newer handler (see add_source): leave it.
+            if self.ids.get(fd) == handler_id:
+                del self.ids[fd]
+                self._stamp_deleted(fd)
+                if not self.closed:
+                    try:
+                        self.epoll.unregister(fd)
+                    except OSError:
+                        pass  # the fd was closed already, which removed it from the set
         return handler
+
+    def _stamp_deleted(self, fd: int) -> None:
+        # Under the lock. The table holds one entry per fd number ever deleted: bounded by
+        # the process's fd limit.
+        self.deletions += 1
+        self.deleted_at[fd] = self.deletions
 
     def stop(self) -> None:
         with self.lock:
@@ -190,12 +226,30 @@ class _Core:
             self.running = False
             self.stop_requested = False
 
+    def _poll(self, timeout: float) -> tuple[list[tuple[int, int | None, int]], set[int]]:
+        """Poll; return the events resolved to handler ids, and the fds whose events were
+        dropped as ambiguous (their registration was deleted during the poll)."""
+        with self.lock:
+            before = self.deletions
+        events = self.epoll.poll(timeout)
+        batch: list[tuple[int, int | None, int]] = []
+        dropped: set[int] = set()
+        with self.lock:
+            # Resolve fds to ids now, once: an fd number may be reused after a delete.
+            for fd, events_ in events:
+                if self.deleted_at.get(fd, 0) > before:
+                    dropped.add(fd)
+                else:
+                    batch.append((fd, self.ids.get(fd), events_))
+        return batch, dropped
+
     def dispatch(self, timeout: float | None) -> int:
         """Wait up to *timeout* for events and process them; return the handlers called."""
-        events = self.epoll.poll(-1 if timeout is None else timeout)
-        with self.lock:
-            # Resolve fds to ids now: an fd number may be reused after a delete.
-            batch = [(fd, self.ids.get(fd), events_) for fd, events_ in events]
+        batch, dropped = self._poll(-1 if timeout is None else timeout)
+        if dropped:
+            # Level-triggered: a new registration on a dropped fd that is ready shows again.
+            again, _ = self._poll(0)
+            batch += [event for event in again if event[0] in dropped]
         called = 0
         for fd, handler_id, events_ in batch:
             if handler_id is None:
@@ -244,6 +298,7 @@ class _Core:
             self.closed = True
             self.handlers.clear()
             self.ids.clear()
+            self.deleted_at.clear()
             self.epoll.close()
             os.close(self.wake_r)
             os.close(self.wake_w)

@@ -13,6 +13,14 @@ which does the real work on the dispatching thread. The main thread must therefo
 SIGINT and SIGTERM unblocked; the threads asyncmp starts (event loops, a dispatcher run
 off the main thread) block them, so that the kernel delivers them to the main thread and
 interrupts whatever it waits on.
+
+dharma's recipe blocks the signals on the main thread first of all, so that every thread
+started afterwards inherits the blocked mask. Here that would leave them blocked on every
+thread: pending for ever, never handled. So a `SignalEventHandler` created while the main
+thread blocks SIGINT or SIGTERM unblocks them on the main thread (after installing its
+handlers, so a signal that was already pending is handled, not lost) and blocks them again
+when it is closed. Threads started earlier keep the mask they inherited, which is what the
+recipe wants.
 """
 
 from __future__ import annotations
@@ -90,7 +98,11 @@ class SignalEventHandler(Closing):
     run returns and every event loop finalizes its modules and ends.
 
     It replaces the Python handlers of SIGINT and SIGTERM (so Ctrl-C no longer raises
-    ``KeyboardInterrupt``) until `close()` restores them.
+    ``KeyboardInterrupt``) until `close()` restores them. If the main thread blocks SIGINT
+    or SIGTERM (dharma's recipe calls `block_signals()` there first), it unblocks them on
+    the main thread, the only thread where Python runs signal handlers, and `close()`
+    blocks them again; a signal already pending is handled then. Blocking them on the main
+    thread *after* creating the handler leaves them pending, unhandled.
 
     Args:
         controller (Dispatcher | DispatcherController): what to stop: anything with a
@@ -108,6 +120,7 @@ class SignalEventHandler(Closing):
         "_previous",
         "_r",
         "_signaler",
+        "_unblocked",
         "_w",
         "received",
     )
@@ -126,11 +139,19 @@ class SignalEventHandler(Closing):
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
         self._previous: dict[int, Any] = {}
+        self.received: list[signal.Signals] = []
+        """The signals handled so far, in order."""
+        self._unblocked: frozenset[int] = frozenset()
         self._closed = False
         for signum in _HANDLED:
             self._previous[signum] = signal.signal(signum, self._on_signal)
-        self.received: list[signal.Signals] = []
-        """The signals handled so far, in order."""
+        # Blocked on the main thread, they would stay pending for ever (module doc):
+        # unblock them, now that our handlers are in place, and block them again at close.
+        if _HAVE_MASK:
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            self._unblocked = frozenset(s for s in _HANDLED if s in blocked)
+            if self._unblocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, self._unblocked)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs on the main thread at an arbitrary point: only hand the number over.
@@ -159,7 +180,8 @@ class SignalEventHandler(Closing):
             self._signaler.terminate()
 
     def close(self) -> None:
-        """Restore the previous signal handlers and close the pipe. Idempotent.
+        """Restore the previous signal handlers (and block again the signals it unblocked
+        on the main thread) and close the pipe. Idempotent.
 
         Call it on the main thread (after removing the handler from its dispatcher).
         """
@@ -167,6 +189,8 @@ class SignalEventHandler(Closing):
             return
         self._closed = True
         if threading.current_thread() is threading.main_thread():
+            if self._unblocked:  # first, so a signal from now on waits, as it did before
+                signal.pthread_sigmask(signal.SIG_BLOCK, self._unblocked)
             for signum, previous in self._previous.items():
                 if signal.getsignal(signum) == self._on_signal:
                     signal.signal(signum, previous)

@@ -13,8 +13,10 @@ from typing import Any
 
 import anyio
 import pytest
+import sniffio
 
 from asyncmp import Closed as ClosedError, Disconnected, WouldBlock
+from asyncmp._wait import ThreadWaiter
 from asyncmp.calloop import (
     Closed,
     EventLoop,
@@ -333,6 +335,178 @@ async def test_sync_channel_cancelled_send_queues_nothing() -> None:
     assert chan.try_recv() == 1
     with pytest.raises(WouldBlock):
         chan.try_recv()
+
+
+def test_channel_callback_that_raises_leaves_the_rest_deliverable(loop: EventLoop[Any]) -> None:
+    """A channel callback that raises loses nothing and stalls nothing: the messages left
+    arrive at the next dispatch, without another send."""
+    sender, chan = channel()
+    events: list[Any] = []
+
+    def callback(event: Any, meta: Any, data: Any) -> None:
+        events.append(event)
+        if event == Msg(0):
+            raise ValueError("boom")
+
+    loop.handle().insert_source(chan, callback)
+    for i in range(3):
+        sender.send(i)
+
+    with pytest.raises(ValueError, match="boom"):
+        loop.dispatch(0, None)
+    loop.dispatch(0, None)
+
+    assert events == [Msg(0), Msg(1), Msg(2)]
+    sender.close()
+
+
+async def test_sync_channel_send_that_raises_queued_nothing() -> None:
+    """``await send`` in an already-cancelled scope either queues the value and returns
+    (asyncio: no checkpoint) or raises the cancel having queued nothing (trio: the cancel
+    is checked before queuing); never both."""
+    sender, chan = sync_channel(2)
+    sent = False
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await sender.send("x")
+        sent = True
+
+    queued = []
+    while True:
+        try:
+            queued.append(chan.try_recv())
+        except WouldBlock:
+            break
+    assert queued == (["x"] if sent else [])
+    if sniffio.current_async_library() == "trio":
+        assert not sent  # trio's convention: a send is a checkpoint, even with room
+    sender.close()
+
+
+def _interrupt_first_wait(
+    monkeypatch: pytest.MonkeyPatch, during: Any = lambda: None
+) -> threading.Event:
+    """Make the first ``ThreadWaiter.wait`` run *during* and raise KeyboardInterrupt (a
+    Ctrl-C in the wait); later waits set the returned event and then wait normally."""
+    real = ThreadWaiter.wait
+    calls: list[ThreadWaiter] = []
+    later_wait = threading.Event()
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        calls.append(self)
+        if len(calls) == 1:
+            during()
+            raise KeyboardInterrupt
+        later_wait.set()
+        return real(self, timeout)
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    return later_wait
+
+
+class SendThread:
+    """``sender.blocking.send(value)`` (no timeout) on a thread of its own; a send still
+    blocked at `finish` is released by closing the channel."""
+
+    def __init__(self, sender: Any, chan: Any, value: Any) -> None:
+        self.chan = chan
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(sender, value))
+        self.thread.start()
+
+    def _run(self, sender: Any, value: Any) -> None:
+        try:
+            sender.blocking.send(value)
+        except Disconnected:
+            return  # released by finish(): the send never got its place
+        self.done.set()
+
+    def finish(self) -> bool:
+        """Whether the send completed (bounded: 5 s); then the thread is ended either way."""
+        completed = self.done.wait(5)
+        if not completed:
+            self.chan.close()  # wakes every waiting sender, to raise Disconnected
+        self.thread.join(5)
+        return completed
+
+
+def test_sync_channel_interrupted_blocking_send_leaves_no_waiter_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A blocking send interrupted in its wait (KeyboardInterrupt) queues nothing and leaves
+    as a timeout does: the next freed place goes to the sender that waits now."""
+    later_wait = _interrupt_first_wait(monkeypatch)
+    sender, chan = sync_channel(1)
+    sender.try_send("a")
+
+    with pytest.raises(KeyboardInterrupt):
+        sender.blocking.send("interrupted", timeout=5)
+    other = SendThread(sender, chan, "b")
+    assert later_wait.wait(5)
+    assert chan.try_recv() == "a"  # frees the one place
+
+    assert other.finish()
+    assert chan.try_recv() == "b"
+    sender.close()
+
+
+def test_sync_channel_send_interrupted_after_its_wake_up_passes_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A blocking send interrupted just after a freed place was handed to it passes the
+    place on to the next waiting sender."""
+    sender, chan = sync_channel(1)
+    sender.try_send("a")
+    others: list[SendThread] = []
+
+    def during() -> None:
+        # Another sender waits behind us, then a place is freed and handed to us (oldest).
+        others.append(SendThread(sender, chan, "b"))
+        assert later_wait.wait(5)
+        assert chan.try_recv() == "a"
+
+    later_wait = _interrupt_first_wait(monkeypatch, during)
+
+    with pytest.raises(KeyboardInterrupt):
+        sender.blocking.send("interrupted", timeout=5)
+
+    assert others[0].finish()
+    assert chan.try_recv() == "b"
+    sender.close()
+
+
+def test_sync_channel_place_for_a_task_of_a_closed_loop_goes_to_the_next_sender(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sending task whose event loop was closed (the task never cancelled) cannot take a
+    freed place: it goes to the next waiting sender instead of being lost."""
+    import asyncio
+
+    sender, chan = sync_channel(1)
+    sender.try_send("a")
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(sender.send("gone"))
+    loop.run_until_complete(asyncio.sleep(0))  # one step: the task runs until it parks
+    assert len(chan._core.room_waiters) == 1
+    loop.close()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # its loop is gone
+
+    real = ThreadWaiter.wait
+    waiting = threading.Event()
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        waiting.set()  # the other sender is registered
+        return real(self, timeout)
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    other = SendThread(sender, chan, "b")
+    assert waiting.wait(5)
+    assert chan.try_recv() == "a"  # frees the place, handed to the oldest: the gone task
+
+    assert other.finish()
+    assert chan.try_recv() == "b"
+    sender.close()
 
 
 # -- timers (37, 38, 39) ----------------------------------------------------------------

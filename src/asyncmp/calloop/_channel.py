@@ -2,9 +2,10 @@
 
 The queue is a deque under a lock; each send pings the channel's fd. One ``process_events``
 delivers at most min(capacity + 1, 1024) messages, calloop's bound, and pings itself again if
-more remain, so a flood of messages cannot starve the other sources. When every sender is
-closed and the queue is drained, the callback gets ``Closed()`` once and the source removes
-itself.
+more remain, so a flood of messages cannot starve the other sources. It pings itself again
+too when a callback raises or returns an action other than ``CONTINUE`` with messages left,
+so an exception loses nothing and stalls nothing. When every sender is closed and the queue
+is drained, the callback gets ``Closed()`` once and the source removes itself.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from .._wait import (
     ThreadWaiter,
     Waiter,
     check_timeout,
+    deliver,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
-    trio_checkpoint,
-    wake,
+    trio_cancel_shielded_checkpoint,
+    trio_checkpoint_if_cancelled,
+    trio_running,
 )
 from ._poll import Readiness, WakeFd
-from ._source import PostAction
+from ._source import PostAction, callback_action
 from ._token import Token
 from ._wakefd_source import WakeFdSource
 
@@ -81,8 +84,14 @@ class _Core:
     def wake_room(self, n: int) -> None:
         # Under lock: hand each freed place to one waiting sender.
         while n > 0 and self.room_waiters:
-            wake(self.room_waiters.popleft())
+            deliver(self.room_waiters.popleft(), None, self.room_undelivered)
             n -= 1
+
+    def room_undelivered(self, _value: object) -> None:
+        # A place handed to a sender that can never take it (its event loop is closed, or
+        # asyncio cancelled it as the wake-up arrived) goes to the next waiting sender.
+        with self.lock:
+            self.wake_room(1)
 
     def push(self, value: Any, bounded: bool) -> bool:
         # Under lock. True if queued; False if a bounded queue is full.
@@ -201,10 +210,17 @@ class SyncSender(_SenderBase[T]):
         Never await this in a callback of the loop that drains the channel: it cannot
         drain while you wait.
 
+        Under trio it is a checkpoint even when there is room, taken trio's way: a pending
+        cancel is raised before anything is queued, never after (a send that raises queued
+        nothing).
+
         Raises:
             asyncmp.Disconnected: the `Channel` is closed or collected.
         """
         core = self._core
+        on_trio = trio_running()
+        if on_trio:
+            await trio_checkpoint_if_cancelled()
         while True:
             with core.lock:
                 self._check()
@@ -226,7 +242,8 @@ class SyncSender(_SenderBase[T]):
                     core.wake_room(1)  # pass the place we were given on
 
             await park(waiter, deregister, on_lost)
-        await trio_checkpoint()
+        if on_trio:
+            await trio_cancel_shielded_checkpoint()  # the value is queued: no cancel now
 
     @property
     def blocking(self) -> _BlockingSyncSender[T]:
@@ -246,6 +263,10 @@ class _BlockingSyncSender(Generic[T]):
     def send(self, value: T, timeout: float | None = None) -> None:
         """Queue *value*, blocking this thread while the channel is full.
 
+        An exception raised inside the wait (``KeyboardInterrupt``) propagates, queues
+        nothing and leaves the channel as a timeout would: a place freed for this send
+        goes to the next waiting sender.
+
         Raises:
             TimeoutError: still full after *timeout* seconds (nothing was queued).
             RuntimeError: called on a thread that runs an event loop.
@@ -263,7 +284,18 @@ class _BlockingSyncSender(Generic[T]):
                 waiter = ThreadWaiter()
                 core.room_waiters.append(waiter)
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not waiter.wait(remaining):
+            try:
+                woken = waiter.wait(remaining)
+            except BaseException:
+                # Interrupted (KeyboardInterrupt): leave as a timeout leaves, and pass on a
+                # place already handed to us, or the next sender would wait for nothing.
+                with core.lock:
+                    try:
+                        core.room_waiters.remove(waiter)
+                    except ValueError:
+                        core.wake_room(1)
+                raise
+            if not woken:
                 with core.lock:
                     try:
                         core.room_waiters.remove(waiter)
@@ -276,9 +308,13 @@ class _BlockingSyncSender(Generic[T]):
 class Channel(WakeFdSource, Generic[T]):
     """The receiving end: an event source whose callback gets ``Msg(value)`` and ``Closed()``.
 
-    The callback gets ``(event, None, data)``. ``try_recv`` reads without a loop. Closing
-    it (``close()`` or garbage collection) makes later sends raise ``asyncmp.Disconnected``
-    and drops undelivered messages.
+    The callback gets ``(event, None, data)`` and returns a `PostAction` (``None`` is
+    ``CONTINUE``). An action other than ``CONTINUE`` ends this dispatch's deliveries and is
+    applied; the messages left stay queued for when the channel is registered again.
+    After ``Closed()`` the channel removes itself, whatever the callback returns. A callback
+    that raises loses nothing: the rest is delivered at the next dispatch. ``try_recv``
+    reads without a loop. Closing it (``close()`` or garbage collection) makes later sends
+    raise ``asyncmp.Disconnected`` and drops undelivered messages.
     """
 
     __slots__ = ("__weakref__", "_closed_sent", "_core")
@@ -333,24 +369,34 @@ class Channel(WakeFdSource, Generic[T]):
         if token != self._token or self._closed_sent:
             return PostAction.CONTINUE
         core = self._core
+        # The wake-up is consumed before delivering, so every way out of the loop below
+        # short of draining the queue (the per-dispatch limit, a callback that raises or
+        # returns an action other than CONTINUE) pings the fd again: what is left is
+        # delivered at the next dispatch in which the channel is registered, never stalled
+        # until the next send.
         core.fd.take()
         limit = MAX_PER_DISPATCH if core.bound is None else min(core.bound + 1, MAX_PER_DISPATCH)
-        for _ in range(limit):
-            with core.lock:
-                if not core.queue:
-                    closed = core.senders == 0
-                    break
-                value = core.queue.popleft()
-                core.wake_room(1)
-            callback(Msg(value), None)
-        else:
-            with core.lock:
-                if core.queue or core.senders == 0:
-                    core.ping()  # more to deliver (or Closed to report): next dispatch
-            return PostAction.CONTINUE
+        drained = closed = False
+        try:
+            for _ in range(limit):
+                with core.lock:
+                    if not core.queue:
+                        drained, closed = True, core.senders == 0
+                        break
+                    value = core.queue.popleft()
+                    core.wake_room(1)
+                action = callback_action(callback(Msg(value), None), "Channel")
+                if action is not PostAction.CONTINUE:
+                    return action
+        finally:
+            if not drained:
+                with core.lock:
+                    if core.queue or core.senders == 0:
+                        core.ping()  # more to deliver (or Closed to report)
         if closed:
             self._closed_sent = True
-            callback(_CLOSED, None)
+            # Nothing can follow Closed: the channel leaves whatever the callback returns.
+            callback_action(callback(_CLOSED, None), "Channel")
             return PostAction.REMOVE
         return PostAction.CONTINUE
 

@@ -21,7 +21,7 @@ from .._errors import Closed
 from ._errors import ExecutorDestroyed
 from ._generic import Generic as GenericSource
 from ._poll import Interest, Mode, Readiness, WakeFd, fd_of
-from ._source import PostAction
+from ._source import PostAction, callback_action
 from ._timer import TimeoutAction, Timer
 from ._token import RegistrationToken, Token
 from ._wakefd_source import WakeFdSource
@@ -139,6 +139,10 @@ class Scheduler(Generic[T]):
 class Executor(WakeFdSource, Generic[T]):
     """The event source that runs scheduled coroutines; callback gets ``(result, None, data)``.
 
+    The callback returns a `PostAction` (``None`` is ``CONTINUE``); one other than
+    ``CONTINUE`` ends this dispatch's steps and is applied, and the coroutines not stepped
+    yet run when the executor is registered again.
+
     An exception escaping a coroutine propagates from ``dispatch``. Closing the executor
     (``close()`` or garbage collection) closes the coroutines that have not finished.
     """
@@ -181,14 +185,21 @@ class Executor(WakeFdSource, Generic[T]):
                 task.scheduled = False
         for i, task in enumerate(batch):
             try:
-                self._step(task, callback)
+                action = self._step(task, callback)
             except BaseException:
                 for rest in batch[i + 1 :]:
                     core.schedule(rest)  # nothing is lost: they run at the next dispatch
                 raise
+            if action is not PostAction.CONTINUE:
+                # The callback asked to stop (disable, remove …): the rest of the batch runs
+                # when the executor is registered again.
+                for rest in batch[i + 1 :]:
+                    core.schedule(rest)
+                return action
         return PostAction.CONTINUE
 
-    def _step(self, task: _Task, callback: Callable[[T, None], object]) -> None:
+    def _step(self, task: _Task, callback: Callable[[T, None], object]) -> PostAction:
+        """Run *task* one step; what the callback returned if it finished, else CONTINUE."""
         core = self._core
         try:
             if task.throw is not None:
@@ -198,8 +209,7 @@ class Executor(WakeFdSource, Generic[T]):
                 yielded = task.coro.send(None)
         except StopIteration as stop:
             core.tasks.discard(task)
-            callback(stop.value, None)
-            return
+            return callback_action(callback(stop.value, None), "Executor")
         except BaseException:
             core.tasks.discard(task)
             raise
@@ -210,6 +220,7 @@ class Executor(WakeFdSource, Generic[T]):
                 f"a calloop coroutine can only await calloop awaitables, not {yielded!r}"
             )
             core.schedule(task)
+        return PostAction.CONTINUE
 
     def close(self) -> None:
         """Close every unfinished coroutine and the executor's fd (idempotent)."""

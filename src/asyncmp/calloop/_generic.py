@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Generic as _Generic, TypeVar, final
 
 from ._poll import Interest, Mode, Poll, Readiness, fd_of
-from ._source import PostAction
+from ._source import PostAction, callback_action
 from ._token import Token, TokenFactory
 
 __all__ = ("Generic",)
@@ -81,12 +81,7 @@ class Generic(_Generic[F]):
     ) -> PostAction:
         if token != self._token:
             return PostAction.CONTINUE
-        ret = callback(readiness, self._obj)
-        if ret is None:
-            return PostAction.CONTINUE
-        if not isinstance(ret, PostAction):
-            raise TypeError(f"a Generic callback must return a PostAction or None, not {ret!r}")
-        return ret
+        return callback_action(callback(readiness, self._obj), "Generic")
 
     def __repr__(self) -> str:
         return f"<calloop.Generic fd={self._fd} {self.interest} {self.mode}>"

@@ -14,7 +14,7 @@ from typing import Any, final
 
 from .._errors import Closed
 from ._poll import Readiness, WakeFd
-from ._source import PostAction
+from ._source import PostAction, callback_action
 from ._token import Token
 from ._wakefd_source import WakeFdSource
 
@@ -116,7 +116,8 @@ class Ping:
 class PingSource(WakeFdSource):
     """The event source of a ping: one event (``None``) per dispatch in which it was pinged.
 
-    Its callback gets ``(None, None, data)``. Once every `Ping` is closed it removes itself
+    Its callback gets ``(None, None, data)`` and returns a `PostAction` (``None`` is
+    ``CONTINUE``), which the loop applies. Once every `Ping` is closed it removes itself
     (``PostAction.REMOVE``), after delivering a pending ping. Closing the source (or
     collecting it) makes later pings no-ops.
     """
@@ -149,9 +150,18 @@ class PingSource(WakeFdSource):
         if token != self._token:
             return PostAction.CONTINUE
         value = self._core.fd.take()
+        closing = value & _CLOSE
+        action = PostAction.CONTINUE
         if value >= _PING:
-            callback(None, None)
-        return PostAction.REMOVE if value & _CLOSE else PostAction.CONTINUE
+            try:
+                action = callback_action(callback(None, None), "PingSource")
+            except BaseException:
+                if closing:
+                    self._core.fd.add(_CLOSE)  # still to do: remove at the next dispatch
+                raise
+        # Once every Ping is closed nothing can follow: the source leaves whatever the
+        # callback asked for.
+        return PostAction.REMOVE if closing else action
 
     def close(self) -> None:
         """Unregister (if still registered) and release the fd once no Ping remains."""

@@ -17,7 +17,7 @@ from typing import Any, final
 
 from .._errors import Closed
 from ._poll import Interest, Mode, Poll, Readiness
-from ._source import PostAction
+from ._source import PostAction, callback_action
 from ._token import Token, TokenFactory
 
 __all__ = ("SignalEvent", "Signals")
@@ -98,7 +98,10 @@ class Signals:
     """An event source of POSIX signals; its callback gets ``(SignalEvent, None, data)``.
 
     Blocks *signals* on the calling thread (closing the source unblocks them). Every
-    pending signal is delivered, one event each, at each readiness.
+    pending signal is delivered, one event each, at each readiness. The callback returns a
+    `PostAction` (``None`` is ``CONTINUE``); one other than ``CONTINUE`` ends this
+    dispatch's deliveries and is applied, and the signals still pending wait in the kernel
+    for the next dispatch in which the source is registered.
     """
 
     __slots__ = ("__weakref__", "_fd", "_poll", "_signals", "_token")
@@ -159,14 +162,19 @@ class Signals:
     ) -> PostAction:
         if token != self._token:
             return PostAction.CONTINUE
+        # One signal per read: a signal still in the kernel's queue is never lost when a
+        # callback raises or returns an action that ends this dispatch's deliveries (it stays
+        # pending, so the signalfd stays readable). Signals are rare: a read each is cheap.
         while True:
             try:
-                buf = os.read(self._fd, _SIGINFO_SIZE * 16)
+                buf = os.read(self._fd, _SIGINFO_SIZE)
             except BlockingIOError:
                 return PostAction.CONTINUE
-            for off in range(0, len(buf) - _SIGINFO_SIZE + 1, _SIGINFO_SIZE):
-                signo, _errno, _code, pid, uid, *_ = _SIGINFO.unpack_from(buf, off)
-                callback(SignalEvent._create(signo, pid, uid), None)
+            signo, _errno, _code, pid, uid, *_ = _SIGINFO.unpack_from(buf)
+            event = SignalEvent._create(signo, pid, uid)
+            action = callback_action(callback(event, None), "Signals")
+            if action is not PostAction.CONTINUE:
+                return action
 
     def close(self) -> None:
         """Unregister, close the signalfd and unblock the signals (idempotent)."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._poll import Poll, Readiness
     from ._token import Token, TokenFactory
 
-__all__ = ("EventSource", "PostAction")
+__all__ = ("EventSource", "PostAction", "callback_action")
 
 E_co = TypeVar("E_co", covariant=True)
 M_co = TypeVar("M_co", covariant=True)
@@ -46,6 +46,20 @@ class PostAction(enum.Enum):
         if not isinstance(other, PostAction):
             return NotImplemented
         return self if self is other else PostAction.REREGISTER
+
+
+def callback_action(ret: object, source: str) -> PostAction:
+    """What a callback of a built-in *source* returned, as a `PostAction` (``None`` is
+    ``CONTINUE``); anything else is refused rather than ignored.
+
+    Raises:
+        TypeError: *ret* is neither ``None`` nor a `PostAction`.
+    """
+    if ret is None:
+        return PostAction.CONTINUE
+    if not isinstance(ret, PostAction):
+        raise TypeError(f"a {source} callback must return a PostAction or None, not {ret!r}")
+    return ret
 
 
 class EventSource(Protocol[E_co, M_co, R_contra]):

@@ -165,11 +165,17 @@ class Timer:
         if token != self._token or self._deadline is None:
             return PostAction.CONTINUE
         self._timer_id = None  # the poller popped it
-        action = callback(self._deadline, None)
+        action: object = callback(self._deadline, None)
         if action is None or action is _DROP:
             return PostAction.REMOVE
         if not isinstance(action, TimeoutAction):
-            raise TypeError(f"a timer callback must return a TimeoutAction, not {action!r}")
+            hint = (
+                " (a timer's callback says what to do with a TimeoutAction: "
+                "TimeoutAction.drop() removes it)"
+                if isinstance(action, PostAction)
+                else ""
+            )
+            raise TypeError(f"a timer callback must return a TimeoutAction, not {action!r}{hint}")
         if action._kind == "instant":
             self._deadline = action._at
         else:
