@@ -1,9 +1,9 @@
 """asyncmp's side of every mode.
 
 The channel modes use only `asyncmp.channel()`. The others are written against the documented
-APIs (`asyncmp.task`, `asyncmp.thread`, `asyncmp.Stage`, `asyncmp.signaler`,
-`asyncmp.bridge`, `asyncmp.calloop`); while one of those is not there yet, or its API does not
-match, the harness reports that contestant as "n/a" and carries on.
+APIs (`asyncmp.task`, `asyncmp.thread`, `asyncmp.Stage`, `asyncmp.dharma`, `asyncmp.calloop`);
+while one of those is not there yet, or its API does not match, the harness reports that
+contestant as "n/a" and carries on.
 """
 
 from __future__ import annotations
@@ -191,11 +191,10 @@ _BATCH = 50
 
 def signaler_fanout(n: int, clients: int) -> float:
     """*n* deliveries: ``n / 100`` emits to 100 subscribed receivers, drained with try_recv."""
-    from asyncmp import bridge
-    from asyncmp.signaler import Signaler
+    from asyncmp import dharma
 
-    signaler: Any = Signaler()
-    receivers: list[Any] = [bridge.Receiver() for _ in range(FANOUT)]
+    signaler: Any = dharma.Signaler()
+    receivers: list[Any] = [dharma.Receiver() for _ in range(FANOUT)]
     for receiver in receivers:
         signaler.subscribe(1, receiver)
     emit = signaler.emit
@@ -213,7 +212,7 @@ def signaler_fanout(n: int, clients: int) -> float:
         done += batch
     elapsed = time.perf_counter() - t0
     last = receivers[-1].try_recv()
-    if last is not bridge.EMPTY:
+    if last is not dharma.EMPTY:
         raise AssertionError(f"receiver not drained: {last!r}")
     return elapsed
 

@@ -45,11 +45,11 @@ def build(loop: calloop.EventLoop[State]) -> tuple[threading.Thread, int]:
     # A channel: the sender works from any thread; the loop gets Msg(...) then Closed().
     sender, chan = calloop.channel()
 
-    def on_message(event: calloop.Msg[str] | calloop.Closed, _: None, state: State) -> None:
+    def on_message(event: calloop.Msg[str] | calloop.ChannelClosed, _: None, state: State) -> None:
         match event:
             case calloop.Msg(text):
                 state.messages.append(text)
-            case calloop.Closed():
+            case calloop.ChannelClosed():
                 state.channel_closed = True
 
     handle.insert_source(chan, on_message)
@@ -63,7 +63,7 @@ def build(loop: calloop.EventLoop[State]) -> tuple[threading.Thread, int]:
             return PostAction.REMOVE  # unregister it (the loop never closes the fd itself)
         return PostAction.CONTINUE
 
-    handle.insert_source(calloop.Generic(r, Interest.READ, Mode.LEVEL), on_pipe)
+    handle.insert_source(calloop.FdSource(r, Interest.READ, Mode.LEVEL), on_pipe)
 
     # An idle callback: runs once, after the events of the next dispatch.
     handle.insert_idle(lambda state: setattr(state, "idle_ran", True))

@@ -13,11 +13,15 @@ import os
 import signal
 from typing import Any
 
-from asyncmp.dispatcher import Dispatcher, EventKind
-from asyncmp.event_loop import EventLoopInfo, Module
-from asyncmp.signaler import Signaler
-from asyncmp.system import SignalEventHandler
-from asyncmp.timer import Timer
+from asyncmp.dharma import (
+    Dispatcher,
+    EventKind,
+    EventLoopInfo,
+    Module,
+    PeriodicTimer,
+    Signaler,
+    SignalEventHandler,
+)
 
 
 class Sig(enum.IntEnum):
@@ -88,7 +92,10 @@ def main() -> None:
             print("  main: five ticks, sending myself SIGTERM")
             os.kill(os.getpid(), signal.SIGTERM)
 
-    with Timer(0.1, on_timer) as timer, SignalEventHandler(dispatcher, signaler) as on_signal:
+    with (
+        PeriodicTimer(0.1, on_timer) as timer,
+        SignalEventHandler(dispatcher, signaler) as on_signal,
+    ):
         dispatcher.add_source(timer, EventKind.READ)
         dispatcher.add_source(on_signal, EventKind.READ)
         print("main: dispatching (a tick every 100 ms)")

@@ -74,36 +74,18 @@ __all__ = (
 
 # The public submodules load on first use, so `import asyncmp` stays cheap and needs no
 # optional extra, yet `asyncmp.task.spawn(...)` works after a plain `import asyncmp`.
-_SUBMODULES = frozenset(
-    {
-        "bridge",
-        "calloop",
-        "dispatcher",
-        "event_loop",
-        "nats",
-        "signaler",
-        "system",
-        "task",
-        "thread",
-        "timer",
-    }
-)
+_SUBMODULES = frozenset({"calloop", "dharma", "nats", "task", "thread"})
 
 
 if TYPE_CHECKING:
     # For type checkers, which do not run `__getattr__`: `asyncmp.task.spawn(...)` after a
     # plain `import asyncmp` has the types of `from asyncmp import task`.
     from . import (
-        bridge as bridge,
         calloop as calloop,
-        dispatcher as dispatcher,
-        event_loop as event_loop,
+        dharma as dharma,
         nats as nats,
-        signaler as signaler,
-        system as system,
         task as task,
         thread as thread,
-        timer as timer,
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from asyncmp import Closed as ClosedError
 from asyncmp.calloop import (
     EventLoop,
-    Generic,
+    FdSource,
     InsertError,
     Interest,
     InvalidToken,
@@ -118,7 +118,7 @@ def test_dispatch_order_fd_events_then_timers_then_idles(
     data: list[str] = []
     h.insert_idle(lambda d: d.append("idle"))
     h.insert_source(Timer.immediate(), recorder("timer"))
-    h.insert_source(Generic(r, Interest.READ, Mode.ONESHOT), recorder("fd"))
+    h.insert_source(FdSource(r, Interest.READ, Mode.ONESHOT), recorder("fd"))
     os.write(w, b"x")
 
     loop.dispatch(0, data)
@@ -187,13 +187,13 @@ def test_remove_own_token_in_callback_stops_calls_and_unregisters(
         assert token is not None
         h.remove(token)
 
-    token = h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), cb)
+    token = h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), cb)
     loop.dispatch(0, calls)
     loop.dispatch(0, calls)  # the pipe is still readable (level mode)
 
     assert calls == ["called"]
     # The fd is unregistered: inserting it again succeeds.
-    h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), recorder("again"))
+    h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), recorder("again"))
     loop.dispatch(0, calls)
     assert calls == ["called", "again"]
 
@@ -213,7 +213,7 @@ def test_disable_own_token_in_callback_applies_after_continue(
         h.disable(token)
         return PostAction.CONTINUE
 
-    token = h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), cb)
+    token = h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), cb)
     calls: list[str] = []
     loop.dispatch(0, calls)
     loop.dispatch(0, calls)
@@ -238,7 +238,7 @@ def test_disable_own_token_but_returned_remove_wins(
         h.disable(token)
         return PostAction.REMOVE
 
-    token = h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), cb)
+    token = h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), cb)
     loop.dispatch(0, [])
 
     with pytest.raises(InvalidToken):
@@ -273,7 +273,7 @@ def test_callback_removing_another_ready_source_prevents_its_call(loop: EventLoo
         return cb
 
     for i, (r, _) in enumerate(pipes):
-        tokens.append(h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), make_cb(1 - i)))
+        tokens.append(h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), make_cb(1 - i)))
     calls: list[int] = []
     loop.dispatch(0, calls)
 
@@ -299,7 +299,7 @@ def test_callback_disabling_another_ready_source_drops_its_polled_event(
         return cb
 
     for i, (r, _) in enumerate(pipes):
-        tokens.append(h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), make_cb(1 - i)))
+        tokens.append(h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), make_cb(1 - i)))
     calls: list[int] = []
     loop.dispatch(0, calls)
 
@@ -323,7 +323,7 @@ def test_callback_exception_aborts_dispatch_and_skips_idles(loop: EventLoop[Any]
         raise OSError(f"failed on {fd}")
 
     for r, _ in pipes:
-        h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), cb)
+        h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), cb)
     h.insert_idle(lambda d: d.append("idle"))
     calls: list[Any] = []
 
@@ -347,7 +347,7 @@ def test_insert_source_failure_returns_the_source(loop: EventLoop[Any]) -> None:
     r, w = os.pipe()
     os.close(r)
     os.close(w)
-    source = Generic(r, Interest.READ, Mode.LEVEL)
+    source = FdSource(r, Interest.READ, Mode.LEVEL)
 
     with pytest.raises(InsertError) as info:
         loop.handle().insert_source(source, recorder("never"))
@@ -463,7 +463,7 @@ def test_source_inserted_in_callback_fires_at_next_dispatch(
 
     def cb(deadline: float, meta: None, data: list[str]) -> None:
         data.append("timer")
-        h.insert_source(Generic(r, Interest.READ, Mode.ONESHOT), recorder("fd"))
+        h.insert_source(FdSource(r, Interest.READ, Mode.ONESHOT), recorder("fd"))
 
     h.insert_source(Timer.immediate(), cb)
     data: list[str] = []

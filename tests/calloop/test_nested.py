@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 
 from asyncmp.calloop import (
-    Closed,
+    ChannelClosed,
     EventLoop,
-    Generic,
+    FdSource,
     Interest,
     Mode,
     Msg,
@@ -51,16 +51,16 @@ async def test_run_async_channel_from_thread_and_pipe() -> None:
         h = ev.handle()
         signal = ev.get_signal()
 
-        def on_msg(event: Msg[int] | Closed, meta: None, data: list[Any]) -> None:
+        def on_msg(event: Msg[int] | ChannelClosed, meta: None, data: list[Any]) -> None:
             data.append(event)
-            if isinstance(event, Closed):
+            if isinstance(event, ChannelClosed):
                 signal.stop()
 
         def on_pipe(readiness: Any, fd: int, data: list[Any]) -> None:
             data.append(os.read(fd, 10))
 
         h.insert_source(chan, on_msg)
-        h.insert_source(Generic(r, Interest.READ, Mode.LEVEL), on_pipe)
+        h.insert_source(FdSource(r, Interest.READ, Mode.LEVEL), on_pipe)
 
         def feed() -> None:
             os.write(w, b"pipe")
@@ -83,7 +83,7 @@ async def test_run_async_channel_from_thread_and_pipe() -> None:
 
     assert other_task_ran.is_set()
     assert b"pipe" in got
-    assert [e for e in got if not isinstance(e, bytes)] == [Msg(0), Msg(1), Msg(2), Closed()]
+    assert [e for e in got if not isinstance(e, bytes)] == [Msg(0), Msg(1), Msg(2), ChannelClosed()]
 
 
 async def test_run_async_stopped_from_another_thread() -> None:

@@ -20,7 +20,7 @@ import pytest
 from asyncmp.calloop import (
     EventLoop,
     Executor,
-    Generic,
+    FdSource,
     Interest,
     InvalidToken,
     Mode,
@@ -222,18 +222,18 @@ def test_executor_callback_returning_garbage_is_a_type_error(loop: EventLoop[Any
     ex.close()
 
 
-# -- Generic ---------------------------------------------------------------------------------
+# -- FdSource ---------------------------------------------------------------------------------
 
 
 def test_generic_callback_returning_remove_or_disable_is_applied(loop: EventLoop[Any]) -> None:
-    """A Generic callback's DISABLE pauses it until enable(), and its REMOVE removes it."""
+    """A FdSource callback's DISABLE pauses it until enable(), and its REMOVE removes it."""
     r, w = os.pipe()
     try:
         os.write(w, b"x")  # stays readable: level-triggered, never drained
         events: list[Any] = []
         actions = [PostAction.DISABLE, PostAction.REMOVE]
         token = loop.handle().insert_source(
-            Generic(r, Interest.READ, Mode.LEVEL),
+            FdSource(r, Interest.READ, Mode.LEVEL),
             lambda e, m, d: (events.append(e.readable), actions.pop(0))[1],
         )
 

@@ -1,4 +1,4 @@
-"""The built-in sources: ping, channel, timer and Generic (behaviours 33-40 and 49 of
+"""The built-in sources: ping, channel, timer and FdSource (behaviours 33-40 and 49 of
 docs/design.md, "calloop")."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sniffio
 from asyncmp import Closed as ClosedError, Disconnected, WouldBlock
 from asyncmp._wait import ThreadWaiter
 from asyncmp.calloop import (
-    Closed,
+    ChannelClosed,
     EventLoop,
-    Generic,
+    FdSource,
     Interest,
     InvalidToken,
     Mode,
@@ -177,7 +177,8 @@ def test_channel_delivers_at_most_1024_per_dispatch(loop: EventLoop[Any]) -> Non
 
 
 def test_sync_channel_full_then_final_message_and_close(loop: EventLoop[Any]) -> None:
-    """Item 36: a full sync_channel refuses try_send; a last message and close give Msg, Closed."""
+    """Item 36: a full sync_channel refuses try_send; a last message and close give Msg,
+    ChannelClosed."""
     sender, chan = sync_channel(2)
     token = loop.handle().insert_source(chan, append_event)
     sender.try_send("a")
@@ -192,13 +193,14 @@ def test_sync_channel_full_then_final_message_and_close(loop: EventLoop[Any]) ->
     sender.close()
     loop.dispatch(0, events)
 
-    assert events == [Msg("a"), Msg("b"), Msg("c"), Closed()]
+    assert events == [Msg("a"), Msg("b"), Msg("c"), ChannelClosed()]
     with pytest.raises(InvalidToken):
         loop.handle().enable(token)
 
 
 def test_channel_fifo_from_threads_and_closed_once(loop: EventLoop[Any]) -> None:
-    """Messages from a thread arrive in order; Closed comes once after the last sender closes."""
+    """Messages from a thread arrive in order; ChannelClosed comes once after the last sender
+    closes."""
     sender, chan = channel()
     loop.handle().insert_source(chan, append_event)
 
@@ -214,7 +216,7 @@ def test_channel_fifo_from_threads_and_closed_once(loop: EventLoop[Any]) -> None
     loop.dispatch(0, events)
     loop.dispatch(0, events)
 
-    assert events == [*(Msg(i) for i in range(100)), Closed()]
+    assert events == [*(Msg(i) for i in range(100)), ChannelClosed()]
 
 
 def test_channel_send_after_channel_closed_raises_disconnected() -> None:
@@ -614,7 +616,7 @@ def test_timeout_action_validates_input() -> None:
     assert TimeoutAction.to_duration(1) == TimeoutAction.to_duration(1.0)
 
 
-# -- Generic (49) -----------------------------------------------------------------------
+# -- FdSource (49) -----------------------------------------------------------------------
 
 
 def test_generic_level_fires_every_dispatch_until_drained(
@@ -622,7 +624,7 @@ def test_generic_level_fires_every_dispatch_until_drained(
 ) -> None:
     """Item 49: a LEVEL registration fires at each dispatch while data is unread."""
     r, w = pipe
-    loop.handle().insert_source(Generic(r, Interest.READ, Mode.LEVEL), append_event)
+    loop.handle().insert_source(FdSource(r, Interest.READ, Mode.LEVEL), append_event)
     os.write(w, b"xy")
     events: list[Readiness] = []
 
@@ -647,7 +649,7 @@ def test_generic_oneshot_fires_once_until_update_or_reregister(
         data.append(fd)
         return rets.pop(0)
 
-    token: RegistrationToken = h.insert_source(Generic(r, Interest.READ, Mode.ONESHOT), cb)
+    token: RegistrationToken = h.insert_source(FdSource(r, Interest.READ, Mode.ONESHOT), cb)
     os.write(w, b"x")
     calls: list[int] = []
     loop.dispatch(0, calls)
@@ -664,7 +666,7 @@ def test_generic_oneshot_fires_once_until_update_or_reregister(
 def test_generic_edge_fires_on_new_data_only(loop: EventLoop[Any], pipe: tuple[int, int]) -> None:
     """EDGE reports a transition once, not the data still unread."""
     r, w = pipe
-    loop.handle().insert_source(Generic(r, Interest.READ, Mode.EDGE), append_event)
+    loop.handle().insert_source(FdSource(r, Interest.READ, Mode.EDGE), append_event)
     os.write(w, b"x")
     events: list[Readiness] = []
     loop.dispatch(0, events)
@@ -681,7 +683,7 @@ def test_generic_interest_change_takes_effect_on_update(
 ) -> None:
     """Changing .interest then update(token) switches what is reported."""
     _, w = pipe
-    source = Generic(w, Interest.EMPTY, Mode.LEVEL)
+    source = FdSource(w, Interest.EMPTY, Mode.LEVEL)
     h = loop.handle()
     token = h.insert_source(source, append_event)
     events: list[Readiness] = []
@@ -701,7 +703,7 @@ def test_generic_callback_gets_the_wrapped_object(
     """The metadata is the wrapped object (here a file object with fileno())."""
     r, w = pipe
     reader = os.fdopen(os.dup(r), "rb", buffering=0)
-    source = Generic(reader, Interest.READ, Mode.LEVEL)
+    source = FdSource(reader, Interest.READ, Mode.LEVEL)
     got: list[Any] = []
     token = loop.handle().insert_source(source, lambda rd, f, d: d.append(f.read(1)))
     os.write(w, b"z")
@@ -717,23 +719,23 @@ def test_generic_callback_gets_the_wrapped_object(
 
 
 def test_generic_bad_input() -> None:
-    """Generic refuses bad fds, interests and modes with clear errors."""
+    """FdSource refuses bad fds, interests and modes with clear errors."""
     with pytest.raises(TypeError):
-        Generic("fd", Interest.READ, Mode.LEVEL)
+        FdSource("fd", Interest.READ, Mode.LEVEL)
     with pytest.raises(ValueError):
-        Generic(-1, Interest.READ, Mode.LEVEL)
+        FdSource(-1, Interest.READ, Mode.LEVEL)
     with pytest.raises(TypeError):
-        Generic(0, "read", Mode.LEVEL)  # type: ignore[arg-type]
+        FdSource(0, "read", Mode.LEVEL)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        Generic(0, Interest.READ, "level")  # type: ignore[arg-type]
+        FdSource(0, Interest.READ, "level")  # type: ignore[arg-type]
 
 
 def test_generic_callback_bad_return_is_a_type_error(
     loop: EventLoop[Any], pipe: tuple[int, int]
 ) -> None:
-    """A Generic callback returning something other than a PostAction or None is refused."""
+    """A FdSource callback returning something other than a PostAction or None is refused."""
     r, w = pipe
-    loop.handle().insert_source(Generic(r, Interest.READ, Mode.LEVEL), lambda *a: "oops")
+    loop.handle().insert_source(FdSource(r, Interest.READ, Mode.LEVEL), lambda *a: "oops")
     os.write(w, b"x")
 
     with pytest.raises(TypeError, match="PostAction"):

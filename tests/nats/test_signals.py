@@ -10,8 +10,7 @@ import pytest
 from nats_helpers import NatsServer
 
 import asyncmp.nats
-from asyncmp.bridge import Defined, Receiver
-from asyncmp.signaler import Signaler
+from asyncmp.dharma import Defined, Receiver, Signaler
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +45,7 @@ async def test_nats_signal_bridge_delivers_emits_to_remote_subscribers(
             west.emit(2, [1, 2, 3])
             assert await _recv(at_east) == (2, [1, 2, 3])
             tg.cancel_scope.cancel()
-    assert at_west.try_recv() is asyncmp.bridge.EMPTY
+    assert at_west.try_recv() is asyncmp.dharma.EMPTY
 
 
 async def test_nats_signal_bridge_both_ways_does_not_echo(nats_server: NatsServer) -> None:
@@ -74,8 +73,8 @@ async def test_nats_signal_bridge_both_ways_does_not_echo(nats_server: NatsServe
             assert await _recv(at_b) == (3, "end")
             assert await _recv(at_a) == (3, "end")
             tg.cancel_scope.cancel()
-    assert at_a.try_recv() is asyncmp.bridge.EMPTY
-    assert at_b.try_recv() is asyncmp.bridge.EMPTY
+    assert at_a.try_recv() is asyncmp.dharma.EMPTY
+    assert at_b.try_recv() is asyncmp.dharma.EMPTY
 
 
 async def test_nats_signal_bridge_rejects_bad_arguments(nats_server: NatsServer) -> None:

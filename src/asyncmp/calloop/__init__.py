@@ -9,12 +9,13 @@ This module only re-exports; the implementation lives in private modules.
 
 from __future__ import annotations
 
+from .._lowlevel._public import publish
 from ._channel import (
     Channel as Channel,
-    Closed as Closed,
+    ChannelClosed as ChannelClosed,
+    ChannelSender as ChannelSender,
     Msg as Msg,
-    Sender as Sender,
-    SyncSender as SyncSender,
+    SyncChannelSender as SyncChannelSender,
     channel as channel,
     sync_channel as sync_channel,
 )
@@ -30,7 +31,7 @@ from ._executor import (
     TimeoutFuture as TimeoutFuture,
     executor as executor,
 )
-from ._generic import Generic as Generic
+from ._fd_source import FdSource as FdSource
 from ._loop import (
     EventLoop as EventLoop,
     Idle as Idle,
@@ -51,12 +52,13 @@ from ._token import (
 __all__ = (
     "Async",
     "Channel",
-    "Closed",
+    "ChannelClosed",
+    "ChannelSender",
     "EventLoop",
     "EventSource",
     "Executor",
     "ExecutorDestroyed",
-    "Generic",
+    "FdSource",
     "Idle",
     "InsertError",
     "Interest",
@@ -70,10 +72,9 @@ __all__ = (
     "Poll",
     "Readiness",
     "Scheduler",
-    "Sender",
     "SignalEvent",
     "Signals",
-    "SyncSender",
+    "SyncChannelSender",
     "TimeoutAction",
     "TimeoutFuture",
     "Timer",
@@ -86,8 +87,4 @@ __all__ = (
 )
 
 # Tracebacks and docs name the public path (asyncmp.calloop.Timer), not the private module.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("asyncmp.calloop._"):
-        _obj.__module__ = __name__
-del _name, _obj
+publish(globals(), __all__)

@@ -5,7 +5,7 @@ delivers at most min(capacity + 1, 1024) messages, calloop's bound, and pings it
 more remain, so a flood of messages cannot starve the other sources. It pings itself again
 too when a callback raises or returns an action other than ``CONTINUE`` with messages left,
 so an exception loses nothing and stalls nothing. When every sender is closed and the queue
-is drained, the callback gets ``Closed()`` once and the source removes itself.
+is drained, the callback gets ``ChannelClosed()`` once and the source removes itself.
 """
 
 from __future__ import annotations
@@ -35,7 +35,15 @@ from ._source import PostAction, callback_action
 from ._token import Token
 from ._wakefd_source import WakeFdSource
 
-__all__ = ("Channel", "Closed", "Msg", "Sender", "SyncSender", "channel", "sync_channel")
+__all__ = (
+    "Channel",
+    "ChannelClosed",
+    "ChannelSender",
+    "Msg",
+    "SyncChannelSender",
+    "channel",
+    "sync_channel",
+)
 
 T = TypeVar("T")
 MAX_PER_DISPATCH = 1024
@@ -51,19 +59,19 @@ class Msg(Generic[T]):
 
 @final
 @dataclass(frozen=True)
-class Closed:
+class ChannelClosed:
     """A channel event: every sender is closed and every message was delivered.
 
-    Delivered once, after which the channel removes itself from the loop. (Not to be
-    confused with the exception ``asyncmp.Closed``.)
+    Delivered once, after which the channel removes itself from the loop. calloop's
+    ``Event::Closed``, named apart from the exception ``asyncmp.Closed``.
     """
 
 
-_CLOSED = Closed()
+_CLOSED = ChannelClosed()
 
 
 @final
-class _Core:
+class _ChannelState:
     __slots__ = ("bound", "fd", "lock", "queue", "receiver_open", "room_waiters", "senders")
 
     def __init__(self, bound: int | None) -> None:
@@ -104,20 +112,20 @@ class _Core:
         return True
 
 
-class _SenderBase(Generic[T]):
+class _ChannelSenderBase(Generic[T]):
     __slots__ = ("__weakref__", "_closed", "_core")
-    _core: _Core
+    _core: _ChannelState
     _closed: bool
 
     @classmethod
-    def _create(cls, core: _Core) -> Any:
+    def _create(cls, core: _ChannelState) -> Any:
         # The caller has counted this sender in core.senders.
         self = object.__new__(cls)
         self._core = core
         self._closed = False
         return self
 
-    def _check(self) -> _Core:
+    def _check(self) -> _ChannelState:
         if self._closed:
             raise ClosedError(f"this {type(self).__name__} is closed")
         return self._core
@@ -131,7 +139,8 @@ class _SenderBase(Generic[T]):
         return type(self)._create(core)
 
     def close(self) -> None:
-        """Close this sender (idempotent); after the last one the channel reports ``Closed()``."""
+        """Close this sender (idempotent); after the last one the channel reports
+        ``ChannelClosed()``."""
         core = self._core
         with core.lock:
             if self._closed:
@@ -153,7 +162,7 @@ class _SenderBase(Generic[T]):
 
 
 @final
-class Sender(_SenderBase[T]):
+class ChannelSender(_ChannelSenderBase[T]):
     """Sends to an unbounded `Channel` from any thread; ``send`` never blocks.
 
     ``clone()`` for more senders; ``close()``, ``with`` or garbage collection closes one.
@@ -161,8 +170,8 @@ class Sender(_SenderBase[T]):
 
     __slots__ = ()
 
-    def __new__(cls, *args: object, **kwargs: object) -> Sender[Any]:
-        raise TypeError("Sender objects are made by calloop.channel()")
+    def __new__(cls, *args: object, **kwargs: object) -> ChannelSender[Any]:
+        raise TypeError("ChannelSender objects are made by calloop.channel()")
 
     def send(self, value: T) -> None:
         """Queue *value* for the loop.
@@ -178,7 +187,7 @@ class Sender(_SenderBase[T]):
 
 
 @final
-class SyncSender(_SenderBase[T]):
+class SyncChannelSender(_ChannelSenderBase[T]):
     """Sends to a bounded `Channel` (``sync_channel``) from any thread or task.
 
     ``try_send`` never waits; ``await send`` and ``blocking.send`` wait for room.
@@ -186,8 +195,8 @@ class SyncSender(_SenderBase[T]):
 
     __slots__ = ()
 
-    def __new__(cls, *args: object, **kwargs: object) -> SyncSender[Any]:
-        raise TypeError("SyncSender objects are made by calloop.sync_channel()")
+    def __new__(cls, *args: object, **kwargs: object) -> SyncChannelSender[Any]:
+        raise TypeError("SyncChannelSender objects are made by calloop.sync_channel()")
 
     def try_send(self, value: T) -> None:
         """Queue *value* if there is room.
@@ -257,7 +266,7 @@ class _BlockingSyncSender(Generic[T]):
 
     __slots__ = ("_sender",)
 
-    def __init__(self, sender: SyncSender[T]) -> None:
+    def __init__(self, sender: SyncChannelSender[T]) -> None:
         self._sender = sender
 
     def send(self, value: T, timeout: float | None = None) -> None:
@@ -272,7 +281,7 @@ class _BlockingSyncSender(Generic[T]):
             RuntimeError: called on a thread that runs an event loop.
             asyncmp.Disconnected: the `Channel` is closed or collected.
         """
-        ensure_blocking_allowed("SyncSender.blocking.send()")
+        ensure_blocking_allowed("SyncChannelSender.blocking.send()")
         t = check_timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
         core = self._sender._core
@@ -306,19 +315,20 @@ class _BlockingSyncSender(Generic[T]):
 
 @final
 class Channel(WakeFdSource, Generic[T]):
-    """The receiving end: an event source whose callback gets ``Msg(value)`` and ``Closed()``.
+    """The receiving end: an event source whose callback gets ``Msg(value)`` and
+    ``ChannelClosed()``.
 
     The callback gets ``(event, None, data)`` and returns a `PostAction` (``None`` is
     ``CONTINUE``). An action other than ``CONTINUE`` ends this dispatch's deliveries and is
     applied; the messages left stay queued for when the channel is registered again.
-    After ``Closed()`` the channel removes itself, whatever the callback returns. A callback
+    After ``ChannelClosed()`` the channel removes itself, whatever the callback returns. A callback
     that raises loses nothing: the rest is delivered at the next dispatch. ``try_recv``
     reads without a loop. Closing it (``close()`` or garbage collection) makes later sends
     raise ``asyncmp.Disconnected`` and drops undelivered messages.
     """
 
     __slots__ = ("__weakref__", "_closed_sent", "_core")
-    _core: _Core
+    _core: _ChannelState
     _closed_sent: bool
 
     def _wake_fd(self) -> WakeFd:
@@ -333,7 +343,7 @@ class Channel(WakeFdSource, Generic[T]):
         raise TypeError("Channel objects are made by calloop.channel() or sync_channel()")
 
     @classmethod
-    def _create(cls, core: _Core) -> Channel[Any]:
+    def _create(cls, core: _ChannelState) -> Channel[Any]:
         self: Channel[Any] = object.__new__(cls)
         self._core = core
         self._poll = None
@@ -364,7 +374,7 @@ class Channel(WakeFdSource, Generic[T]):
         self,
         readiness: Readiness,
         token: Token,
-        callback: Callable[[Msg[T] | Closed, None], object],
+        callback: Callable[[Msg[T] | ChannelClosed, None], object],
     ) -> PostAction:
         if token != self._token or self._closed_sent:
             return PostAction.CONTINUE
@@ -392,10 +402,10 @@ class Channel(WakeFdSource, Generic[T]):
             if not drained:
                 with core.lock:
                     if core.queue or core.senders == 0:
-                        core.ping()  # more to deliver (or Closed to report)
+                        core.ping()  # more to deliver (or ChannelClosed to report)
         if closed:
             self._closed_sent = True
-            # Nothing can follow Closed: the channel leaves whatever the callback returns.
+            # Nothing can follow ChannelClosed: the channel leaves whatever the callback returns.
             callback_action(callback(_CLOSED, None), "Channel")
             return PostAction.REMOVE
         return PostAction.CONTINUE
@@ -418,17 +428,17 @@ class Channel(WakeFdSource, Generic[T]):
             self.close()
 
 
-def channel() -> tuple[Sender[Any], Channel[Any]]:
-    """An unbounded channel: a thread-safe `Sender` and the `Channel` source for the loop."""
-    core = _Core(None)
-    return Sender._create(core), Channel._create(core)
+def channel() -> tuple[ChannelSender[Any], Channel[Any]]:
+    """An unbounded channel: a thread-safe `ChannelSender` and the `Channel` source for the loop."""
+    core = _ChannelState(None)
+    return ChannelSender._create(core), Channel._create(core)
 
 
-def sync_channel(bound: int) -> tuple[SyncSender[Any], Channel[Any]]:
+def sync_channel(bound: int) -> tuple[SyncChannelSender[Any], Channel[Any]]:
     """A channel holding at most *bound* (≥ 1) queued messages; sends wait for room."""
     if isinstance(bound, bool) or not isinstance(bound, int):
         raise TypeError(f"bound must be an int, not {bound!r}")
     if bound < 1:
         raise ValueError(f"bound must be >= 1, not {bound}")
-    core = _Core(bound)
-    return SyncSender._create(core), Channel._create(core)
+    core = _ChannelState(bound)
+    return SyncChannelSender._create(core), Channel._create(core)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from .._errors import Closed
 from ._errors import ExecutorDestroyed
-from ._generic import Generic as GenericSource
+from ._fd_source import FdSource
 from ._poll import Interest, Mode, Readiness, WakeFd, fd_of
 from ._source import PostAction, callback_action
 from ._timer import TimeoutAction, Timer
@@ -314,7 +314,7 @@ class Async:
     __slots__ = ("_blocking", "_fd", "_generic", "_handle", "_readers", "_token", "_writers")
     _fd: int
     _blocking: bool
-    _generic: GenericSource[int]
+    _generic: FdSource[int]
     _handle: LoopHandle[Any] | None
     _token: RegistrationToken
     _readers: list[_LoopFuture[None]]
@@ -328,7 +328,7 @@ class Async:
         self = object.__new__(cls)
         self._fd = fd_of(fd)
         self._readers, self._writers = [], []
-        self._generic = GenericSource(self._fd, Interest.EMPTY, Mode.ONESHOT)
+        self._generic = FdSource(self._fd, Interest.EMPTY, Mode.ONESHOT)
         self._token = handle.insert_source(self._generic, self._ready)
         self._handle = handle
         self._blocking = os.get_blocking(self._fd)

@@ -1,4 +1,5 @@
-"""The poller: epoll keyed by fd, a heap of timer deadlines, and a wake-up fd.
+"""The loop's poller: the shared epoll `Poller` (fds under calloop tokens, a wake-up fd) and a
+heap of timer deadlines.
 
 The epoll fd is the loop's ``fileno()``: it is readable whenever a registered fd has an
 event, which is what lets a calloop loop nest in asyncio, trio or another calloop loop.
@@ -12,12 +13,22 @@ import enum
 import heapq
 import itertools
 import math
-import os
-import select
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol, final
 
+from .._lowlevel._poller import (
+    EPOLLERR,
+    EPOLLET,
+    EPOLLHUP,
+    EPOLLIN,
+    EPOLLONESHOT,
+    EPOLLOUT,
+    EPOLLPRI,
+    EPOLLRDHUP,
+    Poller,
+    WakeFd as WakeFd,
+)
 from ._token import Token
 
 __all__ = ("Interest", "Mode", "Poll", "Readiness")
@@ -83,8 +94,8 @@ class Readiness:
 
 _READABLE = Readiness(readable=True)
 _MAX_WAIT = 86400.0  # epoll's millisecond int overflows past ~24 days; a shorter wait is harmless
-_IN = select.EPOLLIN | select.EPOLLPRI | select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLERR
-_OUT = select.EPOLLOUT | select.EPOLLERR
+_IN = EPOLLIN | EPOLLPRI | EPOLLHUP | EPOLLRDHUP | EPOLLERR
+_OUT = EPOLLOUT | EPOLLERR
 
 
 def _epoll_mask(interest: Interest, mode: Mode) -> int:
@@ -94,69 +105,14 @@ def _epoll_mask(interest: Interest, mode: Mode) -> int:
         raise TypeError(f"mode must be a Mode, not {mode!r}")
     mask = 0
     if interest & Interest.READ:
-        mask |= select.EPOLLIN | select.EPOLLRDHUP
+        mask |= EPOLLIN | EPOLLRDHUP
     if interest & Interest.WRITE:
-        mask |= select.EPOLLOUT
+        mask |= EPOLLOUT
     if mode is Mode.EDGE:
-        mask |= select.EPOLLET
+        mask |= EPOLLET
     elif mode is Mode.ONESHOT:
-        mask |= select.EPOLLONESHOT
+        mask |= EPOLLONESHOT
     return mask
-
-
-class WakeFd:
-    """A counter fd (eventfd, or a pipe elsewhere) that any thread may add to.
-
-    ``add(n)`` from any thread; ``take()`` returns the sum added since the last take (0 if
-    none). Writes never block: a full pipe or a saturated eventfd already signals readiness.
-    """
-
-    __slots__ = ("_closed", "_r", "_w")
-
-    def __init__(self) -> None:
-        self._closed = False
-        if hasattr(os, "eventfd"):
-            self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        else:  # pragma: no cover - not Linux
-            self._r, self._w = os.pipe()
-            os.set_blocking(self._r, False)
-            os.set_blocking(self._w, False)
-
-    def fileno(self) -> int:
-        return self._r
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def add(self, n: int) -> None:
-        try:
-            if self._r == self._w:
-                os.eventfd_write(self._w, n)
-            else:  # pragma: no cover - not Linux
-                os.write(self._w, bytes((n,)))
-        except BlockingIOError:
-            pass  # saturated: the fd is readable already, and nothing is lost but a count
-
-    def take(self) -> int:
-        try:
-            if self._r == self._w:
-                return os.eventfd_read(self._r)
-            return sum(os.read(self._r, 65536))  # pragma: no cover - not Linux
-        except BlockingIOError:
-            return 0
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.close(self._r)
-            if self._w != self._r:  # pragma: no cover - not Linux
-                os.close(self._w)
-
-    def __del__(self) -> None:
-        # Unreachable means no Ping, sender or loop can write to it any more.
-        if not getattr(self, "_closed", True):
-            self.close()
 
 
 @final
@@ -168,15 +124,13 @@ class Poll:
     Single-threaded: use it only from the loop's own callbacks and source methods.
     """
 
-    __slots__ = ("_epoll", "_fds", "_heap", "_ids", "_live", "_seq", "_timers", "_wake")
-    _epoll: select.epoll
-    _fds: dict[int, Token | None]
+    __slots__ = ("_heap", "_ids", "_live", "_poller", "_seq", "_timers")
+    _poller: Poller[Token]
     _heap: list[list[Any]]
     _timers: dict[int, list[Any]]
     _ids: itertools.count[int]
     _seq: itertools.count[int]
     _live: int
-    _wake: WakeFd
 
     def __new__(cls, *args: object, **kwargs: object) -> Poll:
         raise TypeError("Poll objects are made by EventLoop()")
@@ -184,10 +138,7 @@ class Poll:
     @classmethod
     def _create(cls) -> Poll:
         self = object.__new__(cls)
-        self._epoll = select.epoll()
-        # Invariant: _fds holds exactly the fds registered in _epoll, with their token
-        # (None for the loop's own wake-up fd).
-        self._fds = {}
+        self._poller = Poller()
         # Timer heap entries are [deadline, seq, token, id]; a cancelled entry's token is
         # set to None and it stays in the heap until popped or compacted (so that, unlike
         # calloop's, the heap does not grow with every cancelled timer).
@@ -196,14 +147,11 @@ class Poll:
         self._ids = itertools.count(1)
         self._seq = itertools.count()
         self._live = 0
-        self._wake = WakeFd()
-        self._epoll.register(self._wake.fileno(), select.EPOLLIN)
-        self._fds[self._wake.fileno()] = None
         return self
 
     def fileno(self) -> int:
         """The epoll fd: readable whenever an event is pending."""
-        return self._epoll.fileno()
+        return self._poller.fileno()
 
     def register(self, fd: int | _HasFileno, interest: Interest, mode: Mode, token: Token) -> None:
         """Watch *fd*; its events reach the source as ``(Readiness, token)``.
@@ -216,31 +164,24 @@ class Poll:
         n = fd_of(fd)
         if not isinstance(token, Token):
             raise TypeError(f"token must be a Token from a TokenFactory, not {token!r}")
-        if n in self._fds:
-            raise FileExistsError(f"fd {n} is already registered with this loop")
-        self._epoll.register(n, _epoll_mask(interest, mode))
-        self._fds[n] = token
+        try:
+            self._poller.register(n, _epoll_mask(interest, mode), token)
+        except FileExistsError:
+            raise FileExistsError(f"fd {n} is already registered with this loop") from None
 
     def reregister(
         self, fd: int | _HasFileno, interest: Interest, mode: Mode, token: Token
     ) -> None:
         """Change what *fd* is watched for (and re-arm a ``ONESHOT`` fd)."""
         n = fd_of(fd)
-        if self._fds.get(n) is None:
-            raise FileNotFoundError(f"fd {n} is not registered with this loop")
-        self._epoll.modify(n, _epoll_mask(interest, mode))
-        self._fds[n] = token
+        try:
+            self._poller.modify(n, _epoll_mask(interest, mode), token)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"fd {n} is not registered with this loop") from None
 
     def unregister(self, fd: int | _HasFileno) -> None:
         """Stop watching *fd* (a no-op if it is not registered)."""
-        n = fd_of(fd)
-        if self._fds.get(n) is None:
-            return
-        del self._fds[n]
-        try:
-            self._epoll.unregister(n)
-        except (OSError, ValueError):
-            pass  # the fd was closed first: epoll has dropped it already
+        self._poller.unregister(fd_of(fd))
 
     def insert_timer(self, deadline: float, token: Token) -> int:
         """Report *token* as readable at the first poll after *deadline* (``time.monotonic``).
@@ -279,8 +220,7 @@ class Poll:
         return max(0.0, deadline - _monotonic())
 
     def _wakeup(self) -> None:
-        if not self._wake.closed:
-            self._wake.add(1)
+        self._poller.wakeup()
 
     def _poll(self, timeout: float | None) -> list[tuple[Readiness, Token]]:
         # Step 2 of dispatch: wait for fds or the earliest timer, then append due timers.
@@ -290,23 +230,16 @@ class Poll:
             until = deadline
         while True:
             wait = -1.0 if until is None else min(max(0.0, until - _monotonic()), _MAX_WAIT)
-            polled = self._epoll.poll(wait)
+            polled, woken = self._poller.poll(wait)
             # epoll rounds to milliseconds: a timer-driven wait may end a hair early.
-            if polled or deadline is None or until != deadline or _monotonic() >= deadline:
+            if polled or woken or deadline is None or until != deadline:
                 break
-        events: list[tuple[Readiness, Token]] = []
-        for n, mask in polled:
-            token = self._fds.get(n)
-            if token is None:
-                if n == self._wake.fileno():
-                    self._wake.take()
-                continue
-            events.append(
-                (
-                    Readiness(bool(mask & _IN), bool(mask & _OUT), bool(mask & select.EPOLLERR)),
-                    token,
-                )
-            )
+            if _monotonic() >= deadline:
+                break
+        events: list[tuple[Readiness, Token]] = [
+            (Readiness(bool(mask & _IN), bool(mask & _OUT), bool(mask & EPOLLERR)), token)
+            for token, mask in polled
+        ]
         if deadline is not None:
             now = _monotonic()
             heap = self._heap
@@ -319,8 +252,7 @@ class Poll:
         return events
 
     def _close(self) -> None:
-        self._epoll.close()
-        self._wake.close()
+        self._poller.close()
 
 
 def check_timeout(timeout: float | None) -> float | None:

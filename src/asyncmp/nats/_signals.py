@@ -1,4 +1,4 @@
-"""A Signaler bridge: emits on one process's `asyncmp.signaler.Signaler` reach the
+"""A Signaler bridge: emits on one process's `asyncmp.dharma.Signaler` reach the
 subscribers of a Signaler in other processes, through NATS subjects."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..bridge import Defined, Receiver, _check_signal_id
-from ..signaler import Signaler
+from ..dharma._bridge import Defined, Receiver, _check_signal_id
+from ..dharma._signaler import Signaler
 from ._codec import Codec, resolve_codec
 from ._link import connect_nats
 

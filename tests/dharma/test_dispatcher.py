@@ -1,4 +1,5 @@
-"""asyncmp.dispatcher: file-descriptor events dispatched to handlers (dharma's Dispatcher)."""
+"""asyncmp.dharma.dispatcher: file-descriptor events dispatched to handlers (dharma's
+Dispatcher)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import anyio
 import pytest
 
 from asyncmp import Closed
-from asyncmp.dispatcher import (
+from asyncmp.dharma import (
     Dispatcher,
     DispatcherController,
     EventHandler,
@@ -279,7 +280,8 @@ def test_dispatcher_stale_readiness_never_reaches_a_handler_that_reused_the_fd(
             os.write(new[0].w, b"for the new handler")
         dispatcher.add_source(new[0], EventKind.READ)
 
-    dispatcher._core.epoll = HookedEpoll(dispatcher._core.epoll, swap)  # type: ignore[assignment]
+    poller = dispatcher._core.poller
+    poller._epoll = HookedEpoll(poller._epoll, swap)  # type: ignore[assignment]
     try:
         called = dispatcher.wait_and_process(5)
 

@@ -1,18 +1,18 @@
 """Senders and receivers connected freely: dharma's bridge.
 
-A [`Receiver`][asyncmp.bridge.Receiver] owns one unbounded FIFO. A
-[`Sender`][asyncmp.bridge.Sender] pushes each message to *every* receiver it was
-[`connect`][asyncmp.bridge.connect]ed to (in connection order); a
-[`DirectSender`][asyncmp.bridge.DirectSender] pushes to *at most one*, the last one it was
-[`direct_connect`][asyncmp.bridge.direct_connect]ed to. Many senders may feed one receiver
+A [`Receiver`][asyncmp.dharma.Receiver] owns one unbounded FIFO. A
+[`Sender`][asyncmp.dharma.Sender] pushes each message to *every* receiver it was
+[`connect`][asyncmp.dharma.connect]ed to (in connection order); a
+[`DirectSender`][asyncmp.dharma.DirectSender] pushes to *at most one*, the last one it was
+[`direct_connect`][asyncmp.dharma.direct_connect]ed to. Many senders may feed one receiver
 and one sender many receivers. Sending never blocks and works from any thread; a message
 sent where nobody is connected is dropped, as in dharma.
 
-What a receiver returns is one of the result classes [`Plain`][asyncmp.bridge.Plain],
-[`Defined`][asyncmp.bridge.Defined], [`Custom`][asyncmp.bridge.Custom],
-[`Special`][asyncmp.bridge.Special], or one of the outcome values
-[`EMPTY`][asyncmp.bridge.EMPTY] (``try_recv`` found nothing) and
-[`TIMEOUT`][asyncmp.bridge.TIMEOUT] (a wait with a timeout ran out). They are frozen
+What a receiver returns is one of the result classes [`Plain`][asyncmp.dharma.Plain],
+[`Defined`][asyncmp.dharma.Defined], [`Custom`][asyncmp.dharma.Custom],
+[`Special`][asyncmp.dharma.Special], or one of the outcome values
+[`EMPTY`][asyncmp.dharma.EMPTY] (``try_recv`` found nothing) and
+[`TIMEOUT`][asyncmp.dharma.TIMEOUT] (a wait with a timeout ran out). They are frozen
 dataclasses, so both ``==`` and ``match`` work::
 
     match await receiver.recv():
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, 
 
 import anyio
 
-from ._wait import (
+from .._wait import (
     ThreadWaiter,
     Waiter,
     check_timeout,
@@ -70,7 +70,7 @@ __all__ = (
     "Custom",
     "Defined",
     "DirectSender",
-    "Outcome",
+    "NoMessage",
     "Plain",
     "ReceiveResult",
     "Receiver",
@@ -95,16 +95,16 @@ class SpecialCommand(enum.Enum):
     """Ask the receiving event loop to finalize its modules and end."""
 
 
-class Outcome(enum.Enum):
+class NoMessage(enum.Enum):
     """The two receive outcomes that carry no message."""
 
     EMPTY = "empty"
     TIMEOUT = "timeout"
 
 
-EMPTY: Final = Outcome.EMPTY
+EMPTY: Final = NoMessage.EMPTY
 """Returned by ``try_recv()`` when nothing is queued."""
-TIMEOUT: Final = Outcome.TIMEOUT
+TIMEOUT: Final = NoMessage.TIMEOUT
 """Returned by ``recv(timeout=…)`` when nothing arrived in time."""
 
 
@@ -232,8 +232,8 @@ class Receiver(Generic[T]):
     def __init__(self) -> None:
         self._queue = _Queue()
 
-    def try_recv(self) -> ReceiveResult[T] | Literal[Outcome.EMPTY]:
-        """The oldest queued message, or [`EMPTY`][asyncmp.bridge.EMPTY]."""
+    def try_recv(self) -> ReceiveResult[T] | Literal[NoMessage.EMPTY]:
+        """The oldest queued message, or [`EMPTY`][asyncmp.dharma.EMPTY]."""
         queue = self._queue
         lock = queue.lock
         lock.acquire()
@@ -248,14 +248,14 @@ class Receiver(Generic[T]):
     async def recv(
         self,
         timeout: float | None = None,  # noqa: ASYNC109
-    ) -> ReceiveResult[T] | Literal[Outcome.TIMEOUT]:
+    ) -> ReceiveResult[T] | Literal[NoMessage.TIMEOUT]:
         """Wait for the next message.
 
         Args:
             timeout: seconds to wait at most; ``None`` waits for ever.
 
         Returns:
-            The message, or [`TIMEOUT`][asyncmp.bridge.TIMEOUT] if *timeout* ran out with
+            The message, or [`TIMEOUT`][asyncmp.dharma.TIMEOUT] if *timeout* ran out with
             nothing queued (never while a message is queued). Without a timeout it never
             returns ``TIMEOUT``.
 
@@ -325,11 +325,11 @@ class _BlockingReceiver(Generic[T]):
     def __init__(self, receiver: Receiver[T]) -> None:
         self._receiver = receiver
 
-    def recv(self, timeout: float | None = None) -> ReceiveResult[T] | Literal[Outcome.TIMEOUT]:
-        """Block until the next message arrives, as [`Receiver.recv`][asyncmp.bridge.Receiver.recv].
+    def recv(self, timeout: float | None = None) -> ReceiveResult[T] | Literal[NoMessage.TIMEOUT]:
+        """Block until the next message arrives, as [`Receiver.recv`][asyncmp.dharma.Receiver.recv].
 
         Returns:
-            The message, or [`TIMEOUT`][asyncmp.bridge.TIMEOUT] if *timeout* seconds passed
+            The message, or [`TIMEOUT`][asyncmp.dharma.TIMEOUT] if *timeout* seconds passed
             with nothing queued.
 
         An exception raised inside the wait (``KeyboardInterrupt``) propagates and leaves
@@ -420,7 +420,7 @@ class Sender(Generic[T]):
 class DirectSender(Generic[T]):
     """Sends each message to at most one receiver: the one it was last connected to.
 
-    Unlike [`Sender`][asyncmp.bridge.Sender] it can also send control commands
+    Unlike [`Sender`][asyncmp.dharma.Sender] it can also send control commands
     (``send_special``). Reconnecting moves future messages only: those already queued stay
     in the old receiver. Safe to use from any thread.
     """

@@ -1,4 +1,4 @@
-"""asyncmp.signaler: application signals routed to subscribers (dharma's Signaler)."""
+"""asyncmp.dharma.signaler: application signals routed to subscribers (dharma's Signaler)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import threading
 import anyio
 import pytest
 
-from asyncmp.bridge import EMPTY, Defined, Receiver, Special, SpecialCommand
-from asyncmp.signaler import Signaler
+from asyncmp.dharma import EMPTY, Defined, Receiver, Signaler, Special, SpecialCommand
 
 TERMINATE = Special(SpecialCommand.TERMINATE)
 

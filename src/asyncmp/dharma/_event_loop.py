@@ -1,10 +1,10 @@
 """Event loops that host modules: dharma's EventLoop, EventLoopInfo and services.
 
-An event loop owns one [`Receiver`][asyncmp.bridge.Receiver], subscribed on a
-[`Signaler`][asyncmp.signaler.Signaler] to the signals its modules ask for. It runs on a
-thread of its own ([`EventLoopInfo.start`][asyncmp.event_loop.EventLoopInfo.start]) or as a
+An event loop owns one [`Receiver`][asyncmp.dharma.Receiver], subscribed on a
+[`Signaler`][asyncmp.dharma.Signaler] to the signals its modules ask for. It runs on a
+thread of its own ([`EventLoopInfo.start`][asyncmp.dharma.EventLoopInfo.start]) or as a
 task of the running event loop
-([`EventLoopInfo.run_async`][asyncmp.event_loop.EventLoopInfo.run_async]), where module
+([`EventLoopInfo.run_async`][asyncmp.dharma.EventLoopInfo.run_async]), where module
 methods may be ``async def``. Its life:
 
 1. construct the modules, in the order they were added, each with the loop's context;
@@ -31,9 +31,9 @@ from typing import Any, Generic, Protocol, TypeVar, final, runtime_checkable
 import anyio
 import anyio.abc
 
-from .bridge import Defined, Receiver, Special, SpecialCommand, _check_signal_id
-from .signaler import Signaler
-from .system import block_signals
+from ._bridge import Defined, Receiver, Special, SpecialCommand, _check_signal_id
+from ._signaler import Signaler
+from ._system import block_signals
 
 __all__ = (
     "EventLoopInfo",
@@ -230,7 +230,7 @@ class EventLoopInfo(Generic[C]):
 
         Returns once the loop has built its modules and subscribed its receiver: every
         signal emitted after this returns reaches it. The thread blocks SIGINT, SIGTERM,
-        SIGUSR1 and SIGUSR2 (see `asyncmp.system`) and ends after ``Signaler.terminate()``;
+        SIGUSR1 and SIGUSR2 (see `asyncmp.dharma.system`) and ends after ``Signaler.terminate()``;
         join it. An exception from a module ends the loop (after finalizing every module)
         and goes to ``threading.excepthook``.
 

@@ -1,4 +1,4 @@
-"""asyncmp.bridge: senders and receivers connected freely (dharma's bridge)."""
+"""asyncmp.dharma.bridge: senders and receivers connected freely (dharma's bridge)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import sniffio
 
 from asyncmp._wait import ThreadWaiter
-from asyncmp.bridge import (
+from asyncmp.dharma import (
     EMPTY,
     TIMEOUT,
     Custom,

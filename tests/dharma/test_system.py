@@ -1,4 +1,4 @@
-"""asyncmp.system: SIGINT/SIGTERM handling and signal masks.
+"""asyncmp.dharma.system: SIGINT/SIGTERM handling and signal masks.
 
 Everything that receives a signal runs in a child process (with a timeout), so that the
 test process's own signal handlers are never touched.
@@ -16,19 +16,24 @@ from typing import Any
 
 import pytest
 
-from asyncmp.dispatcher import Dispatcher
-from asyncmp.event_loop import EventLoopInfo, Module
-from asyncmp.signaler import Signaler
-from asyncmp.system import SignalEventHandler, block_signals, unblock_signals
+from asyncmp.dharma import (
+    Dispatcher,
+    EventLoopInfo,
+    Module,
+    Signaler,
+    SignalEventHandler,
+    block_signals,
+    unblock_signals,
+)
 
 # Shared by the child scripts: two event loops whose modules log into a list, and a
 # handler that, once the dispatcher runs, sends the signal from another thread.
 PRELUDE = """
 import json, os, signal, sys, threading
-from asyncmp.dispatcher import Dispatcher, EventKind
-from asyncmp.event_loop import EventLoopInfo, Module
-from asyncmp.signaler import Signaler
-from asyncmp.system import SignalEventHandler
+from asyncmp.dharma import Dispatcher, EventKind
+from asyncmp.dharma import EventLoopInfo, Module
+from asyncmp.dharma import Signaler
+from asyncmp.dharma import SignalEventHandler
 
 SIG = getattr(signal, sys.argv[1])
 log = []
@@ -131,7 +136,7 @@ anyio.run(main, backend=sys.argv[2])
 # dharma's recipe: block the signals on the main thread before anything else, so that every
 # thread started afterwards inherits the blocked mask; then set up as above.
 BLOCKED_FIRST = """
-from asyncmp.system import block_signals
+from asyncmp.dharma import block_signals
 block_signals()
 signaler = Signaler()
 threads = []

@@ -1,4 +1,4 @@
-"""asyncmp.event_loop: modules hosted by event loops on threads or as tasks."""
+"""asyncmp.dharma.event_loop: modules hosted by event loops on threads or as tasks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from asyncmp.event_loop import EventLoopInfo, Module, ServiceInfo
-from asyncmp.signaler import Signaler
+from asyncmp.dharma import EventLoopInfo, Module, ServiceInfo, Signaler
 
 
 class Recorder(Module):

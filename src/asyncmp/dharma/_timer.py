@@ -4,7 +4,7 @@ Design note. As in dharma the timer is a Linux ``timerfd`` (monotonic clock, non
 the kernel counts expirations and the fd is readable while the count is non-zero. On each
 readiness the timer reads (and so resets) the count and calls the callback *once*, so
 periods missed while the dispatcher was busy coalesce into one call; the number of periods
-the call stands for is kept in `Timer.expirations`. Python gained ``os.timerfd_create``
+the call stands for is kept in `PeriodicTimer.expirations`. Python gained ``os.timerfd_create``
 only in 3.13, so older versions reach the libc functions through ``ctypes``.
 """
 
@@ -18,13 +18,13 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
-from ._closing import Closing
-from ._errors import Closed
+from .._closing import Closing
+from .._errors import Closed
 
 if TYPE_CHECKING:
-    from .dispatcher import EventHandlerId, EventKind
+    from ._dispatcher import EventHandlerId, EventKind
 
-__all__ = ("Timer",)
+__all__ = ("PeriodicTimer",)
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = os.O_NONBLOCK
@@ -51,7 +51,7 @@ def _timerfd(interval: float) -> int:
         os.timerfd_settime(fd, initial=interval, interval=interval)  # type: ignore[attr-defined]
         return fd
     if not sys.platform.startswith("linux"):
-        raise NotImplementedError("asyncmp.timer.Timer needs Linux (timerfd), as dharma")
+        raise NotImplementedError("asyncmp.dharma.PeriodicTimer needs Linux (timerfd), as dharma")
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     fd = _libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
@@ -73,7 +73,7 @@ def _timerfd(interval: float) -> int:
 
 
 @final
-class Timer(Closing):
+class PeriodicTimer(Closing):
     """Calls *callback* every *interval* seconds while added to a running dispatcher.
 
     The first call comes one interval after the timer is created, then one per interval.
@@ -145,4 +145,4 @@ class Timer(Closing):
 
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"every {self.interval}s"
-        return f"<Timer {state}>"
+        return f"<PeriodicTimer {state}>"

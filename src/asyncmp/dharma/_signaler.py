@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Generic, TypeVar, final
 
-from .bridge import (
+from ._bridge import (
     DirectSender,
     Receiver,
     Sender,

@@ -1,4 +1,4 @@
-"""asyncmp.timer: a periodic timer as a dispatcher event handler (dharma's Timer)."""
+"""asyncmp.dharma.timer: a periodic timer as a dispatcher event handler (dharma's Timer)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import anyio
 import pytest
 
 from asyncmp import Closed
-from asyncmp.dispatcher import Dispatcher, EventKind
-from asyncmp.timer import Timer
+from asyncmp.dharma import Dispatcher, EventKind, PeriodicTimer
 
 
 def test_timer_coalesces_missed_periods_into_one_call() -> None:
     """A 100 ms timer whose dispatcher was busy for 350 ms calls back once, not three times."""
     calls: list[int] = []
-    with Dispatcher() as dispatcher, Timer(0.1, lambda: calls.append(1)) as timer:
+    with Dispatcher() as dispatcher, PeriodicTimer(0.1, lambda: calls.append(1)) as timer:
         dispatcher.add_source(timer, EventKind.READ)
         time.sleep(0.35)  # the dispatcher is "blocked": at least three periods pass
 
@@ -35,7 +34,7 @@ def test_timer_fires_periodically_under_run() -> None:
             if len(ticks) == 3:
                 dispatcher.stop()
 
-        with Timer(0.01, tick) as timer:
+        with PeriodicTimer(0.01, tick) as timer:
             timer_id = dispatcher.add_source(timer, EventKind.READ)
             dispatcher.run()
 
@@ -54,7 +53,7 @@ async def test_timer_fires_under_run_async() -> None:
             if len(ticks) == 2:
                 dispatcher.stop()
 
-        with Timer(0.01, tick) as timer, anyio.fail_after(5):
+        with PeriodicTimer(0.01, tick) as timer, anyio.fail_after(5):
             dispatcher.add_source(timer, EventKind.READ)
             await dispatcher.run_async()
 
@@ -65,16 +64,16 @@ def test_timer_rejects_bad_input() -> None:
     """Non-positive, infinite or non-numeric intervals and non-callables are refused."""
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="interval"):
-            Timer(bad, lambda: None)
+            PeriodicTimer(bad, lambda: None)
     with pytest.raises(TypeError, match="interval"):
-        Timer("1", lambda: None)  # type: ignore[arg-type]
+        PeriodicTimer("1", lambda: None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="callable"):
-        Timer(1, None)  # type: ignore[arg-type]
+        PeriodicTimer(1, None)  # type: ignore[arg-type]
 
 
 def test_timer_closed_has_no_fd() -> None:
     """After close(), fileno() raises Closed; close() is idempotent."""
-    timer = Timer(1, lambda: None)
+    timer = PeriodicTimer(1, lambda: None)
     assert timer.fileno() >= 0
     timer.close()
     timer.close()

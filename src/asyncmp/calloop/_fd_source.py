@@ -1,4 +1,4 @@
-"""Generic: an fd (or any object with ``fileno()``) as an event source.
+"""FdSource (calloop's ``FdSource``): an fd (or any object with ``fileno()``) as an event source.
 
 The callback gets ``(Readiness, obj, data)`` where *obj* is the wrapped object, and returns
 a `PostAction` (``None`` = ``CONTINUE``); an exception it raises propagates from ``dispatch``.
@@ -7,26 +7,26 @@ a `PostAction` (``None`` = ``CONTINUE``); an exception it raises propagates from
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic as _Generic, TypeVar, final
+from typing import Generic, TypeVar, final
 
 from ._poll import Interest, Mode, Poll, Readiness, fd_of
 from ._source import PostAction, callback_action
 from ._token import Token, TokenFactory
 
-__all__ = ("Generic",)
+__all__ = ("FdSource",)
 
 F = TypeVar("F")
 
 
 @final
-class Generic(_Generic[F]):
+class FdSource(Generic[F]):
     """Watch *obj* (an fd number or an object with ``fileno()``) for *interest* in *mode*.
 
-    Change [`interest`][asyncmp.calloop.Generic.interest] or
-    [`mode`][asyncmp.calloop.Generic.mode], then call ``LoopHandle.update(token)`` for it
+    Change [`interest`][asyncmp.calloop.FdSource.interest] or
+    [`mode`][asyncmp.calloop.FdSource.mode], then call ``LoopHandle.update(token)`` for it
     to take effect. ``Interest.EMPTY`` is allowed. The object is not closed by the loop:
-    get it back with [`unwrap`][asyncmp.calloop.Generic.unwrap] or
-    [`get_ref`][asyncmp.calloop.Generic.get_ref].
+    get it back with [`unwrap`][asyncmp.calloop.FdSource.unwrap] or
+    [`get_ref`][asyncmp.calloop.FdSource.get_ref].
     """
 
     __slots__ = ("_fd", "_obj", "_poll", "_token", "interest", "mode")
@@ -55,7 +55,7 @@ class Generic(_Generic[F]):
     def unwrap(self) -> F:
         """The wrapped object (the source must not be inserted in a loop any more)."""
         if self._poll is not None:
-            raise RuntimeError("remove this Generic from its loop before unwrapping it")
+            raise RuntimeError("remove this FdSource from its loop before unwrapping it")
         return self._obj
 
     def register(self, poll: Poll, token_factory: TokenFactory) -> None:
@@ -81,7 +81,7 @@ class Generic(_Generic[F]):
     ) -> PostAction:
         if token != self._token:
             return PostAction.CONTINUE
-        return callback_action(callback(readiness, self._obj), "Generic")
+        return callback_action(callback(readiness, self._obj), "FdSource")
 
     def __repr__(self) -> str:
-        return f"<calloop.Generic fd={self._fd} {self.interest} {self.mode}>"
+        return f"<calloop.FdSource fd={self._fd} {self.interest} {self.mode}>"

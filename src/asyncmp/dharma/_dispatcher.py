@@ -1,58 +1,40 @@
 """File-descriptor events dispatched to handlers: dharma's Dispatcher (an epoll wrapper).
 
-A [`Dispatcher`][asyncmp.dispatcher.Dispatcher] watches the file descriptors of its
-[`EventHandler`][asyncmp.dispatcher.EventHandler]s and calls ``process_event(kind)`` when
+A [`Dispatcher`][asyncmp.dharma.Dispatcher] watches the file descriptors of its
+[`EventHandler`][asyncmp.dharma.EventHandler]s and calls ``process_event(kind)`` when
 one is ready, level-triggered: a handler that does not consume its readiness is called
 again. Run it on a thread of its own with `run()`, or as a task with
 ``await dispatcher.run_async()``, which watches the same handlers through the running
 event loop's fd watching (asyncio, uvloop or trio), without any extra thread.
 
-Design note. The handlers live in one ``select.epoll`` set, so adding or deleting a source
-from any thread takes effect in the kernel at once, even while another thread waits in
-``epoll_wait``. A wake-up pipe in the same set makes `stop()` immediate. The table of
-handlers is guarded by ``_lock``, but handlers are called *without* it, so a handler may
-add and delete sources (its own included) or stop the dispatcher: dharma deadlocks there.
-Invariants (under ``_lock``): ``_handlers`` maps each live id to its handler and fd, and
-``_ids`` maps each registered fd back to its id; ids count up from 1 and are never reused.
-An event whose id is no longer in ``_handlers`` when its turn comes is dropped.
+Design note. The handlers live in one epoll set, the `asyncmp._lowlevel._poller.Poller`
+that calloop polls through too, under their ids: adding or deleting a source from any
+thread takes effect in the kernel at once, even while another thread waits, and `stop()`
+wakes the wait at once. Readiness polled for a deleted registration never reaches a handler
+that reused its fd number (the poller's module doc says how). The table of handlers is
+guarded by ``lock``, but handlers are called *without* it, so a handler may add and delete
+sources (its own included) or stop the dispatcher: dharma deadlocks there. Invariant (under
+``lock``): ``handlers`` maps each live id to its handler and fd; ids count up from 1 and
+are never reused. An event whose id is no longer in ``handlers`` when its turn comes is
+dropped.
 
-Stale readiness. ``select.epoll`` reports fd *numbers* only (Python exposes no epoll
-``data`` field to carry a handler id), and between ``epoll_wait`` returning and the
-dispatcher mapping fds to ids under the lock, another thread may delete a source, close its
-fd and add a new source on the reused number. That event belongs to the deleted
-registration and must never reach the new one (it would read an empty fd, or block in it).
-So every deletion of an fd's registration is stamped with a counter (``deletions``; also a
-registration found gone because the fd was closed and its number reused), and `dispatch`
-reads the counter before it polls: an event for an fd whose registration was deleted since
-is *ambiguous* and dropped. Nothing is lost by dropping it, because the set is
-level-triggered: if the new registration's fd is ready, the kernel reports it again, and
-`dispatch` polls once more at once, without waiting, for the fds it dropped. A registration
-that was not deleted during the wait is the only one its fd had throughout, so its events
-are its own. (Alternatives weighed: registering a ``dup()`` of each fd keeps the number
-from being reused but changes what closing the user's fd does and costs an fd each;
-generations on the registrations cannot tell a stale event from a real one of a source
-added during the wait, which would then have to be dropped every time.)
-
-Linux only, like dharma (epoll). Python has no ``Send`` bound, so there is one class:
+Linux only, like dharma (epoll): the module imports anywhere, and creating a `Dispatcher`
+elsewhere raises `NotImplementedError`. Python has no ``Send`` bound, so there is one class:
 `LocalDispatcher` is another name for `Dispatcher`.
 """
 
 from __future__ import annotations
 
 import enum
-import os
-import select
 import threading
-from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+from typing import Protocol, final, runtime_checkable
 
 import anyio
 
-from ._closing import Closing
-from ._errors import Closed
-from .system import _blocked_signals
-
-if TYPE_CHECKING:
-    pass
+from .._closing import Closing
+from .._errors import Closed
+from .._lowlevel._poller import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, Poller
+from ._system import _blocked_signals
 
 __all__ = (
     "Dispatcher",
@@ -77,15 +59,15 @@ class EventKind(enum.IntFlag):
 
 
 _ALL = EventKind.READ | EventKind.WRITE | EventKind.HANGUP
-_IN = select.EPOLLIN | select.EPOLLPRI
-_HUP = select.EPOLLHUP | select.EPOLLERR
+_IN = EPOLLIN | EPOLLPRI
+_HUP = EPOLLHUP | EPOLLERR
 
 
 def _kind(events: int) -> EventKind:
     kind = EventKind(0)
     if events & _IN:
         kind |= EventKind.READ
-    if events & select.EPOLLOUT:
+    if events & EPOLLOUT:
         kind |= EventKind.WRITE
     if events & _HUP:
         kind |= EventKind.HANGUP
@@ -111,21 +93,14 @@ class EventHandler(Protocol):
 
 
 @final
-class _Core:
+class _DispatcherState:
     """The dispatcher's state; `Dispatcher` and `DispatcherController` both hold it."""
 
     def __init__(self) -> None:
+        self.poller: Poller[int] = Poller()
         self.lock = threading.Lock()
-        self.epoll = select.epoll()
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.epoll.register(self.wake_r, select.EPOLLIN)
         self.handlers: dict[int, tuple[EventHandler, int]] = {}
-        self.ids: dict[int, int] = {}
         self.next_id = 1
-        # Stale readiness (module doc): a counter bumped by every deletion of an fd's
-        # registration, and the counter's value at each fd's last deletion.
-        self.deletions = 0
-        self.deleted_at: dict[int, int] = {}
         self.stop_requested = False
         self.running = False
         self.closed = False
@@ -151,25 +126,16 @@ class _Core:
         set_id = getattr(handler, "set_id", None)
         if set_id is not None:
             set_id(handler_id)
-        mask = (_IN if kind & EventKind.READ else 0) | (
-            select.EPOLLOUT if kind & EventKind.WRITE else 0
-        )
+        mask = (_IN if kind & EventKind.READ else 0) | (EPOLLOUT if kind & EventKind.WRITE else 0)
         with self.lock:
             self._check_open()
             try:
-                self.epoll.register(fd, mask)
+                self.poller.register(fd, mask, handler_id)
             except FileExistsError:
                 raise ValueError(f"fd {fd} is already watched by this dispatcher") from None
             except OSError as exc:
                 raise ValueError(f"cannot watch fd {fd}: {exc.strerror}") from exc
-            if fd in self.ids:
-                # The kernel took the fd although a handler still holds its number: that
-                # handler's fd was closed (which left the set) and the number reused. Its
-                # registration is gone: stamp it as deleted, so its last readiness, maybe
-                # polled already, never reaches the new handler.
-                self._stamp_deleted(fd)
             self.handlers[handler_id] = (handler, fd)
-            self.ids[fd] = handler_id
         return handler_id
 
     def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
@@ -178,32 +144,15 @@ class _Core:
             if entry is None:
                 return None
             handler, fd = entry
-            # The fd's number may have passed to a newer handler (see add_source): leave it.
-            if self.ids.get(fd) == handler_id:
-                del self.ids[fd]
-                self._stamp_deleted(fd)
-                if not self.closed:
-                    try:
-                        self.epoll.unregister(fd)
-                    except OSError:
-                        pass  # the fd was closed already, which removed it from the set
+            # Only if the fd's number did not pass to a newer handler since.
+            self.poller.unregister(fd, handler_id)
         return handler
-
-    def _stamp_deleted(self, fd: int) -> None:
-        # Under the lock. The table holds one entry per fd number ever deleted: bounded by
-        # the process's fd limit.
-        self.deletions += 1
-        self.deleted_at[fd] = self.deletions
 
     def stop(self) -> None:
         with self.lock:
             self.stop_requested = True
-            if self.closed:
-                return
-            try:
-                os.write(self.wake_w, b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full, so the dispatcher is being woken anyway
+            if not self.closed:
+                self.poller.wakeup()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -226,43 +175,18 @@ class _Core:
             self.running = False
             self.stop_requested = False
 
-    def _poll(self, timeout: float) -> tuple[list[tuple[int, int | None, int]], set[int]]:
-        """Poll; return the events resolved to handler ids, and the fds whose events were
-        dropped as ambiguous (their registration was deleted during the poll)."""
-        with self.lock:
-            before = self.deletions
-        events = self.epoll.poll(timeout)
-        batch: list[tuple[int, int | None, int]] = []
-        dropped: set[int] = set()
-        with self.lock:
-            # Resolve fds to ids now, once: an fd number may be reused after a delete.
-            for fd, events_ in events:
-                if self.deleted_at.get(fd, 0) > before:
-                    dropped.add(fd)
-                else:
-                    batch.append((fd, self.ids.get(fd), events_))
-        return batch, dropped
-
     def dispatch(self, timeout: float | None) -> int:
         """Wait up to *timeout* for events and process them; return the handlers called."""
-        batch, dropped = self._poll(-1 if timeout is None else timeout)
-        if dropped:
-            # Level-triggered: a new registration on a dropped fd that is ready shows again.
-            again, _ = self._poll(0)
-            batch += [event for event in again if event[0] in dropped]
         called = 0
-        for fd, handler_id, events_ in batch:
-            if handler_id is None:
-                if fd == self.wake_r:
-                    self._drain_wake()
-                continue
+        polled, _ = self.poller.poll(-1 if timeout is None else timeout)
+        for handler_id, events in polled:
             with self.lock:
                 if self.stop_requested and self.running:
                     break
                 entry = self.handlers.get(handler_id)
             if entry is None:
                 continue  # deleted after the poll, maybe by an earlier handler
-            kind = _kind(events_)
+            kind = _kind(events)
             entry[0].process_event(kind)
             called += 1
             if kind == EventKind.HANGUP:
@@ -271,13 +195,6 @@ class _Core:
                 if still_ours:
                     self.delete_source(handler_id)
         return called
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self.wake_r, 512):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
     def should_stop(self) -> bool:
         with self.lock:
@@ -297,11 +214,7 @@ class _Core:
                 raise RuntimeError("cannot close a running dispatcher; stop() it first")
             self.closed = True
             self.handlers.clear()
-            self.ids.clear()
-            self.deleted_at.clear()
-            self.epoll.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
+            self.poller.close()
 
 
 @final
@@ -310,7 +223,7 @@ class Dispatcher(Closing):
 
     Use it from one thread that runs it (`run` or `run_async`); add and delete sources and
     stop it from anywhere, directly or through a
-    [`DispatcherController`][asyncmp.dispatcher.DispatcherController]. Close it with
+    [`DispatcherController`][asyncmp.dharma.DispatcherController]. Close it with
     `close()` (or `with`) to release its epoll set and wake-up pipe; garbage collection
     does it too once no controller is left. Handlers' own fds are never closed.
     """
@@ -318,7 +231,7 @@ class Dispatcher(Closing):
     __slots__ = ("__weakref__", "_core")
 
     def __init__(self) -> None:
-        self._core = _Core()
+        self._core = _DispatcherState()
 
     def get_controller(self) -> DispatcherController:
         """A handle for other threads: add and delete sources, stop the dispatcher."""
@@ -382,7 +295,7 @@ class Dispatcher(Closing):
             return
         try:
             while not core.should_stop():
-                await anyio.wait_readable(core.epoll.fileno())
+                await anyio.wait_readable(core.poller.fileno())
                 core.dispatch(0)
         finally:
             core.leave_run()
@@ -432,27 +345,27 @@ class DispatcherController:
     """A dispatcher's remote control, from `Dispatcher.get_controller()`; any thread."""
 
     __slots__ = ("_core",)
-    _core: _Core
+    _core: _DispatcherState
 
     def __new__(cls, *args: object, **kwargs: object) -> DispatcherController:
         raise TypeError("DispatcherController objects are made by Dispatcher.get_controller()")
 
     @classmethod
-    def _create(cls, core: _Core) -> DispatcherController:
+    def _create(cls, core: _DispatcherState) -> DispatcherController:
         self = object.__new__(cls)
         self._core = core
         return self
 
     def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
-        """As [`Dispatcher.add_source`][asyncmp.dispatcher.Dispatcher.add_source]."""
+        """As [`Dispatcher.add_source`][asyncmp.dharma.Dispatcher.add_source]."""
         return self._core.add_source(handler, kind)
 
     def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
-        """As [`Dispatcher.delete_source`][asyncmp.dispatcher.Dispatcher.delete_source]."""
+        """As [`Dispatcher.delete_source`][asyncmp.dharma.Dispatcher.delete_source]."""
         return self._core.delete_source(handler_id)
 
     def stop(self) -> None:
-        """As [`Dispatcher.stop`][asyncmp.dispatcher.Dispatcher.stop]."""
+        """As [`Dispatcher.stop`][asyncmp.dharma.Dispatcher.stop]."""
         self._core.stop()
 
     def __repr__(self) -> str:
