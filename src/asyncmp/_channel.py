@@ -245,8 +245,15 @@ class _BlockingClient(Generic[Req, Rep]):
         waiter = ThreadWaiter()
         core = client._core
         ticket = _Ticket(core, waiter)
-        core.push(new_request(core, msg, ticket), False)
-        if not waiter.wait(timeout) and ticket.deregister(waiter):
+        try:
+            core.push(new_request(core, msg, ticket), False)
+            woken = waiter.wait(timeout)
+        except BaseException:
+            # Interrupted (Ctrl-C raises KeyboardInterrupt out of the wait): give the request
+            # up exactly as a timeout does, or it would stay queued and be served.
+            ticket.deregister(waiter)
+            raise
+        if not woken and ticket.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return outcome(ticket.value)  # type: ignore[no-any-return]
 

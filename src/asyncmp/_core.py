@@ -324,12 +324,36 @@ class _Core:
             finally:
                 lock.release()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not waiter.wait(left):
+            try:
+                woken = waiter.wait(left)
+            except BaseException:
+                # Interrupted (Ctrl-C): leave as a timeout does, or the next request would be
+                # handed to this dead waiter.
+                self.abandon(waiter)
+                raise
+            if not woken:
                 if self.unpark(waiter):
                     raise TimeoutError(f"no request within {timeout} seconds")
                 waiter.wait(None)  # a waker took us just now: its delivery is on its way
             if waiter.value is not None and (item := self.handed(waiter.value)) is not None:
                 return item
+
+    def abandon(self, waiter: ThreadWaiter) -> None:
+        """A parked thread leaves without a request: deregister *waiter* or, if a waker took
+        it already, wait for what it delivers and pass a request on (see `requeue`)."""
+        if self.unpark(waiter):
+            return
+        interrupt = None
+        while True:
+            try:
+                waiter.wait(None)  # the waker is between taking the waiter and waking it
+                break
+            except BaseException as exc:  # a second Ctrl-C: finish first, raise it after
+                interrupt = exc
+        if waiter.value is not None:
+            self.requeue(waiter.value)
+        if interrupt is not None:
+            raise interrupt
 
     def try_take(self, gone: type[Exception]) -> Item | None:
         lock = self.lock

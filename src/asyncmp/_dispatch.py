@@ -299,10 +299,18 @@ class _BlockingJoinHandle(Generic[T_co]):
             waiter = None if handle._done else ThreadWaiter()
             if waiter is not None:
                 handle._waiters.append(waiter)
-        # A timed-out wait that can no longer deregister lost a race with the wake-up: the
-        # handle is finished, so the join succeeds.
-        if waiter is not None and not waiter.wait(timeout) and handle._deregister(waiter):
-            raise TimeoutError(f"dispatch loop {handle._name!r} still running after {timeout} s")
+        if waiter is not None:
+            try:
+                woken = waiter.wait(timeout)
+            except BaseException:  # interrupted (Ctrl-C): leave no waiter behind
+                handle._deregister(waiter)
+                raise
+            # A timed-out wait that can no longer deregister lost a race with the wake-up:
+            # the handle is finished, so the join succeeds.
+            if not woken and handle._deregister(waiter):
+                raise TimeoutError(
+                    f"dispatch loop {handle._name!r} still running after {timeout} s"
+                )
         return handle._outcome()
 
 

@@ -207,7 +207,14 @@ class _Ticket:
             waiter = self.waiter = ThreadWaiter()
         finally:
             lock.release()
-        if not waiter.wait(timeout) and self.deregister(waiter):
+        try:
+            woken = waiter.wait(timeout)
+        except BaseException:
+            # Interrupted (Ctrl-C): give up exactly as a timeout does, so that no dead
+            # waiter stays registered. A reply that won the race stays here for a retry.
+            self.deregister(waiter)
+            raise
+        if not woken and self.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return outcome(self.value)
 
