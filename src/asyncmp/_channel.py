@@ -119,7 +119,8 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         """Send *msg* and wait for the reply.
 
         Raises:
-            ServerDisappeared: the server is closed, or closed while the request was queued.
+            ServerDisappeared: the server is closed, or closed while the request was queued,
+                or has stopped after every client (this one too) was closed.
             NoReply: the server closed the reply context without answering.
             Exception: whatever exception object the server passed to `rctx.fail()`.
             Closed: this client was closed.
@@ -165,7 +166,8 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         """Queue *msg* now, without waiting, and return a handle to collect the reply.
 
         Raises:
-            ServerDisappeared: the server is closed.
+            ServerDisappeared: the server is closed, or has stopped after every client (this
+                one too) was closed.
             WouldBlock: the channel is bounded and full.
             Closed: this client was closed.
         """

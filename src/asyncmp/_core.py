@@ -23,6 +23,10 @@ Invariants (under ``core.lock``):
   counts their answers, lock-free (``next()`` on an ``itertools.count`` is atomic), so that
   answering needs no lock; in flight = taken − answered.
 - Once ``server_closed`` is set, ``queue`` is empty and stays so.
+- ``stopped`` is set once the server takes no more requests: it closed, or it saw
+  ClientsDisappeared (no strong client is left and none can ever come back, since only an
+  open client makes another). `push` refuses from then on: a sender whose client was closed
+  by another thread after its check must not queue a request that nobody will take.
 - Locks are taken as ``lock.acquire()`` / ``try: … finally: lock.release()`` rather than
   ``with lock:``, which costs about twice as much on CPython 3.11 — it is on every request.
 - Parked servers woken with ``None`` (last client gone, server closed) look at the queue
@@ -98,6 +102,7 @@ class _Core:
         "queue",
         "server_closed",
         "server_waiters",
+        "stopped",
         "taken",
         "weak_clients",
     )
@@ -111,6 +116,7 @@ class _Core:
         self.taken = 0
         self.answered = itertools.count()
         self.server_closed = False
+        self.stopped = False
         self.server_waiters: deque[Waiter] = deque()
 
     # -- client side -------------------------------------------------------------------
@@ -122,8 +128,12 @@ class _Core:
         lock = self.lock
         lock.acquire()
         try:
-            if self.server_closed:
-                raise ServerDisappeared("the server is closed")
+            if self.stopped:  # one test for both ends: on the hot path
+                raise ServerDisappeared(
+                    "the server is closed"
+                    if self.server_closed
+                    else "the server has stopped: every client had closed"
+                )
             if not self.server_waiters:
                 if nowait and self.max_queued is not None and len(self.queue) >= self.max_queued:
                     self._purge()
@@ -180,6 +190,7 @@ class _Core:
         if self.server_closed:
             raise Closed("the server is closed")
         if not self.clients:
+            self.stopped = True
             raise gone("every client has gone and the queue is drained")
         return None
 
@@ -369,7 +380,7 @@ class _Core:
         try:
             if self.server_closed:
                 return
-            self.server_closed = True
+            self.server_closed = self.stopped = True
             requesters = []
             for node in self.queue:
                 if not _gone(node):
