@@ -21,7 +21,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
-from ._closing import AsyncClosing
+from ._closing import AsyncClosing, finalize
 from ._core import _Core
 from ._errors import ClientsDisappeared, Closed
 from ._reply import (
@@ -214,7 +214,9 @@ class Client(AsyncClosing, Generic[Req, Rep]):
 
     def __del__(self) -> None:
         if not self._closed and not sys.is_finalizing():
-            self.close()
+            self._closed = True
+            core = self._core
+            finalize((core.lock,), core.drop_client)
 
     def __repr__(self) -> str:
         return f"<Client {'closed' if self._closed else 'open'}>"
@@ -278,8 +280,7 @@ class WeakClient(Generic[Req, Rep]):
     def _create(cls, core: _Core) -> WeakClient[Any, Any]:
         self: WeakClient[Any, Any] = object.__new__(cls)
         self._core = core
-        with core.lock:
-            core.weak_clients += 1
+        next(core.weak_made)
         return self
 
     def upgrade(self) -> Client[Req, Rep] | None:
@@ -293,9 +294,7 @@ class WeakClient(Generic[Req, Rep]):
         return Client._create(core)
 
     def __del__(self) -> None:
-        core = self._core
-        with core.lock:
-            core.weak_clients -= 1
+        next(self._core.weak_dropped)  # lock-free: a finalizer must not wait for the lock
 
     def __repr__(self) -> str:
         return "<WeakClient>"
@@ -382,7 +381,8 @@ class Server(AsyncClosing, Generic[Req, Rep]):
 
     def __del__(self) -> None:
         if not sys.is_finalizing():
-            self._core.close_server()
+            core = self._core
+            finalize((core.lock,), core.close_server)
 
     def __repr__(self) -> str:
         s = self.statistics()

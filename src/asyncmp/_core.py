@@ -104,7 +104,8 @@ class _Core:
         "server_waiters",
         "stopped",
         "taken",
-        "weak_clients",
+        "weak_dropped",
+        "weak_made",
     )
 
     def __init__(self, max_queued: int | None) -> None:
@@ -112,7 +113,10 @@ class _Core:
         self.queue: deque[ReplyContext[Any]] = deque()
         self.max_queued = max_queued
         self.clients = 1
-        self.weak_clients = 0
+        # Weak clients made and dropped, counted lock-free (like ``answered``) so that a
+        # WeakClient's finalizer takes no lock: existing = made − dropped.
+        self.weak_made = itertools.count()
+        self.weak_dropped = itertools.count()
         self.taken = 0
         self.answered = itertools.count()
         self.server_closed = False
@@ -403,6 +407,8 @@ class _Core:
         try:
             queued = sum(1 for node in self.queue if not _gone(node))
             in_flight = self.taken - _count(self.answered)
-            return queued, self.clients, self.weak_clients, in_flight
+            dropped = _count(self.weak_dropped)  # first: made ≥ dropped, never negative
+            weak_clients = _count(self.weak_made) - dropped
+            return queued, self.clients, weak_clients, in_flight
         finally:
             lock.release()

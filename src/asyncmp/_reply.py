@@ -29,6 +29,7 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
+from ._closing import finalize
 from ._errors import AlreadyReplied, Closed, NoReply
 from ._wait import (
     ThreadWaiter,
@@ -333,8 +334,12 @@ class ReplyContext(Generic[Rep]):
         self._close(exc)
 
     def __del__(self) -> None:
-        if self._to is not None and not sys.is_finalizing():
-            self._close(None)
+        to = self._to
+        if to is not None and not sys.is_finalizing():
+            if type(to) is _Future:
+                self._close(None)  # answering a future takes no lock
+            else:
+                finalize((self._core.lock,), self._close, None)
 
     def __repr__(self) -> str:
         return f"<ReplyContext {'answered' if self._to is None else 'pending'}>"
@@ -387,7 +392,7 @@ class PendingReply(Generic[Rep]):
     def __del__(self) -> None:
         ticket = self._ticket
         if ticket.state == WAITING and not sys.is_finalizing():
-            ticket.cancel()
+            finalize((ticket.core.lock,), ticket.cancel)
 
     def __repr__(self) -> str:
         state = {WAITING: "waiting", DONE: "done", GONE: "given up"}[self._ticket.state]

@@ -30,6 +30,7 @@ from ._dispatch import (
     check_options,
     loop_name,
 )
+from ._closing import finalize
 from ._errors import ClientsDisappeared
 from ._reply import ReplyContext
 from ._wait import current_library
@@ -211,8 +212,8 @@ class _Guard:
             self.handle._finish(None, error, quiet=True)
 
     def __del__(self) -> None:
-        if not sys.is_finalizing():
-            self.fire()
+        if self.armed and not sys.is_finalizing():
+            finalize((self.server._core.lock, self.handle._lock), self.fire)
 
 
 async def _serve(
