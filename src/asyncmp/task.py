@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar, final
 
 from ._channel import Client, Server, WeakClient
+from ._closing import finalize
 from ._dispatch import (
     Break,
     Continue,
@@ -30,7 +31,6 @@ from ._dispatch import (
     check_options,
     loop_name,
 )
-from ._closing import finalize
 from ._errors import ClientsDisappeared
 from ._reply import ReplyContext
 from ._wait import current_library
