@@ -25,6 +25,7 @@ from ._closing import AsyncClosing, finalize
 from ._core import _Core
 from ._errors import ClientsDisappeared, Closed
 from ._reply import (
+    LOST,
     QUEUED,
     PendingReply,
     ReplyContext,
@@ -33,6 +34,7 @@ from ._reply import (
     _Ticket,
     new_request,
     outcome,
+    reclaim,
 )
 from ._wait import (
     ThreadWaiter,
@@ -152,12 +154,19 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         del node
         try:
             value = await fut
-        except BaseException:
+        except BaseException as exc:
             # Give up: a cancelled future is how the server learns that the request was
             # withdrawn (still queued) or orphaned (picked up). Task.cancel has usually
             # cancelled it already; this covers every other way out.
-            fut.cancel()
-            raise
+            try:
+                fut.cancel()
+            except RuntimeError:
+                # Its loop is closed (this coroutine is being collected): the future is
+                # cancelled all the same, only its callbacks could not be scheduled.
+                pass
+            value = reclaim(fut, exc)
+            if value is LOST:
+                raise
         if type(value) is _Failure:
             raise value.error
         return value  # type: ignore[no-any-return]
