@@ -128,7 +128,9 @@ class Client(AsyncClosing, Generic[Req, Rep]):
             Closed: this client was closed.
 
         Cancellation: if the server has not picked the request up yet, it is withdrawn and
-        the server never sees it; otherwise the server's `reply()` returns `False`.
+        the server never sees it; otherwise the server's `reply()` returns `False`. A reply
+        already on its way wins over a cancellation under trio and inside anyio cancel
+        scopes, and loses to a bare asyncio `Task.cancel()` (see the channels page).
         """
         if self._closed:
             raise Closed("this client is closed")

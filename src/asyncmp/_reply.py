@@ -24,7 +24,9 @@ Invariants:
   requester's loop resolves the future; a requester cancelled meanwhile finds it there
   (`reclaim`). Whoever removes the entry owns the answer: the wake-up that resolves the
   future, the requester giving up, or `settle` taking it back — and `settle` reports True
-  exactly when it did not take it back.
+  exactly when it did not take it back. (A loop closed while the wake-up is still queued
+  and its requester still waits leaves the entry behind, with the task that loop left
+  pending for ever anyway.)
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ def reclaim(fut: asyncio.Future[Any], exc: BaseException) -> object:
     scope is cancelled — trio's rule, where a cancellation that finds the answer on its way
     is refused and delivered at the next checkpoint. No ``Task.uncancel()`` here: anyio
     takes back the cancellations it made when the scope exits. A bare ``Task.cancel()`` is
-    delivered once, so it wins and the answer is dropped.
+    delivered once, so it wins and the answer is dropped. (A bare cancel that lands in the
+    same instant as a cancelled scope's cannot be told apart here. It still takes effect if
+    the task awaits again inside the scope: anyio sees the extra count in
+    ``Task.cancelling()`` and lets that cancellation propagate out of the scope.)
     """
     value = _in_flight.pop(fut, LOST)
     if value is LOST or not isinstance(exc, asyncio.CancelledError):
