@@ -337,7 +337,9 @@ class ReplyContext(Generic[Rep]):
         # `settle(to, value)`, inlined for an asyncio requester whose loop runs this thread:
         # the hot path. The ident test is cheap and rejects other threads; the loop test
         # catches a loop that has moved to another thread since the request was sent
-        # (resolving its future here would not wake it).
+        # (resolving its future here would not wake it). That test costs a getpid() system
+        # call on CPython 3.11 (about 150 ns): neither asyncio nor uvloop tells more
+        # cheaply which thread runs a loop.
         if self._tid == _get_ident() and to.get_loop() is _get_running_loop():  # type: ignore[union-attr]
             if to.done():  # type: ignore[union-attr]
                 return False
