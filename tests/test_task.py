@@ -158,6 +158,10 @@ async def test_spawn_rejects_bad_arguments() -> None:
             task.spawn(make_handler, task_group=tg, max_queued=0)
         with pytest.raises(TypeError, match="callable"):
             task.spawn(42, task_group=tg)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="on_error"):
+            task.spawn(make_handler, task_group=tg, on_error="ignore")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="on_error"):
+            task.spawn(make_handler, task_group=tg, on_error=None)  # type: ignore[arg-type]
 
     assert calls == []
 
@@ -383,6 +387,113 @@ async def test_spawn_raising_after_reply_keeps_the_reply() -> None:
     async with serving(lambda client: ReplyThenRaise()) as (client, handle):
         assert await client.send(21) == 42
         with pytest.raises(KeyError):
+            await handle
+
+
+async def test_spawn_return_value_instead_of_reply_is_the_no_reply_cause() -> None:
+    """A proc_req that returns a value instead of replying gives its request NoReply whose
+    __cause__ is the TypeError that ends the loop."""
+
+    class Returns:
+        async def proc_req(self, msg: Any, rctx: ReplyContext[Any]) -> Any:
+            return msg * 2
+
+    async with serving(lambda client: Returns()) as (client, handle):
+        with pytest.raises(NoReply) as no_reply:
+            await client.send(21)
+        with pytest.raises(TypeError, match="proc_req must return") as info:
+            await handle
+
+    assert no_reply.value.__cause__ is info.value
+
+
+class Faulty:
+    """A handler with every kind of per-request bug, chosen by the message."""
+
+    async def proc_req(self, msg: Any, rctx: ReplyContext[Any]) -> Any:
+        if msg in ("raise", "fatal"):
+            raise KeyError(msg)
+        if msg == "twice":
+            rctx.reply("first")
+            rctx.reply("second")  # AlreadyReplied
+        if msg == "fail-text":
+            rctx.fail("text")  # type: ignore[arg-type]  # TypeError
+        if msg == "return":
+            return "value"  # TypeError: not a flow value
+        rctx.reply(msg)
+        return None
+
+
+async def test_spawn_on_error_continue_fails_only_the_request_in_hand() -> None:
+    """on_error="continue": a raise, a second reply, fail("text") and `return value` each
+    fail only their own request (NoReply caused by the exception, or the reply already
+    given), are logged on the asyncmp logger, and the loop goes on."""
+    with asyncmp_log() as (records, _):
+        async with serving(lambda client: Faulty(), on_error="continue") as (client, handle):
+            with pytest.raises(NoReply) as raised:
+                await client.send("raise")
+            assert await client.send("twice") == "first"
+            with pytest.raises(NoReply) as failed:
+                await client.send("fail-text")
+            with pytest.raises(NoReply) as returned:
+                await client.send("return")
+            assert await client.send("ok") == "ok"
+            assert not handle.done()
+            client.close()
+            assert await handle is None
+
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert isinstance(failed.value.__cause__, TypeError)
+    assert isinstance(returned.value.__cause__, TypeError)
+    assert [type(r.exc_info[1]) for r in records if r.exc_info] == [
+        KeyError,
+        asyncmp.AlreadyReplied,
+        TypeError,
+        TypeError,
+    ]
+    assert all(r.levelno == logging.ERROR and "goes on" in r.getMessage() for r in records)
+
+
+async def test_spawn_on_error_callable_sees_each_failure_and_may_end_the_loop() -> None:
+    """on_error=callable (here an async def) is called with the exception and the message
+    after the request got NoReply; the loop goes on, unless the callable raises: then the
+    loop ends with what it raised."""
+    seen: list[tuple[type[BaseException], object]] = []
+
+    async def on_error(exc: Exception, msg: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append((type(exc), msg))
+        if msg == "fatal":
+            raise RuntimeError("stop now") from exc
+
+    async with serving(lambda client: Faulty(), on_error=on_error) as (client, handle):
+        with pytest.raises(NoReply):
+            await client.send("raise")
+        assert await client.send("ok") == "ok"
+        with pytest.raises(NoReply):
+            await client.send("fatal")
+        with pytest.raises(RuntimeError, match="stop now"):
+            await handle
+        with pytest.raises(ServerDisappeared):
+            await client.send("ok")
+
+    assert seen == [(KeyError, "raise"), (KeyError, "fatal")]
+
+
+async def test_spawn_on_error_continue_still_ends_on_cancellation() -> None:
+    """on_error="continue" does not catch cancellation: a cancelled task group still ends
+    the loop (the request in hand gets NoReply, joining raises RuntimeError)."""
+    gated = Gated()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            client, handle = task.spawn(lambda client: gated, task_group=tg, on_error="continue")
+            in_hand = client.request("never")
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+
+        with pytest.raises(NoReply):
+            await in_hand
+        with pytest.raises(RuntimeError, match="cancelled"):
             await handle
 
 

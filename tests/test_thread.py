@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 from asyncmp import (
+    AlreadyReplied,
     Break,
     Client,
     Closed,
@@ -155,6 +156,10 @@ def test_spawn_rejects_bad_arguments_and_async_handlers() -> None:
         thread.spawn(lambda client: Adder(client.weak()), max_queued=0)
     with pytest.raises(TypeError, match="proc_req"):
         thread.spawn(lambda client: object())  # type: ignore[arg-type, return-value]
+    with pytest.raises(ValueError, match="on_error"):
+        thread.spawn(lambda client: Adder(client.weak()), on_error="log")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="on_error"):
+        thread.spawn(lambda client: Adder(client.weak()), on_error=1)  # type: ignore[arg-type]
 
     class AsyncProc:
         async def proc_req(self, msg: Any, rctx: ReplyContext[Any]) -> None:
@@ -401,6 +406,109 @@ def test_spawn_continue_forms_go_on_and_bad_return_stops_loop() -> None:
 
     with pytest.raises(TypeError, match="proc_req must return"):
         handle.blocking.join(timeout=WAIT)
+
+
+def test_spawn_return_value_instead_of_reply_is_the_no_reply_cause() -> None:
+    """A proc_req that returns a value instead of replying gives its request NoReply whose
+    __cause__ is the TypeError that ends the loop."""
+
+    class Returns:
+        def proc_req(self, msg: Any, rctx: ReplyContext[Any]) -> Any:
+            return msg * 2
+
+    client, handle = thread.spawn(lambda client: Returns())
+    with pytest.raises(NoReply) as no_reply:
+        client.blocking.send(21, timeout=WAIT)
+    with pytest.raises(TypeError, match="proc_req must return") as info:
+        handle.blocking.join(timeout=WAIT)
+
+    assert no_reply.value.__cause__ is info.value
+
+
+class Faulty:
+    """A handler with every kind of per-request bug, chosen by the message."""
+
+    def proc_req(self, msg: Any, rctx: ReplyContext[Any]) -> Any:
+        if msg in ("raise", "fatal"):
+            raise KeyError(msg)
+        if msg == "interrupt":
+            raise KeyboardInterrupt
+        if msg == "twice":
+            rctx.reply("first")
+            rctx.reply("second")  # AlreadyReplied
+        if msg == "fail-text":
+            rctx.fail("text")  # type: ignore[arg-type]  # TypeError
+        if msg == "return":
+            return "value"  # TypeError: not a flow value
+        rctx.reply(msg)
+        return None
+
+
+def test_spawn_on_error_continue_fails_only_the_request_in_hand() -> None:
+    """on_error="continue": a raise, a second reply, fail("text") and `return value` each
+    fail only their own request (NoReply caused by the exception, or the reply already
+    given), are logged on the asyncmp logger, and the loop goes on."""
+    with asyncmp_log() as (records, _):
+        client, handle = thread.spawn(lambda client: Faulty(), on_error="continue")
+        with pytest.raises(NoReply) as raised:
+            client.blocking.send("raise", timeout=WAIT)
+        assert client.blocking.send("twice", timeout=WAIT) == "first"
+        with pytest.raises(NoReply) as failed:
+            client.blocking.send("fail-text", timeout=WAIT)
+        with pytest.raises(NoReply) as returned:
+            client.blocking.send("return", timeout=WAIT)
+        assert client.blocking.send("ok", timeout=WAIT) == "ok"
+        assert not handle.done()
+        client.close()
+        assert handle.blocking.join(timeout=WAIT) is None
+
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert isinstance(failed.value.__cause__, TypeError)
+    assert isinstance(returned.value.__cause__, TypeError)
+    assert [type(r.exc_info[1]) for r in records if r.exc_info] == [
+        KeyError,
+        AlreadyReplied,
+        TypeError,
+        TypeError,
+    ]
+    assert all(r.levelno == logging.ERROR and "goes on" in r.getMessage() for r in records)
+
+
+def test_spawn_on_error_callable_sees_each_failure_and_may_end_the_loop() -> None:
+    """on_error=callable is called on the server thread with the exception and the
+    message after the request got NoReply; the loop goes on, unless the callable raises:
+    then the loop ends with what it raised."""
+    seen: list[tuple[type[BaseException], object, str]] = []
+
+    def on_error(exc: Exception, msg: Any) -> None:
+        seen.append((type(exc), msg, threading.current_thread().name))
+        if msg == "fatal":
+            raise RuntimeError("stop now") from exc
+
+    client, handle = thread.spawn(lambda client: Faulty(), name="faulty", on_error=on_error)
+    with pytest.raises(NoReply):
+        client.blocking.send("raise", timeout=WAIT)
+    assert client.blocking.send("ok", timeout=WAIT) == "ok"
+    with pytest.raises(NoReply):
+        client.blocking.send("fatal", timeout=WAIT)
+    with pytest.raises(RuntimeError, match="stop now"):
+        handle.blocking.join(timeout=WAIT)
+    with pytest.raises(ServerDisappeared):
+        client.blocking.send("ok", timeout=WAIT)
+
+    assert seen == [(KeyError, "raise", "faulty"), (KeyError, "fatal", "faulty")]
+
+
+def test_spawn_on_error_continue_never_swallows_keyboard_interrupt() -> None:
+    """on_error="continue" handles handler errors (Exception) only: a KeyboardInterrupt
+    raised in proc_req still ends the loop, and joining raises it."""
+    client, handle = thread.spawn(lambda client: Faulty(), on_error="continue")
+    with pytest.raises(NoReply) as info:
+        client.blocking.send("interrupt", timeout=WAIT)
+    with pytest.raises(KeyboardInterrupt):
+        handle.blocking.join(timeout=WAIT)
+
+    assert isinstance(info.value.__cause__, KeyboardInterrupt)
 
 
 def test_spawn_proc_req_returning_awaitable_is_an_error() -> None:

@@ -21,10 +21,11 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
-from ._closing import AsyncClosing
+from ._closing import AsyncClosing, finalize
 from ._core import _Core
 from ._errors import ClientsDisappeared, Closed
 from ._reply import (
+    LOST,
     QUEUED,
     PendingReply,
     ReplyContext,
@@ -33,6 +34,7 @@ from ._reply import (
     _Ticket,
     new_request,
     outcome,
+    reclaim,
 )
 from ._wait import (
     ThreadWaiter,
@@ -121,13 +123,16 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         """Send *msg* and wait for the reply.
 
         Raises:
-            ServerDisappeared: the server is closed, or closed while the request was queued.
+            ServerDisappeared: the server is closed, or closed while the request was queued,
+                or has stopped after every client (this one too) was closed.
             NoReply: the server closed the reply context without answering.
             Exception: whatever exception object the server passed to `rctx.fail()`.
             Closed: this client was closed.
 
         Cancellation: if the server has not picked the request up yet, it is withdrawn and
-        the server never sees it; otherwise the server's `reply()` returns `False`.
+        the server never sees it; otherwise the server's `reply()` returns `False`. A reply
+        already on its way wins over a cancellation under trio and inside anyio cancel
+        scopes, and loses to a bare asyncio `Task.cancel()` (see the channels page).
         """
         if self._closed:
             raise Closed("this client is closed")
@@ -153,12 +158,19 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         del node
         try:
             value = await fut
-        except BaseException:
+        except BaseException as exc:
             # Give up: a cancelled future is how the server learns that the request was
             # withdrawn (still queued) or orphaned (picked up). Task.cancel has usually
             # cancelled it already; this covers every other way out.
-            fut.cancel()
-            raise
+            try:
+                fut.cancel()
+            except RuntimeError:
+                # Its loop is closed (this coroutine is being collected): the future is
+                # cancelled all the same, only its callbacks could not be scheduled.
+                pass
+            value = reclaim(fut, exc)
+            if value is LOST:
+                raise
         if type(value) is _Failure:
             raise value.error
         return value  # type: ignore[no-any-return]
@@ -167,7 +179,8 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         """Queue *msg* now, without waiting, and return a handle to collect the reply.
 
         Raises:
-            ServerDisappeared: the server is closed.
+            ServerDisappeared: the server is closed, or has stopped after every client (this
+                one too) was closed.
             WouldBlock: the channel is bounded and full.
             Closed: this client was closed.
         """
@@ -214,7 +227,9 @@ class Client(AsyncClosing, Generic[Req, Rep]):
 
     def __del__(self) -> None:
         if not self._closed and not sys.is_finalizing():
-            self.close()
+            self._closed = True
+            core = self._core
+            finalize((core.lock,), core.drop_client)
 
     def __repr__(self) -> str:
         return f"<Client {'closed' if self._closed else 'open'}>"
@@ -247,8 +262,15 @@ class _BlockingClient(Generic[Req, Rep]):
         waiter = ThreadWaiter()
         core = client._core
         ticket = _Ticket(core, waiter)
-        core.push(new_request(core, msg, ticket), False)
-        if not waiter.wait(timeout) and ticket.deregister(waiter):
+        try:
+            core.push(new_request(core, msg, ticket), False)
+            woken = waiter.wait(timeout)
+        except BaseException:
+            # Interrupted (Ctrl-C raises KeyboardInterrupt out of the wait): give the request
+            # up exactly as a timeout does, or it would stay queued and be served.
+            ticket.deregister(waiter)
+            raise
+        if not woken and ticket.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return outcome(ticket.value)  # type: ignore[no-any-return]
 
@@ -271,8 +293,7 @@ class WeakClient(Generic[Req, Rep]):
     def _create(cls, core: _Core) -> WeakClient[Any, Any]:
         self: WeakClient[Any, Any] = object.__new__(cls)
         self._core = core
-        with core.lock:
-            core.weak_clients += 1
+        next(core.weak_made)
         return self
 
     def upgrade(self) -> Client[Req, Rep] | None:
@@ -286,9 +307,7 @@ class WeakClient(Generic[Req, Rep]):
         return Client._create(core)
 
     def __del__(self) -> None:
-        core = self._core
-        with core.lock:
-            core.weak_clients -= 1
+        next(self._core.weak_dropped)  # lock-free: a finalizer must not wait for the lock
 
     def __repr__(self) -> str:
         return "<WeakClient>"
@@ -375,7 +394,8 @@ class Server(AsyncClosing, Generic[Req, Rep]):
 
     def __del__(self) -> None:
         if not sys.is_finalizing():
-            self._core.close_server()
+            core = self._core
+            finalize((core.lock,), core.close_server)
 
     def __repr__(self) -> str:
         s = self.statistics()

@@ -23,6 +23,10 @@ Invariants (under ``core.lock``):
   counts their answers, lock-free (``next()`` on an ``itertools.count`` is atomic), so that
   answering needs no lock; in flight = taken − answered.
 - Once ``server_closed`` is set, ``queue`` is empty and stays so.
+- ``stopped`` is set once the server takes no more requests: it closed, or it saw
+  ClientsDisappeared (no strong client is left and none can ever come back, since only an
+  open client makes another). `push` refuses from then on: a sender whose client was closed
+  by another thread after its check must not queue a request that nobody will take.
 - Locks are taken as ``lock.acquire()`` / ``try: … finally: lock.release()`` rather than
   ``with lock:``, which costs about twice as much on CPython 3.11 — it is on every request.
 - Parked servers woken with ``None`` (last client gone, server closed) look at the queue
@@ -98,8 +102,10 @@ class _Core:
         "queue",
         "server_closed",
         "server_waiters",
+        "stopped",
         "taken",
-        "weak_clients",
+        "weak_dropped",
+        "weak_made",
     )
 
     def __init__(self, max_queued: int | None) -> None:
@@ -107,10 +113,14 @@ class _Core:
         self.queue: deque[ReplyContext[Any]] = deque()
         self.max_queued = max_queued
         self.clients = 1
-        self.weak_clients = 0
+        # Weak clients made and dropped, counted lock-free (like ``answered``) so that a
+        # WeakClient's finalizer takes no lock: existing = made − dropped.
+        self.weak_made = itertools.count()
+        self.weak_dropped = itertools.count()
         self.taken = 0
         self.answered = itertools.count()
         self.server_closed = False
+        self.stopped = False
         self.server_waiters: deque[Waiter] = deque()
 
     # -- client side -------------------------------------------------------------------
@@ -122,8 +132,12 @@ class _Core:
         lock = self.lock
         lock.acquire()
         try:
-            if self.server_closed:
-                raise ServerDisappeared("the server is closed")
+            if self.stopped:  # one test for both ends: on the hot path
+                raise ServerDisappeared(
+                    "the server is closed"
+                    if self.server_closed
+                    else "the server has stopped: every client had closed"
+                )
             if not self.server_waiters:
                 if nowait and self.max_queued is not None and len(self.queue) >= self.max_queued:
                     self._purge()
@@ -180,6 +194,7 @@ class _Core:
         if self.server_closed:
             raise Closed("the server is closed")
         if not self.clients:
+            self.stopped = True
             raise gone("every client has gone and the queue is drained")
         return None
 
@@ -324,12 +339,36 @@ class _Core:
             finally:
                 lock.release()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not waiter.wait(left):
+            try:
+                woken = waiter.wait(left)
+            except BaseException:
+                # Interrupted (Ctrl-C): leave as a timeout does, or the next request would be
+                # handed to this dead waiter.
+                self.abandon(waiter)
+                raise
+            if not woken:
                 if self.unpark(waiter):
                     raise TimeoutError(f"no request within {timeout} seconds")
                 waiter.wait(None)  # a waker took us just now: its delivery is on its way
             if waiter.value is not None and (item := self.handed(waiter.value)) is not None:
                 return item
+
+    def abandon(self, waiter: ThreadWaiter) -> None:
+        """A parked thread leaves without a request: deregister *waiter* or, if a waker took
+        it already, wait for what it delivers and pass a request on (see `requeue`)."""
+        if self.unpark(waiter):
+            return
+        interrupt = None
+        while True:
+            try:
+                waiter.wait(None)  # the waker is between taking the waiter and waking it
+                break
+            except BaseException as exc:  # a second Ctrl-C: finish first, raise it after
+                interrupt = exc
+        if waiter.value is not None:
+            self.requeue(waiter.value)
+        if interrupt is not None:
+            raise interrupt
 
     def try_take(self, gone: type[Exception]) -> Item | None:
         lock = self.lock
@@ -345,7 +384,7 @@ class _Core:
         try:
             if self.server_closed:
                 return
-            self.server_closed = True
+            self.server_closed = self.stopped = True
             requesters = []
             for node in self.queue:
                 if not _gone(node):
@@ -368,6 +407,8 @@ class _Core:
         try:
             queued = sum(1 for node in self.queue if not _gone(node))
             in_flight = self.taken - _count(self.answered)
-            return queued, self.clients, self.weak_clients, in_flight
+            dropped = _count(self.weak_dropped)  # first: made ≥ dropped, never negative
+            weak_clients = _count(self.weak_made) - dropped
+            return queued, self.clients, weak_clients, in_flight
         finally:
             lock.release()

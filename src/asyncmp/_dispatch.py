@@ -8,6 +8,12 @@ loop bodies differ only in whether they await, so they live in ``task.py`` and
 publishing its outcome — is here, written once.
 
 Invariants:
+- A request whose ``proc_req`` failed — raised, or returned something that is not a flow
+  value — is answered with `NoReply` (cause: the exception) before anything else happens,
+  unless it was answered already. Then ``on_error`` decides: ``"stop"`` ends the loop with
+  the exception (ump-server's rule), ``"continue"`` logs it and goes on, a callable is
+  called and the loop goes on unless it raises. Only an ``Exception`` is a handler error:
+  cancellation, KeyboardInterrupt and SystemExit always end the loop.
 - The loop holds the `Server` and a `WeakClient`, never a strong `Client`: only the
   application's clients keep the loop alive (ump-server's rule).
 - The server is closed the moment the loop ends, for any reason, before ``term`` runs, so
@@ -25,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar, final
+from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
 from ._channel import Client, Server, WeakClient, channel
 from ._reply import ReplyContext
@@ -104,10 +110,37 @@ def abort_request(rctx: ReplyContext[Any], exc: BaseException) -> None:
     rctx.__exit__(type(exc), exc, exc.__traceback__)
 
 
-def check_options(name: object, watchdog: object) -> float | None:
-    """Validate ``name=`` and ``watchdog=``; return the watchdog limit as a float."""
+def report_failure(
+    on_error: Literal["continue"] | Callable[[Exception, Any], object],
+    name: str,
+    exc: Exception,
+    msg: object,
+) -> object:
+    """``proc_req`` failed with *exc* under ``on_error`` "continue" or a callable (its
+    request has had `NoReply`): log it, or return what the callable returned (a task loop
+    awaits an awaitable). What the callable raises ends the loop."""
+    if isinstance(on_error, str):  # "continue"
+        logger.error(
+            "dispatch loop %r: proc_req(%s) failed; its request got NoReply unless it was "
+            "answered, and the loop goes on",
+            name,
+            type(msg).__qualname__,
+            exc_info=exc,
+        )
+        return None
+    return on_error(exc, msg)
+
+
+def check_options(name: object, watchdog: object, on_error: object = "stop") -> float | None:
+    """Validate ``name=``, ``watchdog=`` and ``on_error=``; return the watchdog limit as a
+    float."""
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, not {name!r}")
+    if isinstance(on_error, str):
+        if on_error not in ("stop", "continue"):
+            raise ValueError(f'on_error must be "stop", "continue" or a callable, not {on_error!r}')
+    elif not callable(on_error):
+        raise TypeError(f'on_error must be "stop", "continue" or a callable, not {on_error!r}')
     if watchdog is None:
         return None
     if isinstance(watchdog, bool) or not isinstance(watchdog, (int, float)):
@@ -299,10 +332,18 @@ class _BlockingJoinHandle(Generic[T_co]):
             waiter = None if handle._done else ThreadWaiter()
             if waiter is not None:
                 handle._waiters.append(waiter)
-        # A timed-out wait that can no longer deregister lost a race with the wake-up: the
-        # handle is finished, so the join succeeds.
-        if waiter is not None and not waiter.wait(timeout) and handle._deregister(waiter):
-            raise TimeoutError(f"dispatch loop {handle._name!r} still running after {timeout} s")
+        if waiter is not None:
+            try:
+                woken = waiter.wait(timeout)
+            except BaseException:  # interrupted (Ctrl-C): leave no waiter behind
+                handle._deregister(waiter)
+                raise
+            # A timed-out wait that can no longer deregister lost a race with the wake-up:
+            # the handle is finished, so the join succeeds.
+            if not woken and handle._deregister(waiter):
+                raise TimeoutError(
+                    f"dispatch loop {handle._name!r} still running after {timeout} s"
+                )
         return handle._outcome()
 
 

@@ -49,8 +49,11 @@ class ServerDisappeared(Disconnected):
     """Client side: the server was closed (or collected) before it picked the request up.
 
     Raised by a send on a channel whose server is gone, and to every request still queued
-    when the server closes. Unlike [`NoReply`][asyncmp.NoReply], the server never saw
-    the request, so it is always safe to retry elsewhere.
+    when the server closes. Also raised by a send that races the close of the last strong
+    client (its own) and loses: once the server has seen
+    [`ClientsDisappeared`][asyncmp.ClientsDisappeared] it takes no more requests. Unlike
+    [`NoReply`][asyncmp.NoReply], the server never saw the request, so it is always safe to
+    retry elsewhere.
     """
 
 

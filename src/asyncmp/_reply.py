@@ -20,15 +20,25 @@ Invariants:
   QUEUED one whose requester gave up is a tombstone that the server skips.
 - The outcome is stored (future result, or ticket fields under the lock) before the
   requester is woken, so the woken side reads it without the lock.
+- An answer from another thread to an asyncio requester waits in ``_in_flight`` until the
+  requester's loop resolves the future; a requester cancelled meanwhile finds it there
+  (`reclaim`). Whoever removes the entry owns the answer: the wake-up that resolves the
+  future, the requester giving up, or `settle` taking it back — and `settle` reports True
+  exactly when it did not take it back. (A loop closed while the wake-up is still queued
+  and its requester still waits leaves the entry behind, with the task that loop left
+  pending for ever anyway.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import math
 import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
+from ._closing import finalize
 from ._errors import AlreadyReplied, Closed, NoReply
 from ._wait import (
     ThreadWaiter,
@@ -45,7 +55,6 @@ from ._wait import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Generator
 
     from ._core import _Core
@@ -82,9 +91,19 @@ def outcome(value: Any) -> Any:
     return value
 
 
+# Answers from other threads on their way to an asyncio requester: future -> answer (see
+# the module doc). Operations on a dict are atomic, so no lock is needed.
+_in_flight: dict[asyncio.Future[Any], object] = {}
+# What `reclaim` returns when no answer is there for the requester.
+LOST: Final = object()
+
+
 def _resolve(fut: asyncio.Future[Any], value: object) -> None:
     if not fut.done():
+        # Remove the entry first: a `settle` that sees the future done must find it gone.
+        _in_flight.pop(fut, None)
         fut.set_result(value)
+    # Cancelled: the entry stays for the requester, whose give-up path removes it.
 
 
 def settle(to: asyncio.Future[Any] | _Ticket, value: object) -> bool:
@@ -97,12 +116,49 @@ def settle(to: asyncio.Future[Any] | _Ticket, value: object) -> bool:
     if loop is _get_running_loop():
         to.set_result(value)
         return True
+    _in_flight[to] = value
     try:
         loop.call_soon_threadsafe(_resolve, to, value)
     except RuntimeError:  # its loop is closed: the requester is gone
+        _in_flight.pop(to, None)
         return False
-    # A cancellation that lands before the callback runs wins; `send` documents this race.
+    if to.done():
+        # The requester gave up meanwhile (or the wake-up has run already): the answer went
+        # to whoever removed the entry. Still there: nobody will take it.
+        return _in_flight.pop(to, LOST) is LOST
     return True
+
+
+def reclaim(fut: asyncio.Future[Any], exc: BaseException) -> object:
+    """An asyncio requester waiting on *fut* is leaving by *exc*: the answer it should
+    return instead, or `LOST`.
+
+    Call after *fut* is cancelled. An answer from another thread may be on its way (see
+    `settle`, which has reported it delivered); the requester takes it back here. It wins
+    over the cancellation only where the cancellation will come again: inside a cancelled
+    anyio cancel scope, which re-cancels the task at its next ``await`` for as long as the
+    scope is cancelled — trio's rule, where a cancellation that finds the answer on its way
+    is refused and delivered at the next checkpoint. No ``Task.uncancel()`` here: anyio
+    takes back the cancellations it made when the scope exits. A bare ``Task.cancel()`` is
+    delivered once, so it wins and the answer is dropped. (A bare cancel that lands in the
+    same instant as a cancelled scope's cannot be told apart here. It still takes effect if
+    the task awaits again inside the scope: anyio sees the extra count in
+    ``Task.cancelling()`` and lets that cancellation propagate out of the scope.)
+    """
+    value = _in_flight.pop(fut, LOST)
+    if value is LOST or not isinstance(exc, asyncio.CancelledError):
+        return LOST
+    return value if _cancel_comes_again() else LOST
+
+
+def _cancel_comes_again() -> bool:
+    """Whether an anyio cancel scope around the running task is cancelled (unshielded)."""
+    try:
+        import anyio
+
+        return anyio.current_effective_deadline() == -math.inf
+    except Exception:  # no library anyio recognises is running: nothing re-cancels
+        return False
 
 
 def gone(to: asyncio.Future[Any] | _Ticket) -> bool:
@@ -190,7 +246,13 @@ class _Ticket:
         if waiter is None:
             await trio_checkpoint()
         else:
-            await park(waiter, functools.partial(self.deregister, waiter))
+            try:
+                await park(waiter, functools.partial(self.deregister, waiter))
+            except asyncio.CancelledError:
+                # A cancellation that found the outcome on its way (the waker took the
+                # waiter): inside a cancelled anyio scope the answer wins (see `reclaim`).
+                if self.state != DONE or not _cancel_comes_again():
+                    raise
         return outcome(self.value)
 
     def wait_blocking(self, timeout: float | None) -> Any:
@@ -207,7 +269,14 @@ class _Ticket:
             waiter = self.waiter = ThreadWaiter()
         finally:
             lock.release()
-        if not waiter.wait(timeout) and self.deregister(waiter):
+        try:
+            woken = waiter.wait(timeout)
+        except BaseException:
+            # Interrupted (Ctrl-C): give up exactly as a timeout does, so that no dead
+            # waiter stays registered. A reply that won the race stays here for a retry.
+            self.deregister(waiter)
+            raise
+        if not woken and self.deregister(waiter):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return outcome(self.value)
 
@@ -242,9 +311,9 @@ class ReplyContext(Generic[Rep]):
     _msg: Any
     _state: int
     _to: asyncio.Future[Any] | _Ticket | None
-    # The thread that runs the loop of an asyncio requester (``_to`` a Future), else 0.
-    # Comparing thread idents is how `reply` knows it may resolve the future directly:
-    # asyncio._get_running_loop() costs a getpid() system call per call on CPython 3.11.
+    # The thread that ran the loop of an asyncio requester (``_to`` a Future) when it sent,
+    # else 0. Comparing thread idents lets `reply` skip asyncio._get_running_loop() — a
+    # getpid() system call on CPython 3.11 — for every answer from another thread.
     _tid: int
 
     def __new__(cls, *args: object, **kwargs: object) -> ReplyContext[Any]:
@@ -265,14 +334,16 @@ class ReplyContext(Generic[Rep]):
             raise AlreadyReplied("cannot reply(): this reply context was already answered")
         self._to = None
         next(self._core.answered)
-        # `settle(to, value)`, inlined for an asyncio requester on this thread: the hot path.
-        if self._tid == _get_ident():
+        # `settle(to, value)`, inlined for an asyncio requester whose loop runs this thread:
+        # the hot path. The ident test is cheap and rejects other threads; the loop test
+        # catches a loop that has moved to another thread since the request was sent
+        # (resolving its future here would not wake it). That test costs a getpid() system
+        # call on CPython 3.11 (about 150 ns): neither asyncio nor uvloop tells more
+        # cheaply which thread runs a loop.
+        if self._tid == _get_ident() and to.get_loop() is _get_running_loop():  # type: ignore[union-attr]
             if to.done():  # type: ignore[union-attr]
                 return False
-            try:
-                to.set_result(value)  # type: ignore[union-attr]
-            except RuntimeError:  # its loop is closed: the requester is gone
-                return False
+            to.set_result(value)  # type: ignore[union-attr]  # a running loop is not closed
             return True
         return settle(to, value)
 
@@ -326,8 +397,12 @@ class ReplyContext(Generic[Rep]):
         self._close(exc)
 
     def __del__(self) -> None:
-        if self._to is not None and not sys.is_finalizing():
-            self._close(None)
+        to = self._to
+        if to is not None and not sys.is_finalizing():
+            if type(to) is _Future:
+                self._close(None)  # answering a future takes no lock
+            else:
+                finalize((self._core.lock,), self._close, None)
 
     def __repr__(self) -> str:
         return f"<ReplyContext {'answered' if self._to is None else 'pending'}>"
@@ -380,7 +455,7 @@ class PendingReply(Generic[Rep]):
     def __del__(self) -> None:
         ticket = self._ticket
         if ticket.state == WAITING and not sys.is_finalizing():
-            ticket.cancel()
+            finalize((ticket.core.lock,), ticket.cancel)
 
     def __repr__(self) -> str:
         state = {WAITING: "waiting", DONE: "done", GONE: "given up"}[self._ticket.state]

@@ -16,9 +16,10 @@ import functools
 import inspect
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol, TypeVar, final
+from typing import Any, Literal, Protocol, TypeVar, final
 
 from ._channel import Client, Server, WeakClient
+from ._closing import finalize
 from ._dispatch import (
     Break,
     Continue,
@@ -29,6 +30,7 @@ from ._dispatch import (
     check_flow,
     check_options,
     loop_name,
+    report_failure,
 )
 from ._errors import ClientsDisappeared
 from ._reply import ReplyContext
@@ -78,7 +80,7 @@ class Handler(Protocol[Req_contra, Rep, RV_co]):
         The next request is not taken before this call (and, for ``async def``, its
         coroutine) has finished. If it raises, the request gets
         [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with that
-        exception.
+        exception (or goes on: see ``spawn``'s ``on_error``).
         """
         ...
 
@@ -98,6 +100,7 @@ def spawn(
     name: str | None = None,
     watchdog: float | None = None,
     task_group: TaskSpawner | None = None,
+    on_error: Literal["stop", "continue"] | Callable[[Exception, Req], object] = "stop",
 ) -> tuple[Client[Req, Rep], JoinHandle[Any]]:
     """Start a server whose dispatch loop runs as a task on the running event loop.
 
@@ -113,11 +116,13 @@ def spawn(
     [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
     yields its result.
 
-    If ``proc_req`` (or ``init``, or ``term``) raises, the request in hand gets
-    [`NoReply`][asyncmp.NoReply] unless it was answered, the server is closed, and joining
-    the handle raises that exception; the exception does not propagate into the task
-    group. If the loop's task is cancelled, the same happens and joining raises
-    ``RuntimeError``.
+    If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
+    ``Break``), the request in hand gets [`NoReply`][asyncmp.NoReply] whose ``__cause__``
+    is the exception, unless it was answered; then *on_error* decides. By default the
+    server is closed and joining the handle raises that exception; the exception does not
+    propagate into the task group. An exception from ``init`` or ``term`` always ends the
+    loop so. If the loop's task is cancelled, the request in hand gets ``NoReply``, the
+    server is closed and joining raises ``RuntimeError``.
 
     Args:
         make_handler: Builds the handler from the server's first client, the one
@@ -133,6 +138,14 @@ def spawn(
         task_group: An anyio ``TaskGroup`` or trio nursery to run the loop in. Required
             under trio. Under asyncio, without one the loop runs as a new asyncio task that
             the handle keeps a reference to.
+        on_error: What a failing ``proc_req`` does to the loop (its request has had
+            ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop
+            ends with the exception. ``"continue"``: the exception is logged on the
+            ``asyncmp`` logger and the loop goes on with the next request. A callable:
+            ``on_error(exc, msg)`` runs on the loop (a plain ``def`` or an ``async def``),
+            and the loop goes on unless it raises, in which case the loop ends with what it
+            raised. Only an ``Exception`` counts: cancellation, ``KeyboardInterrupt`` and
+            ``SystemExit`` always end the loop.
 
     Returns:
         The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
@@ -140,10 +153,11 @@ def spawn(
     Raises:
         TypeError: bad arguments; no ``task_group`` under trio; the handler has no
             ``proc_req``.
+        ValueError: *on_error* is a string other than ``"stop"`` or ``"continue"``.
         RuntimeError: not called from a running asyncio or trio event loop.
         Exception: whatever ``make_handler`` raised (then no loop runs).
     """
-    limit = check_options(name, watchdog)
+    limit = check_options(name, watchdog, on_error)
     library = _running_library()
     if task_group is None:
         if library == "trio":
@@ -156,7 +170,7 @@ def spawn(
     server, client, weak, handler = build(make_handler, max_queued)
     handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler))
     guard = _Guard(server, handle)
-    args = (guard, weak, handler, limit, library == "asyncio")
+    args = (guard, weak, handler, limit, library == "asyncio", on_error)
     try:
         if task_group is None:
             task = asyncio.get_running_loop().create_task(_serve(*args), name=name)
@@ -214,19 +228,25 @@ class _Guard:
             self.handle._finish(None, error, quiet=True)
 
     def __del__(self) -> None:
-        if not sys.is_finalizing():
-            self.fire()
+        if self.armed and not sys.is_finalizing():
+            finalize((self.server._core.lock, self.handle._lock), self.fire)
 
 
 async def _serve(
-    guard: _Guard, weak: WeakClient[Any, Any], handler: Any, limit: float | None, on_asyncio: bool
+    guard: _Guard,
+    weak: WeakClient[Any, Any],
+    handler: Any,
+    limit: float | None,
+    on_asyncio: bool,
+    on_error: Any,
 ) -> None:
     guard.disarm()
     server, handle = guard.server, guard.handle
     dog = None if limit is None else Watchdog(limit, handle._name)
     try:
         try:
-            rv = await _dispatch(server, weak, handler, dog, on_asyncio)
+            on_failure = None if on_error == "stop" else on_error
+            rv = await _dispatch(server, weak, handler, dog, on_asyncio, on_failure, handle._name)
         finally:
             # Whatever ended the loop, nothing queued may wait for a loop that is gone.
             server.close()
@@ -251,8 +271,12 @@ async def _dispatch(
     handler: Any,
     dog: Watchdog | None,
     on_asyncio: bool,
+    on_failure: Any,
+    name: str,
 ) -> Any:
-    """The loop proper: returns the `Break` value, or None once every client has gone."""
+    """The loop proper: returns the `Break` value, or None once every client has gone.
+
+    *on_failure*: ``on_error`` unless it is "stop" (then None)."""
     init = getattr(handler, "init", None)
     if init is not None:
         await _maybe_await(init(weak))
@@ -276,16 +300,21 @@ async def _dispatch(
             flow = proc_req(msg, rctx)
             if flow is not None and inspect.isawaitable(flow):
                 flow = await flow
+            stop = check_flow(flow)  # here, so that a bad return is the request's NoReply cause
         except BaseException as exc:
             abort_request(rctx, exc)
-            raise
+            if on_failure is None or not isinstance(exc, Exception):
+                raise
+            if dog is not None:
+                dog.end()
+            await _maybe_await(report_failure(on_failure, name, exc, msg))
+            stop = None  # go on, like a proc_req that returned None
         finally:
             if dog is not None:
                 dog.end()
         # Drop our references now: a context the handler neither answered nor kept is
         # collected here, and its requester gets NoReply at once, not at the next request.
         del msg, rctx
-        stop = check_flow(flow)
         if stop is not None:
             return stop.value
         if on_asyncio:

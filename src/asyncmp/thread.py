@@ -15,7 +15,7 @@ import inspect
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from ._channel import Client, Server, WeakClient
 from ._dispatch import (
@@ -27,6 +27,7 @@ from ._dispatch import (
     build,
     check_flow,
     check_options,
+    report_failure,
 )
 from ._errors import ClientsDisappeared
 from ._reply import ReplyContext
@@ -67,7 +68,7 @@ class Handler(Protocol[Req_contra, Rep, RV_co]):
 
         The next request is not taken before this call returns. If it raises, the request
         gets [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with
-        that exception.
+        that exception (or goes on: see ``spawn``'s ``on_error``).
         """
         ...
 
@@ -78,6 +79,7 @@ def spawn(
     max_queued: int | None = None,
     name: str | None = None,
     watchdog: float | None = None,
+    on_error: Literal["stop", "continue"] | Callable[[Exception, Req], object] = "stop",
 ) -> tuple[Client[Req, Rep], JoinHandle[Any]]:
     """Start a server whose dispatch loop runs on a new thread.
 
@@ -93,9 +95,11 @@ def spawn(
     [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
     yields its result.
 
-    If ``proc_req`` (or ``init``, or ``term``) raises, the request in hand gets
-    [`NoReply`][asyncmp.NoReply] unless it was answered, the server is closed, the thread
-    ends, and joining the handle raises that exception.
+    If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
+    ``Break``), the request in hand gets [`NoReply`][asyncmp.NoReply] whose ``__cause__``
+    is the exception, unless it was answered; then *on_error* decides. By default the
+    server is closed, the thread ends, and joining the handle raises that exception. An
+    exception from ``init`` or ``term`` always ends the loop so.
 
     The thread is a daemon thread, like a Rust thread it does not keep the process alive:
     join the handle to wait for the loop to end.
@@ -111,20 +115,32 @@ def spawn(
         name: Name of the thread (default ``asyncmp-server-N``), also used in log messages.
         watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
             warning on the ``asyncmp`` logger (the request still completes).
+        on_error: What a failing ``proc_req`` does to the loop (its request has had
+            ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop
+            ends with the exception. ``"continue"``: the exception is logged on the
+            ``asyncmp`` logger and the loop goes on with the next request. A callable:
+            ``on_error(exc, msg)`` runs on the server thread (a plain ``def``), and the loop
+            goes on unless it raises, in which case the loop ends with what it raised. Only an
+            ``Exception`` counts: ``KeyboardInterrupt`` and ``SystemExit`` always end the
+            loop.
 
     Returns:
         The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
 
     Raises:
         TypeError: bad arguments; the handler has no plain-``def`` ``proc_req``.
+        ValueError: *on_error* is a string other than ``"stop"`` or ``"continue"``.
         Exception: whatever ``make_handler`` raised (then no loop runs).
     """
-    limit = check_options(name, watchdog)
+    limit = check_options(name, watchdog, on_error)
     server, client, weak, handler = build(make_handler, max_queued, _check_sync)
     thread_name = name if name is not None else f"asyncmp-server-{next(_counter)}"
     handle: JoinHandle[Any] = JoinHandle._create(thread_name)
     thread = threading.Thread(
-        target=_serve, args=(server, weak, handler, handle, limit), name=thread_name, daemon=True
+        target=_serve,
+        args=(server, weak, handler, handle, limit, None if on_error == "stop" else on_error),
+        name=thread_name,
+        daemon=True,
     )
     try:
         thread.start()
@@ -150,11 +166,12 @@ def _serve(
     handler: Any,
     handle: JoinHandle[Any],
     limit: float | None,
+    on_failure: Any,
 ) -> None:
     dog = None if limit is None else Watchdog(limit, handle._name)
     try:
         try:
-            rv = _dispatch(server, weak, handler, dog)
+            rv = _dispatch(server, weak, handler, dog, on_failure, handle._name)
         finally:
             # Whatever ended the loop, nothing queued may wait for a loop that is gone.
             server.close()
@@ -171,9 +188,16 @@ def _serve(
 
 
 def _dispatch(
-    server: Server[Any, Any], weak: WeakClient[Any, Any], handler: Any, dog: Watchdog | None
+    server: Server[Any, Any],
+    weak: WeakClient[Any, Any],
+    handler: Any,
+    dog: Watchdog | None,
+    on_failure: Any,
+    name: str,
 ) -> Any:
-    """The loop proper: returns the `Break` value, or None once every client has gone."""
+    """The loop proper: returns the `Break` value, or None once every client has gone.
+
+    *on_failure*: ``on_error`` unless it is "stop" (then None)."""
     init = getattr(handler, "init", None)
     if init is not None:
         _not_awaitable(init(weak), "init")
@@ -188,17 +212,22 @@ def _dispatch(
         if dog is not None:
             dog.begin(msg)
         try:
-            flow = proc_req(msg, rctx)
+            # Checked here, so that a bad return is the cause of the request's NoReply.
+            stop = check_flow(_not_awaitable(proc_req(msg, rctx), "proc_req"))
         except BaseException as exc:
             abort_request(rctx, exc)
-            raise
+            if on_failure is None or not isinstance(exc, Exception):
+                raise
+            if dog is not None:
+                dog.end()
+            _not_awaitable(report_failure(on_failure, name, exc, msg), "on_error")
+            stop = None  # go on, like a proc_req that returned None
         finally:
             if dog is not None:
                 dog.end()
         # Drop our references now: a context the handler neither answered nor kept is
         # collected here, and its requester gets NoReply at once, not at the next request.
         del msg, rctx
-        stop = check_flow(_not_awaitable(flow, "proc_req"))
         if stop is not None:
             return stop.value
 

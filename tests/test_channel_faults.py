@@ -1,0 +1,537 @@
+"""Faults at the edges of the channel's promises: an interrupt (Ctrl-C) in a blocking call, a
+send racing the last client's close, finalizers run while the channel lock is held, a cancel
+scope landing while a reply is on its way, a loop moved to another thread, a send collected
+after its loop closed.
+
+Each race is made deterministic by widening its window: a monkeypatched wait that raises
+where Ctrl-C would, a hook run inside `push`, a lock held on purpose, a thread that replies
+while the loop is blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+import uvloop
+
+import asyncmp
+from asyncmp import ClientsDisappeared, Closed, NoReply, ServerDisappeared, thread
+from asyncmp._core import _Core
+from asyncmp._wait import ThreadWaiter
+
+WAIT = 5  # seconds: the bound of every wait in this file
+
+Interrupt = Callable[[Callable[[], object] | None], None]
+
+
+@pytest.fixture
+def interrupt(monkeypatch: pytest.MonkeyPatch) -> Iterator[Interrupt]:
+    """``interrupt(hook)``: the next blocking wait of a thread waiter first runs *hook* (what
+    other threads do meanwhile), then raises KeyboardInterrupt — what Ctrl-C does to a
+    thread blocked in a lock acquire. Later waits block as usual."""
+    real_wait = ThreadWaiter.wait
+    armed: list[Callable[[], object] | None] = []
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        if armed:
+            hook = armed.pop()
+            if hook is not None:
+                hook()
+            raise KeyboardInterrupt
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    yield armed.append
+    assert not armed, "the interrupt was never raised"
+
+
+# -- an interrupt leaves exactly the state a timeout leaves --------------------------------
+
+GIVE_UP = ["timeout", "interrupt"]
+
+
+def give_up(how: str, interrupt: Interrupt, call: Callable[[float], object]) -> None:
+    """Make a blocking *call* give up by a timeout or by an interrupt."""
+    if how == "timeout":
+        with pytest.raises(TimeoutError):
+            call(0)
+    else:
+        interrupt(None)
+        with pytest.raises(KeyboardInterrupt):
+            call(WAIT)
+
+
+@pytest.mark.parametrize("how", GIVE_UP)
+def test_blocking_send_given_up_while_queued_is_withdrawn(how: str, interrupt: Interrupt) -> None:
+    """A `client.blocking.send` that gives up (timeout or Ctrl-C) while its request is still
+    queued withdraws it: the server never sees it."""
+    server, client = asyncmp.channel()
+    give_up(how, interrupt, lambda timeout: client.blocking.send(1, timeout=timeout))
+
+    assert server.try_pop() is None
+    assert server.statistics().queued == 0
+
+
+def test_blocking_send_interrupted_after_pickup_makes_reply_return_false(
+    interrupt: Interrupt,
+) -> None:
+    """A `client.blocking.send` interrupted after the server picked the request up orphans
+    it, as a timeout does: the server's `reply()` returns False."""
+    server, client = asyncmp.channel()
+    taken: list[Any] = []
+    interrupt(lambda: taken.append(server.try_pop()))
+    with pytest.raises(KeyboardInterrupt):
+        client.blocking.send(1, timeout=WAIT)
+
+    msg, rctx = taken[0]
+    assert msg == 1
+    assert rctx.reply(2) is False
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGINT"),
+    reason="signals reach the main thread only",
+)
+def test_real_sigint_in_blocking_send_orphans_the_request() -> None:
+    """A real SIGINT delivered to the main thread blocked in `client.blocking.send` raises
+    KeyboardInterrupt there and orphans the request: `reply()` returns False."""
+    server, client = asyncmp.channel()
+    main = threading.main_thread().ident
+    assert main is not None
+    armed = [True]
+    taken: list[Any] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if armed:
+            armed.clear()
+            raise KeyboardInterrupt
+
+    def serve() -> None:
+        taken.append(server.blocking.wait(timeout=WAIT))
+        signal.pthread_kill(main, signal.SIGINT)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        worker = threading.Thread(target=serve, daemon=True)
+        worker.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.blocking.send(1, timeout=WAIT)
+        worker.join(WAIT)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+    _, rctx = taken[0]
+    assert rctx.reply(2) is False
+
+
+@pytest.mark.parametrize("how", GIVE_UP)
+def test_blocking_wait_given_up_leaves_no_dead_waiter(how: str, interrupt: Interrupt) -> None:
+    """A `server.blocking.wait` that gives up (timeout or Ctrl-C) leaves nothing parked: the
+    next request goes to the next wait, not to the wait that is gone."""
+    server, client = asyncmp.channel()
+    give_up(how, interrupt, lambda timeout: server.blocking.wait(timeout=timeout))
+
+    pending = client.request(1)
+    item = server.try_pop()
+    assert item is not None
+    msg, rctx = item
+    assert msg == 1
+    assert rctx.reply(2) is True
+    assert pending.blocking.wait(timeout=WAIT) == 2
+
+
+def test_interrupt_racing_a_handoff_passes_the_request_on(interrupt: Interrupt) -> None:
+    """A request handed to a parked `server.blocking.wait` just as Ctrl-C interrupts it is
+    not lost: the next wait receives it."""
+    server, client = asyncmp.channel()
+    sent: list[asyncmp.PendingReply[Any]] = []
+    interrupt(lambda: sent.append(client.request("handed")))
+    with pytest.raises(KeyboardInterrupt):
+        server.blocking.wait(timeout=WAIT)
+
+    msg, rctx = server.blocking.wait(timeout=WAIT)
+    assert msg == "handed"
+    assert rctx.reply("ok") is True
+    assert sent[0].blocking.wait(timeout=WAIT) == "ok"
+
+
+@pytest.mark.parametrize("how", GIVE_UP)
+def test_pending_wait_given_up_gives_the_request_up(how: str, interrupt: Interrupt) -> None:
+    """A `pending.blocking.wait` that gives up (timeout or Ctrl-C) gives the request up:
+    it is withdrawn, and waiting again raises Closed rather than claiming that another
+    waiter is still there."""
+    server, client = asyncmp.channel()
+    pending = client.request(1)
+    give_up(how, interrupt, lambda timeout: pending.blocking.wait(timeout=timeout))
+
+    assert pending.done()
+    with pytest.raises(Closed):
+        pending.blocking.wait(timeout=WAIT)
+    assert server.try_pop() is None
+
+
+def test_pending_wait_interrupted_as_the_reply_arrives_keeps_the_reply(
+    interrupt: Interrupt,
+) -> None:
+    """A reply that arrives as Ctrl-C interrupts `pending.blocking.wait` is kept: the server's
+    `reply()` returned True, and waiting again returns it."""
+    server, client = asyncmp.channel()
+    pending = client.request(1)
+    replied: list[bool] = []
+
+    def answer() -> None:
+        item = server.try_pop()
+        assert item is not None
+        replied.append(item[1].reply(2))
+
+    interrupt(answer)
+    with pytest.raises(KeyboardInterrupt):
+        pending.blocking.wait(timeout=WAIT)
+
+    assert replied == [True]
+    assert pending.blocking.wait(timeout=WAIT) == 2
+
+
+class Echo:
+    def proc_req(self, msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        rctx.reply(msg)
+
+
+def test_join_interrupted_leaves_no_waiter_behind(interrupt: Interrupt) -> None:
+    """A `handle.blocking.join` interrupted by Ctrl-C deregisters its waiter, as a timeout
+    does, and joining again works."""
+    client, handle = thread.spawn(lambda client: Echo())
+    interrupt(None)
+    with pytest.raises(KeyboardInterrupt):
+        handle.blocking.join(timeout=WAIT)
+
+    assert handle._waiters == []
+    client.close()
+    assert handle.blocking.join(timeout=WAIT) is None
+
+
+# -- a send racing the last client's close -------------------------------------------------
+
+
+@pytest.fixture
+def close_during_push(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``close_during_push(client, server, seen)``: the next push first closes *client* (the
+    last strong one) and, if *seen*, lets *server* see ClientsDisappeared — the close racing
+    a send that has already checked that its client is open."""
+
+    def arm(client: asyncmp.Client[Any, Any], server: asyncmp.Server[Any, Any], seen: bool) -> None:
+        real_push = _Core.push
+
+        def push(core: _Core, *args: Any) -> None:
+            monkeypatch.setattr(_Core, "push", real_push)
+            client.close()
+            if seen:
+                with pytest.raises(ClientsDisappeared):
+                    server.try_pop()
+            real_push(core, *args)
+
+        monkeypatch.setattr(_Core, "push", push)
+
+    return arm
+
+
+async def test_send_racing_last_close_after_the_server_ended_fails(
+    close_during_push: Callable[..., None],
+) -> None:
+    """A send whose client is closed (the last one) after its check, once the server has
+    seen ClientsDisappeared, raises ServerDisappeared instead of waiting for ever."""
+    server, client = asyncmp.channel()
+    close_during_push(client, server, True)
+    with anyio.fail_after(WAIT), pytest.raises(ServerDisappeared):
+        await client.send(1)
+
+
+def test_blocking_send_and_request_racing_last_close_after_the_server_ended_fail(
+    close_during_push: Callable[..., None],
+) -> None:
+    """The same race for `blocking.send` and `request`: ServerDisappeared, never a request
+    that nobody will take."""
+    server, client = asyncmp.channel()
+    close_during_push(client, server, True)
+    with pytest.raises(ServerDisappeared):
+        client.blocking.send(1, timeout=WAIT)
+
+    server, client = asyncmp.channel()
+    close_during_push(client, server, True)
+    with pytest.raises(ServerDisappeared):
+        client.request(1)
+
+
+async def test_send_racing_last_close_before_the_server_looked_is_served(
+    close_during_push: Callable[..., None],
+) -> None:
+    """A request that gets in after the last client closed but before the server saw
+    ClientsDisappeared is still served: the server drains the queue first."""
+    server, client = asyncmp.channel()
+    close_during_push(client, server, False)
+    pending = client.request(1)
+
+    item = server.try_pop()
+    assert item is not None
+    assert item[1].reply(2) is True
+    assert await pending == 2
+    with pytest.raises(ClientsDisappeared):
+        server.try_pop()
+
+
+# -- finalizers never wait for the channel lock --------------------------------------------
+
+
+def collect_with_lock_held(lock: threading.Lock) -> None:
+    """Run a garbage collection on a thread that holds *lock*, as an allocation made under
+    the channel lock may; fail if a finalizer deadlocks on it."""
+    done = threading.Event()
+
+    def body() -> None:
+        with lock:
+            gc.collect()
+        done.set()
+
+    threading.Thread(target=body, daemon=True).start()
+    assert done.wait(WAIT), "a finalizer waited for the lock its own thread holds"
+
+
+def in_a_cycle(obj: object) -> None:
+    """Leave *obj* reachable only from a reference cycle, so only the collector frees it."""
+    cycle: list[object] = [obj]
+    cycle.append(cycle)
+
+
+def test_client_collected_under_the_lock_still_counts_as_closed() -> None:
+    """A Client finalized while its thread holds the channel lock neither deadlocks nor is
+    lost: the server still sees ClientsDisappeared."""
+    server, client = asyncmp.channel()
+    in_a_cycle(client)
+    del client
+    collect_with_lock_held(server._core.lock)
+
+    with pytest.raises(ClientsDisappeared):
+        server.blocking.wait(timeout=WAIT)
+
+
+def test_weak_client_collected_under_the_lock_is_uncounted() -> None:
+    """A WeakClient finalized under the channel lock neither deadlocks nor stays counted."""
+    server, client = asyncmp.channel()
+    in_a_cycle(client.weak())
+    collect_with_lock_held(server._core.lock)
+
+    assert server.statistics().weak_clients == 0
+
+
+def test_pending_reply_collected_under_the_lock_gives_the_request_up() -> None:
+    """A PendingReply finalized under the channel lock neither deadlocks nor keeps its
+    request: the request is given up."""
+    server, client = asyncmp.channel()
+    pending = client.request(1)
+    ticket = pending._ticket
+    in_a_cycle(pending)
+    del pending
+    collect_with_lock_held(server._core.lock)
+
+    with pytest.raises(Closed):
+        ticket.wait_blocking(WAIT)  # returns at once when the request was given up
+    assert server.try_pop() is None
+
+
+def test_reply_context_collected_under_the_lock_sends_no_reply() -> None:
+    """An unanswered ReplyContext finalized under the channel lock neither deadlocks nor
+    leaves its requester waiting: the requester gets NoReply."""
+    server, client = asyncmp.channel()
+    pending = client.request(1)
+    item = server.try_pop()
+    assert item is not None
+    in_a_cycle(item[1])
+    del item
+    collect_with_lock_held(server._core.lock)
+
+    with pytest.raises(NoReply):
+        pending.blocking.wait(timeout=WAIT)
+
+
+def test_server_collected_under_the_lock_fails_queued_requests() -> None:
+    """A Server finalized under the channel lock neither deadlocks nor strands its queue:
+    queued requests get ServerDisappeared."""
+    server, client = asyncmp.channel()
+    pending = client.request(1)
+    lock = server._core.lock
+    in_a_cycle(server)
+    del server
+    collect_with_lock_held(lock)
+
+    with pytest.raises(ServerDisappeared):
+        pending.blocking.wait(timeout=WAIT)
+
+
+# -- a cancel scope landing while a reply is on its way ------------------------------------
+
+
+async def test_reply_on_its_way_wins_over_a_cancel_scope() -> None:
+    """Inside an anyio cancel scope the delivered reply wins: a reply from another thread
+    that returned True reaches `send` even when the scope's cancellation lands before the
+    event loop has run the reply's wake-up."""
+    server, client = asyncmp.channel()
+    got: list[object] = []
+    replied: list[bool] = []
+    scope = anyio.CancelScope()
+
+    async def requester() -> None:
+        with scope:
+            got.append(await client.send(1))
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(requester)
+            await anyio.wait_all_tasks_blocked()
+            item = server.try_pop()
+            assert item is not None
+            rctx = item[1]
+            # The reply is sent while this loop is blocked, so its wake-up is still queued
+            # when the scope is cancelled just after.
+            replier = threading.Thread(target=lambda: replied.append(rctx.reply(42)))
+            replier.start()
+            replier.join(WAIT)
+            scope.cancel()
+
+    assert replied == [True]
+    assert got == [42]
+
+
+async def test_pending_reply_on_its_way_wins_over_a_cancel_scope() -> None:
+    """The same for `await pending`: the reply that `reply()` reported delivered is what
+    the awaiting task gets, although its scope was cancelled meanwhile."""
+    server, client = asyncmp.channel()
+    got: list[object] = []
+    replied: list[bool] = []
+    scope = anyio.CancelScope()
+    pending = client.request(1)
+
+    async def requester() -> None:
+        with scope:
+            got.append(await pending)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(requester)
+            await anyio.wait_all_tasks_blocked()
+            item = server.try_pop()
+            assert item is not None
+            rctx = item[1]
+            replier = threading.Thread(target=lambda: replied.append(rctx.reply(42)))
+            replier.start()
+            replier.join(WAIT)
+            scope.cancel()
+
+    assert replied == [True]
+    assert got == [42]
+
+
+async def test_reply_after_the_scope_cancelled_the_send_returns_false() -> None:
+    """A reply that comes after the cancel scope made `send` give up is reported as not
+    delivered: `reply()` returns False."""
+    server, client = asyncmp.channel()
+    scope = anyio.CancelScope()
+    replied: list[bool] = []
+
+    async def requester() -> None:
+        with scope:
+            await client.send(1)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(requester)
+            await anyio.wait_all_tasks_blocked()
+            item = server.try_pop()
+            assert item is not None
+            scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            rctx = item[1]
+            replier = threading.Thread(target=lambda: replied.append(rctx.reply(42)))
+            replier.start()
+            replier.join(WAIT)
+
+    assert scope.cancelled_caught
+    assert replied == [False]
+
+
+# -- a loop that moves to another thread ---------------------------------------------------
+
+LOOPS = [
+    pytest.param(asyncio.new_event_loop, id="asyncio"),
+    pytest.param(uvloop.new_event_loop, id="uvloop"),
+]
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_reply_on_the_senders_old_thread_reaches_its_loop_on_a_new_thread(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """A reply given on the thread that sent the request, after the requester's loop moved
+    to another thread, wakes the loop where it runs now: the task gets the reply."""
+    server, client = asyncmp.channel()
+    loop = new_loop()
+    loop.set_debug(True)  # makes a wake-up from the wrong thread raise, not just go unseen
+    try:
+        task = loop.create_task(client.send(1))
+        loop.run_until_complete(asyncio.sleep(0))  # the request is sent from this thread
+        item = server.try_pop()
+        assert item is not None
+
+        running = threading.Event()
+        result: list[object] = []
+        loop.call_soon(running.set)
+
+        def run_elsewhere() -> None:
+            try:
+                result.append(loop.run_until_complete(task))
+            except BaseException as exc:  # the loop was stopped: the wake-up never came
+                result.append(exc)
+
+        mover = threading.Thread(target=run_elsewhere, daemon=True)
+        mover.start()
+        assert running.wait(WAIT)
+
+        replied = item[1].reply(2)  # on the thread that sent the request
+        mover.join(WAIT)
+        if mover.is_alive():  # the task was never woken: stop the loop, then fail
+            loop.call_soon_threadsafe(loop.stop)
+            mover.join(WAIT)
+        assert replied is True
+        assert result == [2]
+    finally:
+        loop.close()
+
+
+# -- a send collected after its loop closed ------------------------------------------------
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_send_collected_after_its_loop_closed_reports_nothing(
+    new_loop: Callable[[], asyncio.AbstractEventLoop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `send` left waiting when its loop was closed, and then failed by the server closing,
+    is collected quietly: no "Exception ignored … Event loop is closed"."""
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    server, client = asyncmp.channel()
+    loop = new_loop()
+    task = loop.create_task(client.send(1))
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    server.close()  # the request's ServerDisappeared cannot reach the closed loop
+    del task
+    gc.collect()
+
+    assert [u.exc_value for u in unraisable] == []
