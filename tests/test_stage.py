@@ -23,8 +23,8 @@ import trio.testing
 
 import asyncmp
 from asyncmp import Closed, Director, Finished, Notified, Stage, Ticket, TimedOut
+from asyncmp._lowlevel._wake import ThreadWaiter, wake
 from asyncmp._stage import IDLE
-from asyncmp._wait import ThreadWaiter, wake
 
 Outcome = Finished[Any] | Notified | TimedOut
 AnyStage = Stage[Any, Any, Any]

@@ -14,7 +14,6 @@ from ._channel import (
     WeakClient as WeakClient,
     channel as channel,
 )
-from ._dispatch import Break as Break, Continue as Continue, JoinHandle as JoinHandle
 from ._errors import (
     AlreadyReplied as AlreadyReplied,
     ClientsDisappeared as ClientsDisappeared,
@@ -32,6 +31,7 @@ from ._protocols import (
     AnyPendingReply as AnyPendingReply,
 )
 from ._reply import PendingReply as PendingReply, ReplyContext as ReplyContext
+from ._serving import Break as Break, Continue as Continue, JoinHandle as JoinHandle
 from ._stage import (
     Director as Director,
     Finished as Finished,

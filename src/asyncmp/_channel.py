@@ -1,6 +1,6 @@
 """The request/reply channel: ump's Client/Server pair.
 
-Design note. The shared state of a channel lives in `_core._Core`; a request is a
+Design note. The shared state of a channel lives in `_core.ChannelCore`; a request is a
 `ReplyContext` (see `_reply`). Clients, weak clients and the server only hold the core, and
 the core holds none of them, so garbage collection of a handle is its close.
 
@@ -17,13 +17,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
-from ._closing import AsyncClosing, finalize
-from ._core import _Core
+from ._closing import AsyncClosing
 from ._errors import ClientsDisappeared, Closed
+from ._lowlevel._backend import get_running_loop, library_mark
+from ._lowlevel._channel_core import ChannelCore
+from ._lowlevel._finalize import finalize
+from ._lowlevel._wake import (
+    ThreadWaiter,
+    check_timeout,
+    ensure_blocking_allowed,
+    new_async_waiter,
+    park,
+)
 from ._reply import (
     LOST,
     QUEUED,
@@ -36,19 +46,11 @@ from ._reply import (
     outcome,
     reclaim,
 )
-from ._wait import (
-    ThreadWaiter,
-    _Future,
-    _get_ident,
-    _get_running_loop,
-    _sniffio_local,
-    check_timeout,
-    ensure_blocking_allowed,
-    new_async_waiter,
-    park,
-)
 
 __all__ = ("ChannelStatistics", "Client", "Server", "WeakClient", "channel")
+
+_Future = asyncio.Future
+_get_ident = threading.get_ident
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -90,7 +92,7 @@ def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[
             raise TypeError(f"max_queued must be an int or None, not {max_queued!r}")
         if max_queued < 1:
             raise ValueError(f"max_queued must be at least 1, not {max_queued}")
-    core = _Core(max_queued)
+    core = ChannelCore(max_queued)
     return Server._create(core), Client._create(core)
 
 
@@ -105,14 +107,14 @@ class Client(AsyncClosing, Generic[Req, Rep]):
     """
 
     __slots__ = ("__weakref__", "_closed", "_core")
-    _core: _Core
+    _core: ChannelCore
     _closed: bool
 
     def __new__(cls, *args: object, **kwargs: object) -> Client[Any, Any]:
         raise TypeError("Client objects are made by asyncmp.channel(), not directly")
 
     @classmethod
-    def _create(cls, core: _Core) -> Client[Any, Any]:
+    def _create(cls, core: ChannelCore) -> Client[Any, Any]:
         # The caller has already counted this client in core.clients.
         self: Client[Any, Any] = object.__new__(cls)
         self._core = core
@@ -137,8 +139,8 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         if self._closed:
             raise Closed("this client is closed")
         core = self._core
-        loop = _get_running_loop()
-        if loop is None or _sniffio_local.name is not None:  # trio
+        loop = get_running_loop()
+        if loop is None or library_mark.name is not None:  # trio
             waiter = new_async_waiter()
             ticket = _Ticket(core, waiter)
             core.push(new_request(core, msg, ticket), False)
@@ -284,13 +286,13 @@ class WeakClient(Generic[Req, Rep]):
     """
 
     __slots__ = ("__weakref__", "_core")
-    _core: _Core
+    _core: ChannelCore
 
     def __new__(cls, *args: object, **kwargs: object) -> WeakClient[Any, Any]:
         raise TypeError("WeakClient objects are made by Client.weak(), not directly")
 
     @classmethod
-    def _create(cls, core: _Core) -> WeakClient[Any, Any]:
+    def _create(cls, core: ChannelCore) -> WeakClient[Any, Any]:
         self: WeakClient[Any, Any] = object.__new__(cls)
         self._core = core
         next(core.weak_made)
@@ -328,13 +330,13 @@ class Server(AsyncClosing, Generic[Req, Rep]):
     """
 
     __slots__ = ("__weakref__", "_core")
-    _core: _Core
+    _core: ChannelCore
 
     def __new__(cls, *args: object, **kwargs: object) -> Server[Any, Any]:
         raise TypeError("Server objects are made by asyncmp.channel(), not directly")
 
     @classmethod
-    def _create(cls, core: _Core) -> Server[Any, Any]:
+    def _create(cls, core: ChannelCore) -> Server[Any, Any]:
         self: Server[Any, Any] = object.__new__(cls)
         self._core = core
         return self

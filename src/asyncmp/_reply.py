@@ -35,17 +35,16 @@ import asyncio
 import functools
 import math
 import sys
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
-from ._closing import finalize
 from ._errors import AlreadyReplied, Closed, NoReply
-from ._wait import (
+from ._lowlevel._backend import get_running_loop
+from ._lowlevel._finalize import finalize
+from ._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
-    _Future,
-    _get_ident,
-    _get_running_loop,
     check_timeout,
     ensure_blocking_allowed,
     new_async_waiter,
@@ -54,10 +53,13 @@ from ._wait import (
     wake,
 )
 
+_Future = asyncio.Future
+_get_ident = threading.get_ident
+
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from ._core import _Core
+    from ._lowlevel._channel_core import ChannelCore
 
 __all__ = ("PendingReply", "ReplyContext")
 
@@ -113,7 +115,7 @@ def settle(to: asyncio.Future[Any] | _Ticket, value: object) -> bool:
     loop = to.get_loop()
     if to.done():  # cancelled: the requester gave up
         return False
-    if loop is _get_running_loop():
+    if loop is get_running_loop():
         to.set_result(value)
         return True
     _in_flight[to] = value
@@ -175,7 +177,7 @@ class _Ticket:
     __slots__ = ("core", "state", "value", "waiter")
     value: Any  # the outcome (reply or _Failure), set when the state leaves WAITING
 
-    def __init__(self, core: _Core, waiter: Waiter | None) -> None:
+    def __init__(self, core: ChannelCore, waiter: Waiter | None) -> None:
         self.core = core
         self.state: int = WAITING
         # The requester's registered waiter; None while nobody waits (a PendingReply not
@@ -281,7 +283,9 @@ class _Ticket:
         return outcome(self.value)
 
 
-def new_request(core: _Core, msg: object, to: asyncio.Future[Any] | _Ticket) -> ReplyContext[Any]:
+def new_request(
+    core: ChannelCore, msg: object, to: asyncio.Future[Any] | _Ticket
+) -> ReplyContext[Any]:
     """A fresh, QUEUED request (the library's only way to make a ReplyContext)."""
     node: ReplyContext[Any] = _new_object(ReplyContext)
     node._core = core
@@ -307,12 +311,12 @@ class ReplyContext(Generic[Rep]):
     """
 
     __slots__ = ("_core", "_msg", "_state", "_tid", "_to")
-    _core: _Core
+    _core: ChannelCore
     _msg: Any
     _state: int
     _to: asyncio.Future[Any] | _Ticket | None
     # The thread that ran the loop of an asyncio requester (``_to`` a Future) when it sent,
-    # else 0. Comparing thread idents lets `reply` skip asyncio._get_running_loop() — a
+    # else 0. Comparing thread idents lets `reply` skip asyncio.get_running_loop() — a
     # getpid() system call on CPython 3.11 — for every answer from another thread.
     _tid: int
 
@@ -340,7 +344,7 @@ class ReplyContext(Generic[Rep]):
         # (resolving its future here would not wake it). That test costs a getpid() system
         # call on CPython 3.11 (about 150 ns): neither asyncio nor uvloop tells more
         # cheaply which thread runs a loop.
-        if self._tid == _get_ident() and to.get_loop() is _get_running_loop():  # type: ignore[union-attr]
+        if self._tid == _get_ident() and to.get_loop() is get_running_loop():  # type: ignore[union-attr]
             if to.done():  # type: ignore[union-attr]
                 return False
             to.set_result(value)  # type: ignore[union-attr]  # a running loop is not closed

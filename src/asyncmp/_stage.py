@@ -51,8 +51,7 @@ import anyio
 
 from ._closing import Closing
 from ._errors import Closed
-from ._stage_outcomes import Finished, Notified, TimedOut
-from ._wait import (
+from ._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
     check_timeout,
@@ -63,6 +62,7 @@ from ._wait import (
     trio_checkpoint,
     wake,
 )
+from ._stage_outcomes import Finished, Notified, TimedOut
 
 __all__ = ("Director", "Finished", "Notified", "Stage", "Ticket", "TimedOut")
 

@@ -19,8 +19,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, Protocol, TypeVar, final
 
 from ._channel import Client, Server, WeakClient
-from ._closing import finalize
-from ._dispatch import (
+from ._errors import ClientsDisappeared
+from ._lowlevel._backend import current_library
+from ._lowlevel._finalize import finalize
+from ._reply import ReplyContext
+from ._serving import (
     Break,
     Continue,
     JoinHandle,
@@ -32,9 +35,6 @@ from ._dispatch import (
     loop_name,
     report_failure,
 )
-from ._errors import ClientsDisappeared
-from ._reply import ReplyContext
-from ._wait import current_library
 
 __all__ = ("Handler", "TaskSpawner", "spawn")
 

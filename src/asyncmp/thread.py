@@ -18,7 +18,9 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypeVar
 
 from ._channel import Client, Server, WeakClient
-from ._dispatch import (
+from ._errors import ClientsDisappeared
+from ._reply import ReplyContext
+from ._serving import (
     Break,
     Continue,
     JoinHandle,
@@ -29,8 +31,6 @@ from ._dispatch import (
     check_options,
     report_failure,
 )
-from ._errors import ClientsDisappeared
-from ._reply import ReplyContext
 
 __all__ = ("Handler", "spawn")
 

@@ -16,7 +16,7 @@ import pytest
 import sniffio
 
 from asyncmp import Closed as ClosedError, Disconnected, WouldBlock
-from asyncmp._wait import ThreadWaiter
+from asyncmp._lowlevel._wake import ThreadWaiter
 from asyncmp.calloop import (
     ChannelClosed,
     EventLoop,

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import sniffio
 
-from asyncmp._wait import ThreadWaiter
+from asyncmp._lowlevel._wake import ThreadWaiter
 from asyncmp.dharma import (
     EMPTY,
     TIMEOUT,

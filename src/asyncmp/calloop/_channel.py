@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
 from .._errors import Closed as ClosedError, Disconnected, WouldBlock
-from .._wait import (
+from .._lowlevel._backend import on_trio
+from .._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
     check_timeout,
@@ -28,7 +29,6 @@ from .._wait import (
     park,
     trio_cancel_shielded_checkpoint,
     trio_checkpoint_if_cancelled,
-    trio_running,
 )
 from ._poll import Readiness, WakeFd
 from ._source import PostAction, callback_action
@@ -227,8 +227,8 @@ class SyncChannelSender(_ChannelSenderBase[T]):
             asyncmp.Disconnected: the `Channel` is closed or collected.
         """
         core = self._core
-        on_trio = trio_running()
-        if on_trio:
+        trio_runs = on_trio()
+        if trio_runs:
             await trio_checkpoint_if_cancelled()
         while True:
             with core.lock:
@@ -251,7 +251,7 @@ class SyncChannelSender(_ChannelSenderBase[T]):
                     core.wake_room(1)  # pass the place we were given on
 
             await park(waiter, deregister, on_lost)
-        if on_trio:
+        if trio_runs:
             await trio_cancel_shielded_checkpoint()  # the value is queued: no cancel now
 
     @property

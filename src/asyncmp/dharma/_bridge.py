@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, 
 
 import anyio
 
-from .._wait import (
+from .._lowlevel._backend import on_trio
+from .._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
     check_timeout,
@@ -58,7 +59,6 @@ from .._wait import (
     park,
     trio_cancel_shielded_checkpoint,
     trio_checkpoint_if_cancelled,
-    trio_running,
 )
 
 if TYPE_CHECKING:
@@ -268,13 +268,13 @@ class Receiver(Generic[T]):
         # trio's rule for an operation that takes something: raise a pending cancel *before*
         # taking, and yield only without a cancel point *after*, so a cancel never strikes
         # between taking the message and returning it. (asyncio: no checkpoint at all.)
-        on_trio = trio_running()
-        if on_trio:
+        trio_runs = on_trio()
+        if trio_runs:
             await trio_checkpoint_if_cancelled()
         with queue.lock:
             item = queue.items.popleft() if queue.items else None
         if item is not None:
-            if on_trio:
+            if trio_runs:
                 await trio_cancel_shielded_checkpoint()
             return item  # type: ignore[no-any-return]
         if timeout is None:

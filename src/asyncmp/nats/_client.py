@@ -11,14 +11,14 @@ from typing import Any, Generic, TypeVar, final
 
 from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
-from .._wait import (
+from .._lowlevel._backend import on_trio
+from .._lowlevel._wake import (
     ThreadWaiter,
     check_timeout,
     ensure_blocking_allowed,
     new_async_waiter,
     park,
     trio_checkpoint,
-    trio_running,
     wake,
 )
 from ._codec import Codec, resolve_codec
@@ -336,7 +336,7 @@ def _fail_unsent(call: _Call, error: BaseException) -> None:
 
 
 def _trio() -> bool:
-    return trio_running()
+    return on_trio()
 
 
 @final

@@ -40,7 +40,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError("asyncmp.nats needs nats-py: pip install 'asyncmp[nats]'") from _exc
 
 from .._errors import Closed, ServerDisappeared
-from .._wait import Waiter, new_async_waiter, park, wake
+from .._lowlevel._wake import Waiter, new_async_waiter, park, wake
 from ._wire import cancel_subject
 
 if TYPE_CHECKING:

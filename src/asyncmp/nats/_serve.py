@@ -143,7 +143,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _on_trio() -> bool:
-    from .._wait import trio_running
+    from .._lowlevel._backend import on_trio as trio_running
 
     return trio_running()
 

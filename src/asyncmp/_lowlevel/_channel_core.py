@@ -1,6 +1,6 @@
 """The shared state of one request/reply channel: its queue, its parked servers, its counts.
 
-Design note. A `_Core` is what clients, weak clients and the server of one channel share;
+Design note. A `ChannelCore` is what clients, weak clients and the server of one channel share;
 it holds none of them, so garbage collection of a handle is its close. Everything here is
 guarded by ``core.lock`` (a ``threading.Lock``), so any mix of threads and event loops may
 use one channel.
@@ -35,6 +35,7 @@ Invariants (under ``core.lock``):
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import threading
@@ -42,8 +43,8 @@ import time
 from collections import deque
 from typing import Any, final
 
-from ._errors import Closed, ServerDisappeared, WouldBlock
-from ._reply import (
+from .._errors import Closed, ServerDisappeared, WouldBlock
+from .._reply import (
     ACTIVE,
     QUEUED,
     WAITING,
@@ -51,13 +52,11 @@ from ._reply import (
     _Failure,
     settle,
 )
-from ._wait import (
+from ._backend import get_running_loop, library_mark
+from ._wake import (
     AsyncWaiter,
     ThreadWaiter,
     Waiter,
-    _Future,
-    _get_running_loop,
-    _sniffio_local,
     deliver,
     new_async_waiter,
     park,
@@ -66,7 +65,9 @@ from ._wait import (
     wake,
 )
 
-__all__ = ("_Core",)
+__all__ = ("ChannelCore",)
+
+_Future = asyncio.Future
 
 Item = tuple[Any, ReplyContext[Any]]
 
@@ -81,8 +82,8 @@ def _gone(node: ReplyContext[Any]) -> bool:
 
 def _server_waiter() -> AsyncWaiter:
     # `new_async_waiter` with asyncio first and no Python-level loop.create_future frame.
-    loop = _get_running_loop()
-    if loop is not None and _sniffio_local.name is None:
+    loop = get_running_loop()
+    if loop is not None and library_mark.name is None:
         return _Future(loop=loop)
     return new_async_waiter()
 
@@ -93,7 +94,7 @@ def _count(counter: itertools.count[int]) -> int:
 
 
 @final
-class _Core:
+class ChannelCore:
     __slots__ = (
         "answered",
         "clients",
@@ -151,7 +152,7 @@ class _Core:
         finally:
             lock.release()
         # Inlined `deliver` for the common case: a server task on the caller's own loop.
-        if type(waiter) is _Future and waiter.get_loop() is (loop or _get_running_loop()):
+        if type(waiter) is _Future and waiter.get_loop() is (loop or get_running_loop()):
             if not waiter.done():
                 waiter.set_result(node)
             else:
@@ -257,7 +258,7 @@ class _Core:
         that serves all its life on one loop (`task.spawn`'s dispatch loop) — which saves
         the look-up (a ``getpid()`` system call on CPython 3.11) each time it parks."""
         lock = self.lock
-        on_trio = loop is None and _sniffio_local.name == "trio"
+        on_trio = loop is None and library_mark.name == "trio"
         if on_trio:
             # trio's rule: a cancelled call does nothing, so check before taking a request.
             await trio_checkpoint_if_cancelled()
@@ -277,7 +278,7 @@ class _Core:
             busy = queue or self.server_closed or not self.clients
             item = self.take(gone) if busy else None
             if item is None:
-                loop = loop or _get_running_loop()
+                loop = loop or get_running_loop()
                 waiter = (
                     _Future(loop=loop) if loop is not None and not on_trio else _server_waiter()
                 )

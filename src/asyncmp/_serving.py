@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
 from ._channel import Client, Server, WeakClient, channel
-from ._reply import ReplyContext
-from ._wait import (
+from ._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
     check_timeout,
@@ -45,6 +44,7 @@ from ._wait import (
     trio_checkpoint,
     wake,
 )
+from ._reply import ReplyContext
 
 __all__ = ("Break", "Continue", "JoinHandle")
 

@@ -1,20 +1,21 @@
-"""One-shot wake-ups that cross threads and event loops.
+"""Wake-ups that cross threads and event loops: the one place a parked task or thread is woken.
 
 Every waiting operation in asyncmp follows one protocol, so that a task on asyncio, a task
 on trio and a plain thread can all wait for the same kind of event and be woken from any
 thread:
 
 1. Under the *owner's* lock (a channel's, a stage's …), the waiting side creates a waiter
-   with [`new_async_waiter`][] or `ThreadWaiter()` and registers it somewhere the waking
-   side will find it.
-2. The waking side, under the same lock, removes the waiter from that place (so it is woken
-   at most once) and then calls [`wake`][] on it, inside or outside the lock.
+   with `new_async_waiter` or `ThreadWaiter()` and parks it in the owner's `WaitQueue` (see
+   `_waitqueue`), where the waking side will find it.
+2. The waking side, under the same lock, takes the waiter out of the queue (so it is woken
+   at most once) and then calls `deliver` (or `wake`) on it, inside or outside the lock.
 3. The waiting side parks: ``await park(waiter, deregister, on_lost)`` or
    ``waiter.wait(timeout)``.
 
-Cancellation and timeouts go through ``deregister()``: it runs under the owner's lock and
-returns ``True`` if the waiter was still registered (it is now removed, the wait is simply
-abandoned) or ``False`` if a waker already took it (a wake-up is on its way or has arrived).
+Cancellation, timeouts and interrupts go through ``deregister()``: it runs under the owner's
+lock and returns ``True`` if the waiter was still parked (it is now removed, the wait is
+simply abandoned) or ``False`` if a waker already took it (a wake-up is on its way or has
+arrived).
 
 - On trio, ``False`` makes the cancellation fail (``Abort.FAILED``): the task keeps waiting
   for the wake-up that is on its way, so nothing is lost and the cancel is delivered at the
@@ -22,7 +23,13 @@ abandoned) or ``False`` if a waker already took it (a wake-up is on its way or h
 - On asyncio a ``CancelledError`` cannot be refused, so ``on_lost()`` is called instead: the
   owner passes the wake-up on (to the next waiter, say) so that it is never lost.
 - A thread that times out calls ``deregister()`` itself; ``False`` means the wake-up raced the
-  timeout and the thread treats the wait as successful.
+  timeout and the thread treats the wait as successful. A thread interrupted in the wait
+  (``KeyboardInterrupt``) deregisters the same way before the exception propagates.
+
+A wake-up that cannot reach its waiter — an asyncio task cancelled as it arrived, a task
+whose event loop is closed, a trio task whose run has ended — is handed back to the waker
+through `deliver`'s ``undelivered`` callback, so that an owner who hands over something
+that must not be lost (a request, a promotion) can pass it on.
 
 Waking is cheap on the hot path: an asyncio waiter is the bare ``Future``; woken from its
 own loop's thread it is resolved directly, from anywhere else through
@@ -35,26 +42,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, final
 
-
-class _LibraryMark(Protocol):
-    name: str | None
-
-
-class _NoTrio:
-    __slots__ = ()
-    name: str | None = None
-
-
-_sniffio_local: _LibraryMark
-try:
-    # trio marks the thread that runs it in sniffio's thread-local (trio depends on sniffio).
-    import sniffio
-
-    _sniffio_local = sniffio.thread_local
-except ImportError:  # sniffio is absent, hence trio too: only asyncio can be running
-    _sniffio_local = _NoTrio()
+from ._backend import get_running_loop, library_mark, on_trio, trio_api
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -64,7 +54,6 @@ __all__ = (
     "ThreadWaiter",
     "Waiter",
     "check_timeout",
-    "current_library",
     "deliver",
     "ensure_blocking_allowed",
     "new_async_waiter",
@@ -72,63 +61,54 @@ __all__ = (
     "trio_cancel_shielded_checkpoint",
     "trio_checkpoint",
     "trio_checkpoint_if_cancelled",
-    "trio_running",
     "wake",
 )
 
-_get_running_loop = asyncio._get_running_loop
 _get_ident = threading.get_ident
 _Future = asyncio.Future
 
 
-class _Wakeable(Protocol):
-    def wake(self) -> None: ...
-
-
 @final
-class _TrioWaiter:
+class TrioWaiter:
     """A trio task that will park with ``wait_task_rescheduled``."""
 
     __slots__ = ("_task", "_thread", "_token")
 
     def __init__(self) -> None:
-        import trio
-
-        self._task = trio.lowlevel.current_task()
-        self._token = trio.lowlevel.current_trio_token()
+        trio = trio_api()
+        self._task = trio.current_task()
+        self._token = trio.current_trio_token()
         self._thread = _get_ident()
 
-    def wake(self, value: object = None) -> None:
-        import outcome
-        import trio
-
+    def wake(self, value: object = None) -> bool:
+        """Reschedule the task with *value*; ``False`` if its run has ended (nobody waits)."""
+        trio = trio_api()
         # Same thread means we are inside this trio run (the task cannot have parked in a
         # run that is not executing), so reschedule directly; otherwise hop through the token.
         if _get_ident() == self._thread:
-            trio.lowlevel.reschedule(self._task, outcome.Value(value))
-        else:
-            try:
-                self._token.run_sync_soon(
-                    trio.lowlevel.reschedule, self._task, outcome.Value(value)
-                )
-            except trio.RunFinishedError:
-                pass  # the run is over: nobody is left to wake
+            trio.reschedule(self._task, trio.Value(value))
+            return True
+        try:
+            self._token.run_sync_soon(trio.reschedule, self._task, trio.Value(value))
+        except trio.RunFinishedError:
+            return False
+        return True
 
     async def park(self, deregister: Callable[[], bool]) -> Any:
-        import trio
+        trio = trio_api()
 
         def abort(_: object) -> Any:
             if deregister():
-                return trio.lowlevel.Abort.SUCCEEDED
+                return trio.Abort.SUCCEEDED
             # A waker already took us: refuse the cancellation, the wake-up is on its way.
-            return trio.lowlevel.Abort.FAILED
+            return trio.Abort.FAILED
 
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+        return await trio.wait_task_rescheduled(abort)
 
 
 @final
 class ThreadWaiter:
-    """A plain thread blocked on a pre-acquired lock; [`wake`][] releases it."""
+    """A plain thread blocked on a pre-acquired lock; `wake` releases it."""
 
     __slots__ = ("_lock", "value")
 
@@ -136,71 +116,56 @@ class ThreadWaiter:
         self._lock = threading.Lock()
         self._lock.acquire()
         self.value: Any = None
-        """What the waker delivered (see [`deliver`][]); read it after `wait` returned True."""
+        """What the waker delivered (see `deliver`); read it after `wait` returned True."""
 
-    def wake(self, value: object = None) -> None:
+    def wake(self, value: object = None) -> bool:
         self.value = value
         self._lock.release()
+        return True
 
     def wait(self, timeout: float | None) -> bool:
-        """Block until woken (``True``) or until *timeout* seconds pass (``False``)."""
+        """Block until woken (``True``) or until *timeout* seconds pass (``False``).
+
+        An exception raised while blocked (``KeyboardInterrupt``) propagates: the caller
+        deregisters, as after a timeout (see the module doc)."""
         if timeout is None:
             return self._lock.acquire()
         return self._lock.acquire(timeout=timeout)
 
 
-AsyncWaiter: TypeAlias = "asyncio.Future[Any] | _TrioWaiter"
-Waiter: TypeAlias = "asyncio.Future[Any] | _TrioWaiter | ThreadWaiter"
-
-
-def trio_running() -> bool:
-    # trio marks the thread that runs it; asyncio does not, so check trio first: under trio
-    # guest mode an asyncio loop is "running" too, but trio tasks cannot await its futures.
-    return _sniffio_local.name == "trio"
+AsyncWaiter: TypeAlias = "asyncio.Future[Any] | TrioWaiter"
+Waiter: TypeAlias = "asyncio.Future[Any] | TrioWaiter | ThreadWaiter"
 
 
 def new_async_waiter() -> AsyncWaiter:
     """A waiter for the task that calls this, on whichever event loop runs it."""
-    if _sniffio_local.name is None:
-        loop = _get_running_loop()
+    if library_mark.name is None:
+        loop = get_running_loop()
         if loop is not None:
             return loop.create_future()
-    if trio_running():
-        return _TrioWaiter()
-    raise RuntimeError(f"asyncmp supports asyncio and trio, not {current_library()!r}")
-
-
-def current_library() -> str | None:
-    """The async library running in this thread: ``"trio"``, ``"asyncio"``, the name another
-    library gave sniffio, or ``None`` when no event loop runs here."""
-    name: str | None = _sniffio_local.name
-    if name is not None:
-        return name
-    return "asyncio" if _get_running_loop() is not None else None
-
-
-def _resolve(fut: asyncio.Future[Any], value: object = None) -> None:
-    if not fut.done():
-        fut.set_result(value)
+    if on_trio():
+        return TrioWaiter()
+    raise RuntimeError(f"asyncmp supports asyncio and trio, not {library_mark.name!r}")
 
 
 def wake(waiter: Waiter, value: object = None) -> None:
     """Wake *waiter* from any thread, delivering *value* (what `park` returns, or a thread
     waiter's ``value``). Call at most once per waiter (see the module doc).
 
-    A value delivered to an asyncio task that was cancelled before it could receive it is
-    dropped: owners who hand over something that must not be lost use `deliver`.
+    A value that cannot reach its waiter (see the module doc) is dropped: owners who hand
+    over something that must not be lost use `deliver`.
     """
     deliver(waiter, value, None)
 
 
 def deliver(waiter: Waiter, value: object, undelivered: Callable[[Any], None] | None) -> None:
-    """`wake`, calling ``undelivered(value)`` on the waiter's loop if an asyncio waiter turns
-    out to be cancelled when the value arrives (trio and thread waiters always receive it:
-    trio refuses the cancellation, a thread checks `deregister`)."""
+    """`wake`, calling ``undelivered(value)`` if the waiter turns out unable to receive it: an
+    asyncio waiter cancelled when the value arrives or whose loop is closed (called on the
+    waiter's loop, or here), a trio waiter whose run has ended (called here). A thread
+    waiter always receives it (a thread checks `deregister` itself)."""
     if isinstance(waiter, _Future):
         loop = waiter.get_loop()
-        if _get_running_loop() is loop:
+        if get_running_loop() is loop:
             if not waiter.done():
                 waiter.set_result(value)
             elif undelivered is not None:
@@ -212,8 +177,8 @@ def deliver(waiter: Waiter, value: object, undelivered: Callable[[Any], None] | 
                 # The loop is closed: the task that waited is gone.
                 if undelivered is not None:
                     undelivered(value)
-    else:
-        waiter.wake(value)
+    elif not waiter.wake(value) and undelivered is not None:
+        undelivered(value)
 
 
 def _settle(
@@ -248,17 +213,13 @@ async def trio_checkpoint() -> None:
     asyncio code expects ``await queue.get()`` on a non-empty queue not to yield, and so do
     we; trio code expects every ``await`` to be a cancel and schedule point.
     """
-    if trio_running():
-        import trio
-
-        await trio.lowlevel.checkpoint()
+    if on_trio():
+        await trio_api().checkpoint()
 
 
 async def trio_checkpoint_if_cancelled() -> None:
     """trio's ``checkpoint_if_cancelled``: raise now if the task is cancelled (trio only)."""
-    import trio
-
-    await trio.lowlevel.checkpoint_if_cancelled()
+    await trio_api().checkpoint_if_cancelled()
 
 
 async def trio_cancel_shielded_checkpoint() -> None:
@@ -266,9 +227,7 @@ async def trio_cancel_shielded_checkpoint() -> None:
 
     Together with `trio_checkpoint_if_cancelled` this makes a fast path that has taken
     something a full checkpoint that can no longer lose it."""
-    import trio
-
-    await trio.lowlevel.cancel_shielded_checkpoint()
+    await trio_api().cancel_shielded_checkpoint()
 
 
 def ensure_blocking_allowed(operation: str) -> None:
@@ -277,7 +236,7 @@ def ensure_blocking_allowed(operation: str) -> None:
     A blocking call there would freeze the very loop that has to deliver the wake-up, so it
     is refused at once instead of deadlocking.
     """
-    if _sniffio_local.name is not None or _get_running_loop() is not None:
+    if library_mark.name is not None or get_running_loop() is not None:
         raise RuntimeError(
             f"{operation} blocks the calling thread, but this thread runs an event loop; "
             "await the async form instead"
