@@ -41,7 +41,7 @@ async def bounded_group() -> AsyncIterator[anyio.abc.TaskGroup]:
 def parked(stage: AnyStage) -> list[Any]:
     """The tokens parked on *stage*, oldest first (white-box)."""
     with stage._lock:
-        return list(stage._parked)
+        return [entry.token for entry in stage._parked]
 
 
 async def wait_parked(stage: AnyStage, *tokens: Any) -> None:
@@ -565,11 +565,11 @@ async def test_spurious_wakeup_keeps_waiting() -> None:
         await wait_parked(stage, "a")
         tg.start_soon(run_into, results, "b", stage, b, returns("b"))
         await wait_parked(stage, "a", "b")
-        old = stage._parked["a"].waiter
+        old = stage._entries["a"].waiter
         assert old is not None
         wake(old)  # outside the protocol: the entry stays in line
         with anyio.fail_after(5):
-            while stage._parked["a"].waiter is old:  # noqa: ASYNC110
+            while stage._entries["a"].waiter is old:  # noqa: ASYNC110
                 await anyio.sleep(0.001)
         assert parked(stage) == ["a", "b"]
         assert results == {}
@@ -601,10 +601,10 @@ def test_spurious_wakeup_of_a_thread_keeps_waiting() -> None:
             time.sleep(0.001)
         thread.start()
         wait_parked_blocking(stage, "a")
-        old = stage._parked["a"].waiter
+        old = stage._entries["a"].waiter
         assert old is not None
         wake(old)
-        while stage._parked["a"].waiter is old:
+        while stage._entries["a"].waiter is old:
             assert time.monotonic() < deadline
             time.sleep(0.001)
         assert results == {}

@@ -15,7 +15,6 @@ exceeds it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
 import threading
 from collections.abc import Coroutine
@@ -32,7 +31,6 @@ from ._lowlevel._wake import (
     check_timeout,
     ensure_blocking_allowed,
     new_async_waiter,
-    park,
 )
 from ._reply import (
     LOST,
@@ -43,7 +41,6 @@ from ._reply import (
     _new_object,
     _Ticket,
     new_request,
-    outcome,
     reclaim,
 )
 
@@ -142,10 +139,10 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         loop = get_running_loop()
         if loop is None or library_mark.name is not None:  # trio
             waiter = new_async_waiter()
-            ticket = _Ticket(core, waiter)
+            ticket = _Ticket(core.lock, waiter)
             core.push(new_request(core, msg, ticket), False)
-            await park(waiter, functools.partial(ticket.deregister, waiter))
-            return outcome(ticket.value)  # type: ignore[no-any-return]
+            await ticket.park_async(waiter, give_up=True)
+            return ticket.result()  # type: ignore[no-any-return]
         # asyncio, inlined: this is the hot path the benchmarks measure.
         fut: asyncio.Future[Any] = _Future(loop=loop)
         node = _new_object(ReplyContext)  # `new_request`, inlined
@@ -189,7 +186,7 @@ class Client(AsyncClosing, Generic[Req, Rep]):
         if self._closed:
             raise Closed("this client is closed")
         core = self._core
-        ticket = _Ticket(core, None)
+        ticket = _Ticket(core.lock)
         core.push(new_request(core, msg, ticket), True)
         return PendingReply._create(ticket)
 
@@ -263,18 +260,17 @@ class _BlockingClient(Generic[Req, Rep]):
             raise Closed("this client is closed")
         waiter = ThreadWaiter()
         core = client._core
-        ticket = _Ticket(core, waiter)
+        ticket = _Ticket(core.lock, waiter)
         try:
             core.push(new_request(core, msg, ticket), False)
-            woken = waiter.wait(timeout)
         except BaseException:
-            # Interrupted (Ctrl-C raises KeyboardInterrupt out of the wait): give the request
-            # up exactly as a timeout does, or it would stay queued and be served.
-            ticket.deregister(waiter)
+            ticket.leave(waiter, give_up=True)  # whatever happened, nobody waits for it
             raise
-        if not woken and ticket.deregister(waiter):
+        # Interrupted in the wait (Ctrl-C): the request is given up exactly as on a timeout,
+        # or it would stay queued and be served.
+        if not ticket.park_blocking(waiter, timeout, give_up=True):
             raise TimeoutError(f"no reply within {timeout} seconds")
-        return outcome(ticket.value)  # type: ignore[no-any-return]
+        return ticket.result()  # type: ignore[no-any-return]
 
 
 @final

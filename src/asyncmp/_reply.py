@@ -6,11 +6,11 @@ the channel's queue, is handed to the server, and answers the requester. Its ``_
 requester:
 
 - an ``asyncio.Future`` for ``await client.send()`` on asyncio/uvloop — the hot path. The
-  reply is the future's result (an error travels wrapped in `_Failure`); a requester that
+  reply is the future's result (an error travels wrapped in a `Failure`); a requester that
   gives up is a cancelled future, which `Task.cancel` produces by itself. Nothing else is
   allocated and no lock is taken to answer;
-- a `_Ticket` for every other requester (trio, threads, `PendingReply`): it holds the
-  outcome and the requester's waiter under the channel lock, as `_wait` prescribes.
+- a `_Ticket` for every other requester (trio, threads, `PendingReply`): an `OutcomeCell`
+  (the one behind every pending result) under the channel's lock.
 
 Invariants:
 - ``_to`` is cleared (set to None) by whoever settles the request — the answer, or the
@@ -18,7 +18,7 @@ Invariants:
 - ``_state`` is QUEUED until the server takes the context (or it is handed to a parked
   server), then ACTIVE. Only an ACTIVE context sends `NoReply` when closed or collected; a
   QUEUED one whose requester gave up is a tombstone that the server skips.
-- The outcome is stored (future result, or ticket fields under the lock) before the
+- The outcome is stored (future result, or the ticket's, under the lock) before the
   requester is woken, so the woken side reads it without the lock.
 - An answer from another thread to an asyncio requester waits in ``_in_flight`` until the
   requester's loop resolves the future; a requester cancelled meanwhile finds it there
@@ -32,28 +32,19 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import functools
-import math
 import sys
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from ._errors import AlreadyReplied, Closed, NoReply
-from ._lowlevel._backend import get_running_loop
+from ._lowlevel._backend import anyio_cancel_pending, get_running_loop
 from ._lowlevel._finalize import finalize
-from ._lowlevel._wake import (
-    ThreadWaiter,
-    Waiter,
-    check_timeout,
-    ensure_blocking_allowed,
-    new_async_waiter,
-    park,
-    trio_checkpoint,
-    wake,
-)
+from ._lowlevel._outcome import DONE, GONE, PENDING, Failure, OutcomeCell
+from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
 
 _Future = asyncio.Future
+_BaseEventLoop = asyncio.BaseEventLoop
 _get_ident = threading.get_ident
 
 if TYPE_CHECKING:
@@ -70,20 +61,8 @@ _new_object = object.__new__
 # ReplyContext._state
 QUEUED: Final = 0
 ACTIVE: Final = 1
-# _Ticket.state
-WAITING: Final = 0
-DONE: Final = 2
-GONE: Final = 3
 
-
-@final
-class _Failure:
-    """An error on its way to the requester (a future's result must be a plain value)."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+_Failure = Failure  # the hot paths test ``type(value) is _Failure`` (a global, not an import)
 
 
 def outcome(value: Any) -> Any:
@@ -150,137 +129,28 @@ def reclaim(fut: asyncio.Future[Any], exc: BaseException) -> object:
     value = _in_flight.pop(fut, LOST)
     if value is LOST or not isinstance(exc, asyncio.CancelledError):
         return LOST
-    return value if _cancel_comes_again() else LOST
-
-
-def _cancel_comes_again() -> bool:
-    """Whether an anyio cancel scope around the running task is cancelled (unshielded)."""
-    try:
-        import anyio
-
-        return anyio.current_effective_deadline() == -math.inf
-    except Exception:  # no library anyio recognises is running: nothing re-cancels
-        return False
+    return value if anyio_cancel_pending() else LOST
 
 
 def gone(to: asyncio.Future[Any] | _Ticket) -> bool:
     """Whether the requester gave up (racy by nature: a hint for skipping tombstones)."""
     if type(to) is _Future:
         return to.done()
-    return to.state != WAITING  # type: ignore[union-attr]
+    return to.state != PENDING  # type: ignore[union-attr]
 
 
 @final
-class _Ticket:
-    """A requester that is not a bare asyncio future. Fields are guarded by ``core.lock``."""
+class _Ticket(OutcomeCell):
+    """A requester that is not a bare asyncio future: an `OutcomeCell` under the channel's
+    lock, set to the reply (or a `Failure`), given up when its requester gives up."""
 
-    __slots__ = ("core", "state", "value", "waiter")
-    value: Any  # the outcome (reply or _Failure), set when the state leaves WAITING
+    __slots__ = ()
 
-    def __init__(self, core: ChannelCore, waiter: Waiter | None) -> None:
-        self.core = core
-        self.state: int = WAITING
-        # The requester's registered waiter; None while nobody waits (a PendingReply not
-        # awaited yet) and once a waker or the requester itself has taken it.
-        self.waiter = waiter
+    def _gone_value(self) -> object:
+        return _Failure(Closed("this request was cancelled"))
 
-    def settle(self, value: object) -> bool:
-        """The answer arrives. True if the requester still waited for it."""
-        lock = self.core.lock
-        lock.acquire()
-        try:
-            if self.state != WAITING:
-                return False
-            self.state = DONE
-            self.value = value
-            waiter, self.waiter = self.waiter, None
-        finally:
-            lock.release()
-        if waiter is not None:
-            wake(waiter)
-        return True
-
-    def cancel(self) -> bool:
-        """Anyone gives up on the request. True if it was not answered yet (now GONE)."""
-        lock = self.core.lock
-        lock.acquire()
-        try:
-            if self.state != WAITING:
-                return False
-            self.state = GONE
-            self.value = _Failure(Closed("this request was cancelled"))
-            waiter, self.waiter = self.waiter, None
-        finally:
-            lock.release()
-        if waiter is not None:
-            wake(waiter)  # whoever waits for it now raises Closed
-        return True
-
-    def deregister(self, waiter: Waiter) -> bool:
-        """The requester's *waiter* gives up (cancelled, timed out): `_wait`'s deregister().
-
-        False if a waker already took the waiter: the outcome is there (or on its way)."""
-        lock = self.core.lock
-        lock.acquire()
-        try:
-            if self.waiter is not waiter:
-                return False
-            self.waiter = None
-            self.state = GONE
-            self.value = _Failure(Closed("this request was cancelled"))
-            return True
-        finally:
-            lock.release()
-
-    async def wait_async(self) -> Any:
-        """Wait for the outcome in a task; cancelling gives the request up."""
-        lock = self.core.lock
-        lock.acquire()
-        try:
-            if self.state != WAITING:
-                waiter = None
-            elif self.waiter is not None:
-                raise RuntimeError("another task or thread is already waiting for this reply")
-            else:
-                waiter = self.waiter = new_async_waiter()
-        finally:
-            lock.release()
-        if waiter is None:
-            await trio_checkpoint()
-        else:
-            try:
-                await park(waiter, functools.partial(self.deregister, waiter))
-            except asyncio.CancelledError:
-                # A cancellation that found the outcome on its way (the waker took the
-                # waiter): inside a cancelled anyio scope the answer wins (see `reclaim`).
-                if self.state != DONE or not _cancel_comes_again():
-                    raise
-        return outcome(self.value)
-
-    def wait_blocking(self, timeout: float | None) -> Any:
-        """Wait for the outcome in a thread; a timeout gives the request up."""
-        timeout = check_timeout(timeout)
-        ensure_blocking_allowed("waiting for a reply")
-        lock = self.core.lock
-        lock.acquire()
-        try:
-            if self.state != WAITING:
-                return outcome(self.value)
-            if self.waiter is not None:
-                raise RuntimeError("another task or thread is already waiting for this reply")
-            waiter = self.waiter = ThreadWaiter()
-        finally:
-            lock.release()
-        try:
-            woken = waiter.wait(timeout)
-        except BaseException:
-            # Interrupted (Ctrl-C): give up exactly as a timeout does, so that no dead
-            # waiter stays registered. A reply that won the race stays here for a retry.
-            self.deregister(waiter)
-            raise
-        if not woken and self.deregister(waiter):
-            raise TimeoutError(f"no reply within {timeout} seconds")
-        return outcome(self.value)
+    # The protocol of `settle`: the answer arrives; True if the requester still waited.
+    settle = OutcomeCell.set
 
 
 def new_request(
@@ -341,14 +211,21 @@ class ReplyContext(Generic[Rep]):
         # `settle(to, value)`, inlined for an asyncio requester whose loop runs this thread:
         # the hot path. The ident test is cheap and rejects other threads; the loop test
         # catches a loop that has moved to another thread since the request was sent
-        # (resolving its future here would not wake it). That test costs a getpid() system
-        # call on CPython 3.11 (about 150 ns): neither asyncio nor uvloop tells more
-        # cheaply which thread runs a loop.
-        if self._tid == _get_ident() and to.get_loop() is get_running_loop():  # type: ignore[union-attr]
-            if to.done():  # type: ignore[union-attr]
-                return False
-            to.set_result(value)  # type: ignore[union-attr]  # a running loop is not closed
-            return True
+        # (resolving its future here would not wake it). asyncio's own loops record the
+        # thread that runs them; for others (uvloop) it costs asyncio._get_running_loop(), a
+        # getpid() system call on CPython 3.11 (about 150 ns).
+        tid = self._tid
+        if tid == _get_ident():
+            loop = to.get_loop()  # type: ignore[union-attr]
+            if (
+                loop._thread_id == tid  # type: ignore[attr-defined]
+                if isinstance(loop, _BaseEventLoop)
+                else loop is get_running_loop()
+            ):
+                if to.done():
+                    return False
+                to.set_result(value)  # type: ignore[union-attr]  # a running loop is not closed
+                return True
         return settle(to, value)
 
     def fail(self, exc: BaseException) -> bool:
@@ -438,16 +315,18 @@ class PendingReply(Generic[Rep]):
         return self
 
     def __await__(self) -> Generator[Any, None, Rep]:
-        result: Rep = yield from self._ticket.wait_async().__await__()
+        ticket = self._ticket
+        yield from ticket.wait(give_up=True).__await__()
+        result: Rep = ticket.result()
         return result
 
     def done(self) -> bool:
         """Whether the outcome has arrived (or the request was given up)."""
-        return self._ticket.state != WAITING
+        return self._ticket.state != PENDING
 
     def cancel(self) -> bool:
         """Give up on the reply. Returns ``True`` if the request had not been answered."""
-        return self._ticket.cancel()
+        return self._ticket.give_up()
 
     @property
     def blocking(self) -> _BlockingPendingReply[Rep]:
@@ -458,11 +337,11 @@ class PendingReply(Generic[Rep]):
 
     def __del__(self) -> None:
         ticket = self._ticket
-        if ticket.state == WAITING and not sys.is_finalizing():
-            finalize((ticket.core.lock,), ticket.cancel)
+        if ticket.state == PENDING and not sys.is_finalizing():
+            finalize((ticket.lock,), ticket.give_up)
 
     def __repr__(self) -> str:
-        state = {WAITING: "waiting", DONE: "done", GONE: "given up"}[self._ticket.state]
+        state = {PENDING: "waiting", DONE: "done", GONE: "given up"}[self._ticket.state]
         return f"<PendingReply {state}>"
 
 
@@ -482,5 +361,10 @@ class _BlockingPendingReply(Generic[Rep]):
             TimeoutError: no reply within *timeout* seconds; the request is given up.
             RuntimeError: called on a thread that runs an event loop.
         """
-        result: Rep = self._pending._ticket.wait_blocking(timeout)
+        timeout = check_timeout(timeout)
+        ensure_blocking_allowed("waiting for a reply")
+        ticket = self._pending._ticket
+        if not ticket.wait_blocking(timeout, give_up=True):
+            raise TimeoutError(f"no reply within {timeout} seconds")
+        result: Rep = ticket.result()
         return result

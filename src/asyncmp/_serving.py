@@ -34,16 +34,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
 from ._channel import Client, Server, WeakClient, channel
-from ._lowlevel._wake import (
-    ThreadWaiter,
-    Waiter,
-    check_timeout,
-    ensure_blocking_allowed,
-    new_async_waiter,
-    park,
-    trio_checkpoint,
-    wake,
-)
+from ._lowlevel._outcome import Failure, OutcomeCell
+from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
 from ._reply import ReplyContext
 
 __all__ = ("Break", "Continue", "JoinHandle")
@@ -201,23 +193,9 @@ class JoinHandle(Generic[T_co]):
     from a plain thread. Cancelling a join only stops that wait; the server runs on.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_done",
-        "_error",
-        "_lock",
-        "_name",
-        "_retrieved",
-        "_task",
-        "_value",
-        "_waiters",
-    )
-    _lock: threading.Lock
-    _done: bool
-    _value: Any
-    _error: BaseException | None
+    __slots__ = ("__weakref__", "_cell", "_name", "_retrieved", "_task")
+    _cell: OutcomeCell
     _retrieved: bool
-    _waiters: list[Waiter]
     _name: str
     _task: object
 
@@ -227,12 +205,9 @@ class JoinHandle(Generic[T_co]):
     @classmethod
     def _create(cls, name: str) -> JoinHandle[Any]:
         self: JoinHandle[Any] = object.__new__(cls)
-        self._lock = threading.Lock()
-        self._done = False
-        self._value = None
-        self._error = None
+        # The loop's outcome: its result, or a Failure with the exception it died of.
+        self._cell = OutcomeCell()
         self._retrieved = False
-        self._waiters = []  # parked joiners; whoever finishes the handle wakes them all
         self._name = name
         self._task = None  # the asyncio task, when spawn created one: keeps it alive
         return self
@@ -240,45 +215,24 @@ class JoinHandle(Generic[T_co]):
     def _finish(self, value: object, error: BaseException | None, quiet: bool = False) -> None:
         """Publish the outcome and wake every joiner. *quiet*: an *error* that needs no
         log line if nobody joins (the loop was cancelled: not the handler's failure)."""
-        with self._lock:
-            assert not self._done, "a JoinHandle is finished once"
-            self._value = value
-            self._error = error
-            self._retrieved = quiet
-            self._done = True
-            waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            wake(waiter)
+        self._retrieved = quiet
+        finished = self._cell.set(value if error is None else Failure(error))
+        assert finished, "a JoinHandle is finished once"
 
     def _outcome(self) -> T_co:
-        error = self._error
-        if error is not None:
+        value = self._cell.value
+        if type(value) is Failure:
             self._retrieved = True
-            raise error
-        return self._value  # type: ignore[no-any-return]
-
-    def _deregister(self, waiter: Waiter) -> bool:
-        with self._lock:
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                return False
-            return True
+            raise value.error
+        return value  # type: ignore[no-any-return]
 
     def done(self) -> bool:
         """Whether the loop has ended (joining would not wait)."""
-        return self._done
+        return self._cell.done()
 
     async def join(self) -> T_co:
         """Wait until the loop ends and return its result (or raise its exception)."""
-        with self._lock:
-            waiter = None if self._done else new_async_waiter()
-            if waiter is not None:
-                self._waiters.append(waiter)
-        if waiter is None:
-            await trio_checkpoint()
-        else:
-            await park(waiter, lambda: self._deregister(waiter))
+        await self._cell.wait(give_up=False)
         return self._outcome()
 
     def __await__(self) -> Generator[Any, None, T_co]:
@@ -292,18 +246,20 @@ class JoinHandle(Generic[T_co]):
 
     def __del__(self) -> None:
         # Nothing is lost silently: a loop that died of an exception nobody joined to see.
-        if self._error is not None and not self._retrieved and not sys.is_finalizing():
+        value = self._cell.value
+        if type(value) is Failure and not self._retrieved and not sys.is_finalizing():
             logger.error(
                 "dispatch loop %r failed and its JoinHandle was never joined",
                 self._name,
-                exc_info=self._error,
+                exc_info=value.error,
             )
 
     def __repr__(self) -> str:
-        if not self._done:
+        value = self._cell.value
+        if not self._cell.done():
             state = "running"
-        elif self._error is not None:
-            state = f"failed: {self._error!r}"
+        elif type(value) is Failure:
+            state = f"failed: {value.error!r}"
         else:
             state = "done"
         return f"<JoinHandle {self._name!r} {state}>"
@@ -328,22 +284,9 @@ class _BlockingJoinHandle(Generic[T_co]):
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("handle.blocking.join()")
         handle = self._handle
-        with handle._lock:
-            waiter = None if handle._done else ThreadWaiter()
-            if waiter is not None:
-                handle._waiters.append(waiter)
-        if waiter is not None:
-            try:
-                woken = waiter.wait(timeout)
-            except BaseException:  # interrupted (Ctrl-C): leave no waiter behind
-                handle._deregister(waiter)
-                raise
-            # A timed-out wait that can no longer deregister lost a race with the wake-up:
-            # the handle is finished, so the join succeeds.
-            if not woken and handle._deregister(waiter):
-                raise TimeoutError(
-                    f"dispatch loop {handle._name!r} still running after {timeout} s"
-                )
+        # An interrupt (Ctrl-C) in the wait leaves no waiter behind, as a timeout.
+        if not handle._cell.wait_blocking(timeout, give_up=False):
+            raise TimeoutError(f"dispatch loop {handle._name!r} still running after {timeout} s")
         return handle._outcome()
 
 

@@ -1,7 +1,7 @@
 """Stage: one task or thread heads a shared resource and routes events to the others by token.
 
 Design note. A `Stage` keeps one `_Entry` per held token (``stage._entries``), one FIFO of
-parked entries (``stage._parked``, a dict in insertion order) and the entry that heads the
+parked entries (``stage._parked``, a `WaitQueue` keyed by entry) and the entry that heads the
 stage (``stage._head``), all guarded by one ``threading.Lock`` (``stage._lock``), so that
 tasks on any event loop and plain threads can share one stage. The buffer has its own lock,
 taken only outside ``stage._lock`` (buffer lock → stage lock, never the other way), so a
@@ -27,7 +27,7 @@ Invariants:
 - A promoted entry keeps its waiter in ``entry.waiter`` until it takes the head up. A
   promotion that cannot reach its waiter — the task's event loop was closed without
   cancelling it, or asyncio cancelled the task as the wake-up arrived — is reported back
-  (`_wait.deliver`'s ``undelivered``) and, if the entry still holds that very promotion,
+  (`_wake.deliver`'s ``undelivered``) and, if the entry still holds that very promotion,
   handed on to the next waiter: a stage is never left headed by a waiter that is gone.
 - ``entry.notified`` is set by a notify and cleared only by the ``enter`` that returns
   `Notified`, so no notification is lost between two ``enter`` calls on one ticket.
@@ -51,6 +51,7 @@ import anyio
 
 from ._closing import Closing
 from ._errors import Closed
+from ._lowlevel._waitqueue import WaitQueue
 from ._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
@@ -134,7 +135,7 @@ class Stage(Generic[T, R, B]):
         self._buffer = buffer
         self._lock = threading.Lock()
         self._entries: dict[Hashable, _Entry] = {}
-        self._parked: dict[Hashable, _Entry] = {}
+        self._parked = WaitQueue(self._lock)  # PARKED entries -> their waiters, oldest first
         self._head: _Entry | None = None
         self._buffer_lock = threading.Lock()
         self._buffer_owner: int | None = None
@@ -280,7 +281,7 @@ class Stage(Generic[T, R, B]):
             return _TIMED_OUT, None
         waiter = entry.waiter = new_waiter()
         entry.state = PARKED
-        self._parked[entry.token] = entry
+        self._parked.park(waiter, entry)
         return _PARK, waiter
 
     def _resume(
@@ -297,11 +298,12 @@ class Stage(Generic[T, R, B]):
         if entry.state == PARKED:
             # A spurious wake-up: still in line, keep our place with a fresh waiter.
             if expired:
-                del self._parked[entry.token]
+                self._parked.unpark(entry)
                 entry.state = IDLE
                 entry.waiter = None
                 return _TIMED_OUT, None
             waiter = entry.waiter = new_waiter()
+            self._parked.park(waiter, entry)  # a parked key keeps its place in line
             return _PARK, waiter
         # IDLE: notified, or taken out of line by our own timeout.
         if entry.notified and not expired:
@@ -310,11 +312,11 @@ class Stage(Generic[T, R, B]):
         return _TIMED_OUT, None
 
     def _deregister(self, entry: _Entry, waiter: Waiter) -> bool:
-        """deregister() of `_wait.park`: leave the line unless something was given to us."""
+        """deregister() of `_wake.park`: leave the line unless something was given to us."""
         with self._lock:
             if entry.state != PARKED or entry.waiter is not waiter:
                 return False
-            del self._parked[entry.token]
+            self._parked.unpark(entry)
             entry.state = IDLE
             entry.waiter = None
             return True
@@ -328,7 +330,7 @@ class Stage(Generic[T, R, B]):
                 entry.waiter = None
                 promoted = self._release_head()
             elif entry.state == PARKED:
-                del self._parked[entry.token]
+                self._parked.unpark(entry)
                 entry.state = IDLE
                 entry.waiter = None
             # A notification stays marked on the ticket for the next enter().
@@ -345,12 +347,10 @@ class Stage(Generic[T, R, B]):
         self._head = None
         if not self._parked:
             return None
-        token = next(iter(self._parked))
-        entry = self._parked.pop(token)
+        entry, waiter = self._parked.pop_oldest_entry()
         entry.state = HEAD
         self._head = entry
-        assert entry.waiter is not None  # every parked entry has one
-        return entry, entry.waiter
+        return entry, waiter
 
     def _promote(self, promoted: tuple[_Entry, Waiter] | None) -> None:
         """Wake a promoted waiter (outside the lock). If the head cannot reach it — its
@@ -546,7 +546,7 @@ class Director(Generic[T, R, B]):
                 )
             entry.notified = True
             if entry.state == PARKED:
-                del stage._parked[entry.token]
+                stage._parked.unpark(entry)
                 entry.state = IDLE
                 waiter, entry.waiter = entry.waiter, None
         if waiter is not None:

@@ -229,7 +229,7 @@ class _Guard:
 
     def __del__(self) -> None:
         if self.armed and not sys.is_finalizing():
-            finalize((self.server._core.lock, self.handle._lock), self.fire)
+            finalize((self.server._core.lock, self.handle._cell.lock), self.fire)
 
 
 async def _serve(

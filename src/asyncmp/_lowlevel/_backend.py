@@ -13,10 +13,12 @@ wake-up, so that importing asyncmp never imports trio.
 from __future__ import annotations
 
 import asyncio
+import math
 from types import SimpleNamespace
 from typing import Any, Protocol
 
 __all__ = (
+    "anyio_cancel_pending",
     "cancelled_exception",
     "current_library",
     "get_running_loop",
@@ -94,3 +96,17 @@ def cancelled_exception() -> type[BaseException]:
         exc: type[BaseException] = trio_api().Cancelled
         return exc
     return asyncio.CancelledError
+
+
+def anyio_cancel_pending() -> bool:
+    """Whether an anyio cancel scope around the running task is cancelled (and unshielded):
+    anyio then cancels the task again at each ``await`` for as long as the scope is
+    cancelled, so a result that arrived together with one of its cancellations may be
+    returned — the cancellation is not lost, it comes again (trio's rule for an outcome on
+    its way)."""
+    try:
+        import anyio
+
+        return anyio.current_effective_deadline() == -math.inf
+    except Exception:  # no library anyio recognises is running: nothing re-cancels
+        return False

@@ -47,12 +47,13 @@ from .._errors import Closed, ServerDisappeared, WouldBlock
 from .._reply import (
     ACTIVE,
     QUEUED,
-    WAITING,
     ReplyContext,
     _Failure,
     settle,
 )
 from ._backend import get_running_loop, library_mark
+from ._outcome import PENDING
+from ._waitqueue import WaitQueue
 from ._wake import (
     AsyncWaiter,
     ThreadWaiter,
@@ -77,7 +78,7 @@ def _gone(node: ReplyContext[Any]) -> bool:
     to = node._to
     if type(to) is _Future:
         return to.done()
-    return to is None or to.state != WAITING  # type: ignore[union-attr]
+    return to is None or to.state != PENDING  # type: ignore[union-attr]
 
 
 def _server_waiter() -> AsyncWaiter:
@@ -122,7 +123,7 @@ class ChannelCore:
         self.answered = itertools.count()
         self.server_closed = False
         self.stopped = False
-        self.server_waiters: deque[Waiter] = deque()
+        self.server_waiters = WaitQueue(self.lock)
 
     # -- client side -------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ class ChannelCore:
                         raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
                 self.queue.append(node)
                 return
-            waiter = self.server_waiters.popleft()
+            waiter = self.server_waiters.pop_oldest()
             node._state = ACTIVE
             self.taken += 1
         finally:
@@ -171,8 +172,7 @@ class ChannelCore:
             self.clients -= 1
             if self.clients:
                 return
-            waiters = list(self.server_waiters)
-            self.server_waiters.clear()
+            waiters = self.server_waiters.pop_all()
         finally:
             lock.release()
         # No request will come any more: every parked server looks again, and sees
@@ -225,7 +225,7 @@ class ChannelCore:
                 to, node._to = node._to, None
                 self.taken -= 1
             elif self.server_waiters:
-                next_server = self.server_waiters.popleft()
+                next_server = self.server_waiters.pop_oldest()
             else:
                 node._state = QUEUED
                 self.taken -= 1
@@ -239,17 +239,8 @@ class ChannelCore:
             settle(to, _Failure(ServerDisappeared("the server closed before taking it")))
 
     def unpark(self, waiter: Waiter) -> bool:
-        """deregister() for a parked server (see `_wait`): False if it was taken already."""
-        lock = self.lock
-        lock.acquire()
-        try:
-            try:
-                self.server_waiters.remove(waiter)
-            except ValueError:
-                return False
-            return True
-        finally:
-            lock.release()
+        """deregister() for a parked server (see `_wake`): False if it was taken already."""
+        return self.server_waiters.leave(waiter)
 
     async def receive(self, gone: type[Exception], loop: Any = None) -> Item:
         """`Server.wait` / `Server.__anext__`: the next request, parking until one comes.
@@ -282,7 +273,7 @@ class ChannelCore:
                 waiter = (
                     _Future(loop=loop) if loop is not None and not on_trio else _server_waiter()
                 )
-                self.server_waiters.append(waiter)
+                self.server_waiters[waiter] = waiter
         finally:
             lock.release()
         if item is not None:
@@ -321,7 +312,7 @@ class ChannelCore:
                 if item is not None:
                     return item
                 waiter = _server_waiter()
-                self.server_waiters.append(waiter)
+                self.server_waiters[waiter] = waiter
             finally:
                 lock.release()
 
@@ -336,7 +327,7 @@ class ChannelCore:
                 if item is not None:
                     return item
                 waiter = ThreadWaiter()
-                self.server_waiters.append(waiter)
+                self.server_waiters[waiter] = waiter
             finally:
                 lock.release()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -392,8 +383,7 @@ class ChannelCore:
                     requesters.append(node._to)
                     node._to = None
             self.queue.clear()
-            waiters = list(self.server_waiters)
-            self.server_waiters.clear()
+            waiters = self.server_waiters.pop_all()
         finally:
             lock.release()
         for to in requesters:

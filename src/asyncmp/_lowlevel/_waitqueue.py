@@ -1,70 +1,212 @@
-"""WaitQueue: the parked waiters of one owner, oldest first.
+"""WaitQueue: the parked waiters of one owner, oldest first — the one queue every wait uses.
 
 Design note. Everything in asyncmp that parks — a server waiting for a request, a receiver
-for a message, a sender for room, a Stage waiter for its turn, a joiner for a loop's end —
-registers a waiter (see `_wake`) in the owner's `WaitQueue`, and whoever wakes it takes it
-out first, so that each waiter is woken at most once. A key may stand for the waiter (a Stage
-parks its entry, and notifies by entry); by default the waiter is its own key.
+for a message, a sender for room, a Stage waiter for its turn, a joiner for a loop's end, a
+requester for its reply — parks a waiter (see `_wake`) in its owner's `WaitQueue`, and
+whoever wakes it takes it out first, so that each waiter is woken at most once. A key may
+stand for the waiter (a Stage parks its entry, and notifies by entry); by default the waiter
+is its own key.
 
-Invariants: the queue is guarded by its owner's lock — every method is called with that lock
-held — and the waking itself (`_wake.wake` / `deliver`) happens after taking the waiter out,
-inside or outside the lock. Removal by key is O(1) (an insertion-ordered dict), so a waiter
-that gives up (cancelled, timed out, interrupted) leaves in constant time however many wait.
+The queue is a ``dict`` (insertion-ordered: oldest first), so that the owners' hot paths use
+its C operations directly — ``if queue:``, ``queue[waiter] = waiter`` — and removal by key is
+O(1) however many wait. It is guarded by its owner's ``lock``: every method is called with the
+lock held, except `leave`, `pass_on`, `wait_for` and `wait_for_blocking`, which take it.
+
+Two ways to hand something over:
+
+- **hand-off**: the waker takes the waiter out and delivers the very thing (a request, a
+  promotion) with ``deliver(waiter, thing, undelivered)``; the owner's ``undelivered`` passes
+  on what could not arrive.
+- **hints** (`wait_for`): a wake-up only says "look again"; the woken side takes what it came
+  for under the lock, or parks again. A hint that cannot arrive, or that reached a waiter
+  which is leaving anyway (cancelled, timed out, interrupted), goes to the next waiter
+  (`pass_on`) while the owner is *ready* (has something to take), so no wake-up is lost and no
+  waiter waits for something already there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
-from typing import Any, Generic, TypeVar, final
+import functools
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
-__all__ = ("WaitQueue",)
+from ._backend import on_trio
+from ._wake import (
+    ThreadWaiter,
+    deliver,
+    new_async_waiter,
+    park,
+    trio_cancel_shielded_checkpoint,
+    trio_checkpoint_if_cancelled,
+)
 
-W = TypeVar("W")
+if TYPE_CHECKING:
+    from ._wake import Waiter
+
+__all__ = ("NOTHING", "WaitQueue")
+
+T = TypeVar("T")
+
+NOTHING: Final[Any] = object()
+"""What a ``take()`` passed to `WaitQueue.wait_for` returns when there is nothing to take."""
+
+_monotonic = time.monotonic
+
+
+def _always() -> bool:
+    return True
 
 
 @final
-class WaitQueue(Generic[W]):
-    """Parked waiters (of type *W*) in arrival order, each under a key."""
+class WaitQueue(dict[Hashable, "Waiter"]):
+    """Parked waiters in arrival order, each under a key; guarded by ``lock`` (module doc).
 
-    __slots__ = ("_parked",)
+    Args:
+        lock: the owner's lock (a ``threading.Lock`` or ``RLock``).
+        ready: for hints, whether the owner has something to take (truthy: then a hint that
+            could not arrive is passed on); by default always.
+    """
 
-    def __init__(self) -> None:
-        self._parked: dict[Hashable, W] = {}
+    __slots__ = ("_pass_on", "lock", "ready")
 
-    def park(self, waiter: W, key: Hashable = None) -> None:
+    def __init__(
+        self, lock: threading.Lock | threading.RLock, ready: Callable[[], object] = _always
+    ) -> None:
+        super().__init__()
+        self.lock = lock
+        self.ready = ready
+        self._pass_on = self.pass_on  # bound once: `deliver` takes it per hint
+
+    # -- under the lock -----------------------------------------------------------------
+
+    def park(self, waiter: Waiter, key: Hashable = None) -> None:
         """Add *waiter* at the back, under *key* (the waiter itself by default)."""
-        self._parked[waiter if key is None else key] = waiter
+        self[waiter if key is None else key] = waiter
 
-    def unpark(self, key: Hashable) -> W | None:
+    def unpark(self, key: Hashable) -> Waiter | None:
         """Take out the waiter parked under *key*; ``None`` if it is not parked (a waker took
-        it already, or it never parked) — the `deregister()` half of the wake protocol."""
-        return self._parked.pop(key, None)
+        it already, or it never parked)."""
+        return self.pop(key, None)
 
-    def pop(self) -> tuple[Any, W] | None:
-        """Take out the oldest waiter, with its key; ``None`` if nobody waits."""
-        parked = self._parked
-        for key in parked:
-            return key, parked.pop(key)
-        return None
+    def pop_oldest(self) -> Waiter:
+        """Take out the oldest waiter (check that one waits first).
 
-    def pop_all(self) -> list[W]:
+        Raises:
+            KeyError: nobody waits.
+        """
+        for key in self:
+            return self.pop(key)
+        raise KeyError("pop_oldest(): nobody waits")
+
+    def pop_oldest_entry(self) -> tuple[Any, Waiter]:
+        """Take out the oldest waiter with its key (check that one waits first).
+
+        Raises:
+            KeyError: nobody waits.
+        """
+        for key in self:
+            return key, self.pop(key)
+        raise KeyError("pop_oldest_entry(): nobody waits")
+
+    def pop_all(self) -> list[Waiter]:
         """Take out every waiter, oldest first (to wake them all)."""
-        waiters = list(self._parked.values())
-        self._parked.clear()
+        waiters = list(self.values())
+        self.clear()
         return waiters
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._parked
+    # -- taking the lock ----------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self._parked)
+    def leave(self, key: Hashable) -> bool:
+        """The ``deregister()`` of the wake protocol: ``True`` if the waiter under *key* was
+        still parked (now removed), ``False`` if a waker took it already."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            return self.pop(key, None) is not None
+        finally:
+            lock.release()
 
-    def __bool__(self) -> bool:
-        return bool(self._parked)
+    def hint(self, waiter: Waiter) -> None:
+        """Wake *waiter*, taken out under the lock, to look again (call outside the lock)."""
+        deliver(waiter, None, self._pass_on)
 
-    def __iter__(self) -> Iterator[W]:
-        """The parked waiters, oldest first (a snapshot is safer if you change the queue)."""
-        return iter(list(self._parked.values()))
+    def pass_on(self, _undelivered: object = None) -> None:
+        """A hint could not arrive, or reached a waiter that leaves anyway: give it to the
+        next waiter if the owner is ready (call outside the lock)."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            waiter = self.pop_oldest() if self and self.ready() else None
+        finally:
+            lock.release()
+        if waiter is not None:
+            deliver(waiter, None, self._pass_on)
+
+    async def wait_for(self, take: Callable[[], T]) -> T:
+        """Park until ``take()`` — called under the lock — returns something other than
+        `NOTHING`, and return that; each wake-up is a hint to call it again.
+
+        A checkpoint under trio, taken trio's way: a pending cancel is raised before
+        ``take()`` runs, and the yield after taking cannot be cancelled, so a cancellation
+        never loses what was taken. On asyncio it yields only when it parks. Cancelled while
+        parked: the waiter leaves, and passes on a hint it was given.
+        """
+        lock = self.lock
+        trio_runs = on_trio()
+        if trio_runs:
+            await trio_checkpoint_if_cancelled()
+        parked = False
+        while True:
+            lock.acquire()
+            try:
+                item = take()
+                if item is NOTHING:
+                    waiter = new_async_waiter()
+                    self[waiter] = waiter
+            finally:
+                lock.release()
+            if item is not NOTHING:
+                if trio_runs and not parked:
+                    await trio_cancel_shielded_checkpoint()
+                return item
+            parked = True
+            await park(waiter, functools.partial(self.leave, waiter), self._pass_on)
+
+    def wait_for_blocking(self, take: Callable[[], T], timeout: float | None) -> T:
+        """`wait_for` from a plain thread: ``take()``'s result, or `NOTHING` once *timeout*
+        seconds have passed with nothing to take (never while there is something).
+
+        An exception raised while blocked (``KeyboardInterrupt``) leaves the queue as a
+        timeout would — the waiter leaves, and passes on a hint it was given — and
+        propagates.
+        """
+        deadline = None if timeout is None else _monotonic() + timeout
+        lock = self.lock
+        while True:
+            lock.acquire()
+            try:
+                item = take()
+                if item is not NOTHING:
+                    return item
+                if deadline is not None and _monotonic() >= deadline:
+                    return NOTHING
+                waiter = ThreadWaiter()
+                self[waiter] = waiter
+            finally:
+                lock.release()
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            try:
+                woken = waiter.wait(left)
+            except BaseException:
+                if not self.leave(waiter):
+                    self.pass_on()
+                raise
+            if not woken:
+                # Timed out. Still parked: leave, and look once more. Taken by a waker as
+                # time ran out: its hint is here, look again all the same.
+                self.leave(waiter)
 
     def __repr__(self) -> str:
-        return f"<WaitQueue parked={len(self._parked)}>"
+        return f"<WaitQueue parked={len(self)}>"

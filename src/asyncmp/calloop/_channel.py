@@ -11,25 +11,14 @@ is drained, the callback gets ``ChannelClosed()`` once and the source removes it
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
 from .._errors import Closed as ClosedError, Disconnected, WouldBlock
-from .._lowlevel._backend import on_trio
-from .._lowlevel._wake import (
-    ThreadWaiter,
-    Waiter,
-    check_timeout,
-    deliver,
-    ensure_blocking_allowed,
-    new_async_waiter,
-    park,
-    trio_cancel_shielded_checkpoint,
-    trio_checkpoint_if_cancelled,
-)
+from .._lowlevel._waitqueue import NOTHING, WaitQueue
+from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
 from ._poll import Readiness, WakeFd
 from ._source import PostAction, callback_action
 from ._token import Token
@@ -81,8 +70,8 @@ class _ChannelState:
         self.fd = WakeFd()
         self.senders = 1
         self.receiver_open = True
-        # Invariant: a waiter is in room_waiters only while its sender waits for room.
-        self.room_waiters: deque[Waiter] = deque()
+        # Senders waiting for room; a freed place wakes one with a hint to look again.
+        self.room_waiters = WaitQueue(self.lock)
 
     def ping(self) -> None:
         # Under lock, so the fd cannot be closed meanwhile.
@@ -90,16 +79,12 @@ class _ChannelState:
             self.fd.add(1)
 
     def wake_room(self, n: int) -> None:
-        # Under lock: hand each freed place to one waiting sender.
-        while n > 0 and self.room_waiters:
-            deliver(self.room_waiters.popleft(), None, self.room_undelivered)
+        # Under lock (an RLock, so a hint that cannot arrive may be passed on from here):
+        # hand each freed place to one waiting sender.
+        waiters = self.room_waiters
+        while n > 0 and waiters:
+            waiters.hint(waiters.pop_oldest())
             n -= 1
-
-    def room_undelivered(self, _value: object) -> None:
-        # A place handed to a sender that can never take it (its event loop is closed, or
-        # asyncio cancelled it as the wake-up arrived) goes to the next waiting sender.
-        with self.lock:
-            self.wake_room(1)
 
     def push(self, value: Any, bounded: bool) -> bool:
         # Under lock. True if queued; False if a bounded queue is full.
@@ -227,32 +212,12 @@ class SyncChannelSender(_ChannelSenderBase[T]):
             asyncmp.Disconnected: the `Channel` is closed or collected.
         """
         core = self._core
-        trio_runs = on_trio()
-        if trio_runs:
-            await trio_checkpoint_if_cancelled()
-        while True:
-            with core.lock:
-                self._check()
-                if core.push(value, bounded=True):
-                    break
-                waiter = new_async_waiter()
-                core.room_waiters.append(waiter)
 
-            def deregister(waiter: Any = waiter) -> bool:
-                with core.lock:
-                    try:
-                        core.room_waiters.remove(waiter)
-                    except ValueError:
-                        return False
-                    return True
+        def take() -> object:
+            self._check()
+            return True if core.push(value, bounded=True) else NOTHING
 
-            def on_lost() -> None:
-                with core.lock:
-                    core.wake_room(1)  # pass the place we were given on
-
-            await park(waiter, deregister, on_lost)
-        if trio_runs:
-            await trio_cancel_shielded_checkpoint()  # the value is queued: no cancel now
+        await core.room_waiters.wait_for(take)
 
     @property
     def blocking(self) -> _BlockingSyncSender[T]:
@@ -283,34 +248,15 @@ class _BlockingSyncSender(Generic[T]):
         """
         ensure_blocking_allowed("SyncChannelSender.blocking.send()")
         t = check_timeout(timeout)
-        deadline = None if t is None else time.monotonic() + t
-        core = self._sender._core
-        while True:
-            with core.lock:
-                self._sender._check()
-                if core.push(value, bounded=True):
-                    return
-                waiter = ThreadWaiter()
-                core.room_waiters.append(waiter)
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                woken = waiter.wait(remaining)
-            except BaseException:
-                # Interrupted (KeyboardInterrupt): leave as a timeout leaves, and pass on a
-                # place already handed to us, or the next sender would wait for nothing.
-                with core.lock:
-                    try:
-                        core.room_waiters.remove(waiter)
-                    except ValueError:
-                        core.wake_room(1)
-                raise
-            if not woken:
-                with core.lock:
-                    try:
-                        core.room_waiters.remove(waiter)
-                    except ValueError:
-                        continue  # woken as the timeout struck: try the place we got
-                raise TimeoutError("the calloop channel stayed full")
+        sender = self._sender
+        core = sender._core
+
+        def take() -> object:
+            sender._check()
+            return True if core.push(value, bounded=True) else NOTHING
+
+        if core.room_waiters.wait_for_blocking(take, t) is NOTHING:
+            raise TimeoutError("the calloop channel stayed full")
 
 
 @final

@@ -21,9 +21,9 @@ dataclasses, so both ``==`` and ``match`` work::
 
 Design note. Each receiver's ``_Queue`` is guarded by one ``threading.Lock``; senders hold
 the queues, never the ``Receiver`` objects, so a receiver that is garbage-collected marks
-its queue dead and senders drop it. Invariants (under ``queue.lock``): a waiter is in
-``waiters`` only while its owner is parked; a push removes one waiter before waking it. A
-wake-up is a hint to look again, never a hand-off, so a woken receiver that finds the item
+its queue dead and senders drop it. Parked receives wait in the queue's `WaitQueue` (the one
+every wait in asyncmp uses): a push takes one out before waking it, and the wake-up is a
+hint to look again, never a hand-off, so a woken receiver that finds the item
 taken by someone else waits again: no receive ever returns ``EMPTY``/``TIMEOUT`` while an
 item is queued, and no item is lost to a cancellation (dharma's spurious-wake-up hazard).
 A blocking receive interrupted inside its wait (``KeyboardInterrupt``, say) leaves exactly
@@ -38,28 +38,15 @@ taking is shielded, so a cancel never strikes between taking an item and returni
 from __future__ import annotations
 
 import enum
-import functools
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, final
 
 import anyio
 
-from .._lowlevel._backend import on_trio
-from .._lowlevel._wake import (
-    ThreadWaiter,
-    Waiter,
-    check_timeout,
-    deliver,
-    ensure_blocking_allowed,
-    new_async_waiter,
-    park,
-    trio_cancel_shielded_checkpoint,
-    trio_checkpoint_if_cancelled,
-)
+from .._lowlevel._waitqueue import NOTHING, WaitQueue
+from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -162,18 +149,17 @@ def _check_name(name: object) -> str:
 
 @final
 class _Queue:
-    """One receiver's FIFO and its parked waiters; everything guarded by ``lock``."""
+    """One receiver's FIFO and its parked receives; everything guarded by ``lock``."""
 
-    __slots__ = ("alive", "items", "lock", "undelivered", "waiters")
+    __slots__ = ("alive", "items", "lock", "waiters")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.items: deque[Any] = deque()
-        self.waiters: deque[Waiter] = deque()
+        # A push wakes one parked receive with a hint to look again (see WaitQueue).
+        self.waiters = WaitQueue(self.lock, self.items.__len__)
         # False once the Receiver is gone: nobody can ever read, so pushes are dropped.
         self.alive = True
-        # Bound once, so a push passes it to `deliver` at no cost.
-        self.undelivered: Callable[[object], None] = self._undelivered
 
     def push(self, msg: object) -> bool:
         """Queue *msg* and wake one waiter; ``False`` if the receiver is gone."""
@@ -187,34 +173,16 @@ class _Queue:
             self.items.append(msg)
             if not self.waiters:
                 return True
-            waiter = self.waiters.popleft()
+            waiter = self.waiters.pop_oldest()
         finally:
             lock.release()
-        deliver(waiter, None, self.undelivered)
+        self.waiters.hint(waiter)
         return True
 
-    def unpark(self, waiter: Waiter) -> bool:
-        """deregister() for a parked receive (see `asyncmp._wait`)."""
-        with self.lock:
-            try:
-                self.waiters.remove(waiter)
-            except ValueError:
-                return False
-            return True
-
-    def pass_on(self) -> None:
-        """on_lost() for a receive cancelled after being woken: wake the next waiter."""
-        with self.lock:
-            if not (self.items and self.waiters):
-                return
-            waiter = self.waiters.popleft()
-        deliver(waiter, None, self.undelivered)
-
-    def _undelivered(self, _value: object) -> None:
-        # The woken waiter can never look (its event loop is closed, or asyncio cancelled
-        # it as the wake-up arrived): wake the next one instead. Another wake-up for one
-        # item is harmless, as every wake-up is only a hint to look again.
-        self.pass_on()
+    def take(self) -> Any:
+        """Under the lock: the oldest message, or `NOTHING`."""
+        items = self.items
+        return items.popleft() if items else NOTHING
 
 
 @final
@@ -265,37 +233,16 @@ class Receiver(Generic[T]):
         """
         timeout = check_timeout(timeout)
         queue = self._queue
-        # trio's rule for an operation that takes something: raise a pending cancel *before*
-        # taking, and yield only without a cancel point *after*, so a cancel never strikes
-        # between taking the message and returning it. (asyncio: no checkpoint at all.)
-        trio_runs = on_trio()
-        if trio_runs:
-            await trio_checkpoint_if_cancelled()
-        with queue.lock:
-            item = queue.items.popleft() if queue.items else None
-        if item is not None:
-            if trio_runs:
-                await trio_cancel_shielded_checkpoint()
-            return item  # type: ignore[no-any-return]
         if timeout is None:
-            return await self._wait()
+            item = await queue.waiters.wait_for(queue.take)
+            return item  # type: ignore[no-any-return]
         with anyio.move_on_after(timeout):
-            return await self._wait()
+            item = await queue.waiters.wait_for(queue.take)
+            return item  # type: ignore[no-any-return]
         # Timed out; a message may have arrived just as the deadline passed: prefer it.
         with queue.lock:
-            if queue.items:
-                return queue.items.popleft()  # type: ignore[no-any-return]
-        return TIMEOUT
-
-    async def _wait(self) -> ReceiveResult[T]:
-        queue = self._queue
-        while True:
-            with queue.lock:
-                if queue.items:
-                    return queue.items.popleft()  # type: ignore[no-any-return]
-                waiter = new_async_waiter()
-                queue.waiters.append(waiter)
-            await park(waiter, functools.partial(queue.unpark, waiter), queue.pass_on)
+            item = queue.take()
+        return TIMEOUT if item is NOTHING else item
 
     @property
     def blocking(self) -> _BlockingReceiver[T]:
@@ -341,30 +288,8 @@ class _BlockingReceiver(Generic[T]):
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("receiver.blocking.recv()")
         queue = self._receiver._queue
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with queue.lock:
-                if queue.items:
-                    return queue.items.popleft()  # type: ignore[no-any-return]
-                if deadline is not None and time.monotonic() >= deadline:
-                    return TIMEOUT
-                waiter = ThreadWaiter()
-                queue.waiters.append(waiter)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            # A False wait whose unpark also fails means a push woke us as time ran out:
-            # loop to take the item. Otherwise loop to return TIMEOUT (or the item that
-            # raced in), so the final look at the queue is always under the lock.
-            try:
-                woken = waiter.wait(left)
-            except BaseException:
-                # Interrupted (KeyboardInterrupt, say): leave as a timeout leaves. Still
-                # registered: just leave the line. Already taken by a push: its wake-up was
-                # meant for a receive, so hand it to the next parked one.
-                if not queue.unpark(waiter):
-                    queue.pass_on()
-                raise
-            if not woken:
-                queue.unpark(waiter)
+        item = queue.waiters.wait_for_blocking(queue.take, timeout)
+        return TIMEOUT if item is NOTHING else item
 
 
 @final

@@ -1,0 +1,206 @@
+"""OutcomeCell: one result that arrives once, and whoever waits for it — behind every pending
+result in asyncmp.
+
+Design note. A cell is PENDING until it is *set* (DONE: the outcome is stored) or *given up*
+(GONE: nobody wants it any more; what a late waiter sees, `_gone_value()`, is stored
+instead). Every transition happens under the cell's ``lock`` — its owner's (a channel's, a
+connection hub's) or its own — and the outcome is stored before any waiter is woken, so a
+woken waiter reads it without the lock. An error travels as a `Failure` (a value), so that
+a reply may be any object, exceptions included; `result` raises it.
+
+The cells: a channel request whose requester is a trio task, a thread or a `PendingReply`; a
+request travelling over NATS (a subclass, whose giving up tells the server); the end of a
+dispatch loop (`JoinHandle`). Their waiters park in one `WaitQueue`, by the wake protocol of
+`_wake`. Two ways to wait:
+
+- ``give_up=True`` (a requester): the waiter *is* whoever wants the outcome, so its
+  cancellation, timeout or interrupt gives the cell up — unless a waker took the waiter first:
+  then the outcome is there (or on its way) and wins where the library lets it: trio refuses
+  the cancellation, a thread takes it, and asyncio takes it inside a cancelled anyio cancel
+  scope (which cancels the task again at its next ``await``), while a bare ``Task.cancel()``
+  wins over it. One waiter at a time.
+- ``give_up=False`` (a joiner): any number of waiters; one that stops waiting leaves the cell
+  as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any, Final, final
+
+from ._backend import anyio_cancel_pending
+from ._waitqueue import WaitQueue
+from ._wake import ThreadWaiter, new_async_waiter, park, trio_checkpoint, wake
+
+if TYPE_CHECKING:
+    from ._wake import Waiter
+
+__all__ = ("DONE", "GONE", "PENDING", "Failure", "OutcomeCell")
+
+PENDING: Final = 0
+DONE: Final = 1
+GONE: Final = 2
+
+
+@final
+class Failure:
+    """An error on its way to whoever waits (an outcome must be a plain value)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class OutcomeCell:
+    """A one-shot result (see the module doc)."""
+
+    __slots__ = ("lock", "state", "value", "waiters")
+
+    def __init__(self, lock: threading.Lock | None = None, waiter: Waiter | None = None) -> None:
+        """*lock*: the owner's lock (a new one by default). *waiter*: a waiter to park at
+        once, before the cell is shared (no lock needed): wait for it with `park_async` or
+        `park_blocking`."""
+        lock = threading.Lock() if lock is None else lock
+        self.lock = lock
+        self.state: int = PENDING
+        self.value: Any = None
+        self.waiters = WaitQueue(lock)
+        if waiter is not None:
+            self.waiters[waiter] = waiter
+
+    # -- the producing side --------------------------------------------------------------
+
+    def set(self, value: object) -> bool:
+        """Store *value* (DONE) and wake every waiter. ``False`` if it was not pending."""
+        return self._settle(DONE, value)
+
+    def give_up(self) -> bool:
+        """Nobody wants the outcome any more (GONE). ``False`` if it was not pending."""
+        if not self._settle(GONE, self._gone_value()):
+            return False
+        self._gave_up()
+        return True
+
+    def _gone_value(self) -> object:
+        """Hook: what a cell given up holds (what a late waiter's `result` gives)."""
+        return None
+
+    def _gave_up(self) -> None:
+        """Hook, called outside the lock once the cell was given up (tell the producer)."""
+
+    def _settle(self, state: int, value: object) -> bool:
+        lock = self.lock
+        lock.acquire()
+        try:
+            if self.state != PENDING:
+                return False
+            self.state = state
+            self.value = value
+            waiters = self.waiters.pop_all() if self.waiters else ()
+        finally:
+            lock.release()
+        for waiter in waiters:
+            wake(waiter)
+        return True
+
+    # -- the waiting side ----------------------------------------------------------------
+
+    def result(self) -> Any:
+        """The outcome once the cell is not pending: the value, or raise the `Failure`'s error."""
+        value = self.value
+        if type(value) is Failure:
+            raise value.error
+        return value
+
+    def done(self) -> bool:
+        """Whether the cell is DONE or GONE."""
+        return self.state != PENDING
+
+    def _park_here(self, factory: Any, give_up: bool) -> Waiter | None:
+        """Under the lock: park a new waiter, or return None if the outcome is there."""
+        if self.state != PENDING:
+            return None
+        if give_up and self.waiters:
+            raise RuntimeError("another task or thread is already waiting for this result")
+        waiter: Waiter = factory()
+        self.waiters[waiter] = waiter
+        return waiter
+
+    def leave(self, waiter: Waiter, give_up: bool) -> bool:
+        """*waiter* stops waiting (the ``deregister()`` of the wake protocol): ``True`` if it
+        left while the cell was pending — and, with *give_up*, gave the cell up — or
+        ``False`` if a waker took it first (the outcome is there)."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            if self.waiters.pop(waiter, None) is None:
+                return False
+            if not give_up or self.state != PENDING:
+                return True
+            self.state = GONE
+            self.value = self._gone_value()
+            others = self.waiters.pop_all()
+        finally:
+            lock.release()
+        for other in others:
+            wake(other)
+        self._gave_up()
+        return True
+
+    async def wait(self, *, give_up: bool) -> None:
+        """Wait in a task until the cell is DONE or GONE (module doc); then read `result`."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            waiter = self._park_here(new_async_waiter, give_up)
+        finally:
+            lock.release()
+        if waiter is None:
+            await trio_checkpoint()
+        else:
+            await self.park_async(waiter, give_up=give_up)
+
+    async def park_async(self, waiter: Any, *, give_up: bool) -> None:
+        """Wait with a task's *waiter* that is parked here already."""
+        try:
+            await park(waiter, lambda: self.leave(waiter, give_up))
+        except asyncio.CancelledError:
+            # The cancellation found the waiter taken (else `leave` gave the cell up): the
+            # outcome is there, and inside a cancelled anyio scope it wins (module doc).
+            if not (give_up and self.state == DONE and anyio_cancel_pending()):
+                raise
+
+    def wait_blocking(self, timeout: float | None, *, give_up: bool) -> bool:
+        """Block this thread until the cell is DONE or GONE (``True``), or until *timeout*
+        seconds pass (``False``; with *give_up* the cell is given up)."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            waiter = self._park_here(ThreadWaiter, give_up)
+        finally:
+            lock.release()
+        if waiter is None:
+            return True
+        return self.park_blocking(waiter, timeout, give_up=give_up)
+
+    def park_blocking(self, waiter: Any, timeout: float | None, *, give_up: bool) -> bool:
+        """Block with a thread's *waiter* that is parked here already: ``True`` once the cell
+        is DONE or GONE, ``False`` after *timeout* seconds (left, as `leave` says).
+
+        An exception raised while blocked (``KeyboardInterrupt`` from Ctrl-C) leaves the same
+        state a timeout leaves, then propagates.
+        """
+        assert isinstance(waiter, ThreadWaiter)
+        try:
+            woken = waiter.wait(timeout)
+        except BaseException:
+            self.leave(waiter, give_up)
+            raise
+        # A timeout that can no longer leave lost a race with the wake-up: the outcome is in.
+        return woken or not self.leave(waiter, give_up)
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "given up")[self.state]
+        return f"<{type(self).__name__} {state}>"
