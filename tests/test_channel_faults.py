@@ -24,7 +24,7 @@ import uvloop
 
 import asyncmp
 from asyncmp import ClientsDisappeared, Closed, NoReply, ServerDisappeared, thread
-from asyncmp._lowlevel._channel_core import ChannelCore as _Core
+from asyncmp._channel_core import ChannelCore as _Core
 from asyncmp._lowlevel._wake import ThreadWaiter
 
 WAIT = 5  # seconds: the bound of every wait in this file

@@ -24,6 +24,7 @@ from ._errors import (
     ServerDisappeared as ServerDisappeared,
     WouldBlock as WouldBlock,
 )
+from ._lowlevel._public import publish
 from ._protocols import (
     AnyBlockingClient as AnyBlockingClient,
     AnyBlockingPendingReply as AnyBlockingPendingReply,
@@ -98,8 +99,5 @@ def __getattr__(name: str) -> object:
 
 
 # Tracebacks and docs name the public path (asyncmp.Client), not the private module.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("asyncmp._"):
-        _obj.__module__ = __name__
-del _name, _obj, TYPE_CHECKING
+publish(globals(), __all__)
+del TYPE_CHECKING, publish

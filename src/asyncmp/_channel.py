@@ -21,11 +21,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
+from ._channel_core import ChannelCore
 from ._closing import AsyncClosing
 from ._errors import ClientsDisappeared, Closed
 from ._lowlevel._backend import get_running_loop, library_mark
-from ._lowlevel._channel_core import ChannelCore
 from ._lowlevel._finalize import finalize
+from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import (
     ThreadWaiter,
     check_timeout,
@@ -94,7 +95,9 @@ def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[
 
 
 @final
-class Client(AsyncClosing, Generic[Req, Rep]):
+class Client(
+    AsyncClosing, Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="asyncmp.channel()"
+):
     """The requesting end of a channel; send a message, get the server's reply.
 
     Any number of tasks and threads, on any event loops, may use one client at the same
@@ -106,9 +109,6 @@ class Client(AsyncClosing, Generic[Req, Rep]):
     __slots__ = ("__weakref__", "_closed", "_core")
     _core: ChannelCore
     _closed: bool
-
-    def __new__(cls, *args: object, **kwargs: object) -> Client[Any, Any]:
-        raise TypeError("Client objects are made by asyncmp.channel(), not directly")
 
     @classmethod
     def _create(cls, core: ChannelCore) -> Client[Any, Any]:
@@ -274,7 +274,7 @@ class _BlockingClient(Generic[Req, Rep]):
 
 
 @final
-class WeakClient(Generic[Req, Rep]):
+class WeakClient(Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="Client.weak()"):
     """A handle that can make a strong [`Client`][asyncmp.Client] but keeps no server alive.
 
     Give one to a server's own handler so that it can reach the server without keeping it
@@ -283,9 +283,6 @@ class WeakClient(Generic[Req, Rep]):
 
     __slots__ = ("__weakref__", "_core")
     _core: ChannelCore
-
-    def __new__(cls, *args: object, **kwargs: object) -> WeakClient[Any, Any]:
-        raise TypeError("WeakClient objects are made by Client.weak(), not directly")
 
     @classmethod
     def _create(cls, core: ChannelCore) -> WeakClient[Any, Any]:
@@ -312,7 +309,9 @@ class WeakClient(Generic[Req, Rep]):
 
 
 @final
-class Server(AsyncClosing, Generic[Req, Rep]):
+class Server(
+    AsyncClosing, Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="asyncmp.channel()"
+):
     """The serving end of a channel: receives ``(msg, rctx)`` pairs in FIFO order.
 
     After the last strong client closes, the server still receives every request that was
@@ -327,9 +326,6 @@ class Server(AsyncClosing, Generic[Req, Rep]):
 
     __slots__ = ("__weakref__", "_core")
     _core: ChannelCore
-
-    def __new__(cls, *args: object, **kwargs: object) -> Server[Any, Any]:
-        raise TypeError("Server objects are made by asyncmp.channel(), not directly")
 
     @classmethod
     def _create(cls, core: ChannelCore) -> Server[Any, Any]:

@@ -41,6 +41,7 @@ from ._errors import AlreadyReplied, Closed, NoReply
 from ._lowlevel._backend import anyio_cancel_pending, get_running_loop
 from ._lowlevel._finalize import finalize
 from ._lowlevel._outcome import DONE, GONE, PENDING, Failure, OutcomeCell
+from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
 
 _Future = asyncio.Future
@@ -50,7 +51,7 @@ _get_ident = threading.get_ident
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from ._lowlevel._channel_core import ChannelCore
+    from ._channel_core import ChannelCore
 
 __all__ = ("PendingReply", "ReplyContext")
 
@@ -167,7 +168,7 @@ def new_request(
 
 
 @final
-class ReplyContext(Generic[Rep]):
+class ReplyContext(Generic[Rep], metaclass=NoPublicConstructor, made_by="Server.wait()"):
     """The server's handle for answering one request.
 
     Obtained with the message from [`Server.wait`][asyncmp.Server.wait]. Answering never
@@ -189,9 +190,6 @@ class ReplyContext(Generic[Rep]):
     # else 0. Comparing thread idents lets `reply` skip asyncio.get_running_loop() — a
     # getpid() system call on CPython 3.11 — for every answer from another thread.
     _tid: int
-
-    def __new__(cls, *args: object, **kwargs: object) -> ReplyContext[Any]:
-        raise TypeError("ReplyContext objects are made by Server.wait(), not directly")
 
     def reply(self, value: Rep) -> bool:
         """Send *value* to the requester.
@@ -290,7 +288,7 @@ class ReplyContext(Generic[Rep]):
 
 
 @final
-class PendingReply(Generic[Rep]):
+class PendingReply(Generic[Rep], metaclass=NoPublicConstructor, made_by="Client.request()"):
     """A request that has been queued and whose reply will be collected later.
 
     Returned by [`Client.request`][asyncmp.Client.request] (ump's `req_async` /
@@ -304,9 +302,6 @@ class PendingReply(Generic[Rep]):
 
     __slots__ = ("__weakref__", "_ticket")
     _ticket: _Ticket
-
-    def __new__(cls, *args: object, **kwargs: object) -> PendingReply[Any]:
-        raise TypeError("PendingReply objects are made by Client.request(), not directly")
 
     @classmethod
     def _create(cls, ticket: _Ticket) -> PendingReply[Any]:

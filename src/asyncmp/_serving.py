@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
 from ._channel import Client, Server, WeakClient, channel
 from ._lowlevel._outcome import Failure, OutcomeCell
+from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
 from ._reply import ReplyContext
 
@@ -179,7 +180,9 @@ def loop_name(name: str | None, handler: object) -> str:
 
 
 @final
-class JoinHandle(Generic[T_co]):
+class JoinHandle(
+    Generic[T_co], metaclass=NoPublicConstructor, made_by="task.spawn() and thread.spawn()"
+):
     """Waits for a dispatch loop to end and gives back its result.
 
     Returned by [`task.spawn`][asyncmp.task.spawn] and
@@ -198,9 +201,6 @@ class JoinHandle(Generic[T_co]):
     _retrieved: bool
     _name: str
     _task: object
-
-    def __new__(cls, *args: object, **kwargs: object) -> JoinHandle[Any]:
-        raise TypeError("JoinHandle objects are made by task.spawn() and thread.spawn()")
 
     @classmethod
     def _create(cls, name: str) -> JoinHandle[Any]:

@@ -51,6 +51,7 @@ import anyio
 
 from ._closing import Closing
 from ._errors import Closed
+from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._waitqueue import WaitQueue
 from ._lowlevel._wake import (
     ThreadWaiter,
@@ -416,7 +417,7 @@ class _BufferBlock(Generic[B]):
 
 
 @final
-class Ticket(Closing, Generic[T]):
+class Ticket(Closing, Generic[T], metaclass=NoPublicConstructor, made_by="stage.ticket()"):
     """A held token: notifications for it are recorded until the ticket is closed.
 
     Made by [`Stage.ticket`][asyncmp.Stage.ticket]. One ticket serves any number of
@@ -427,9 +428,6 @@ class Ticket(Closing, Generic[T]):
     __slots__ = ("__weakref__", "_entry", "_stage")
     _stage: Stage[Any, Any, Any]
     _entry: _Entry
-
-    def __new__(cls, *args: object, **kwargs: object) -> Ticket[Any]:
-        raise TypeError("Ticket objects are made by stage.ticket(), not directly")
 
     @classmethod
     def _create(cls, stage: Stage[Any, Any, Any], entry: _Entry) -> Ticket[Any]:
@@ -478,7 +476,7 @@ class Ticket(Closing, Generic[T]):
 
 
 @final
-class Director(Generic[T, R, B]):
+class Director(Generic[T, R, B], metaclass=NoPublicConstructor, made_by="Stage.enter()"):
     """What a head function gets: the resource, the buffer, and `notify` for the others.
 
     Valid only while the head function runs; afterwards every method raises
@@ -489,9 +487,6 @@ class Director(Generic[T, R, B]):
     _stage: Stage[T, R, B]
     _entry: _Entry
     _closed: bool
-
-    def __new__(cls, *args: object, **kwargs: object) -> Director[Any, Any, Any]:
-        raise TypeError("Director objects are made by Stage.enter(), not directly")
 
     @classmethod
     def _create(cls, stage: Stage[T, R, B], entry: _Entry) -> Director[T, R, B]:

@@ -88,3 +88,4 @@ __all__ = (
 
 # Tracebacks and docs name the public path (asyncmp.calloop.Timer), not the private module.
 publish(globals(), __all__)
+del publish

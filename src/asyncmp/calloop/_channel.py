@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
 from .._errors import Closed as ClosedError, Disconnected, WouldBlock
+from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
 from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
 from ._poll import Readiness, WakeFd
@@ -147,16 +148,15 @@ class _ChannelSenderBase(Generic[T]):
 
 
 @final
-class ChannelSender(_ChannelSenderBase[T]):
+class ChannelSender(
+    _ChannelSenderBase[T], metaclass=NoPublicConstructor, made_by="calloop.channel()"
+):
     """Sends to an unbounded `Channel` from any thread; ``send`` never blocks.
 
     ``clone()`` for more senders; ``close()``, ``with`` or garbage collection closes one.
     """
 
     __slots__ = ()
-
-    def __new__(cls, *args: object, **kwargs: object) -> ChannelSender[Any]:
-        raise TypeError("ChannelSender objects are made by calloop.channel()")
 
     def send(self, value: T) -> None:
         """Queue *value* for the loop.
@@ -172,16 +172,15 @@ class ChannelSender(_ChannelSenderBase[T]):
 
 
 @final
-class SyncChannelSender(_ChannelSenderBase[T]):
+class SyncChannelSender(
+    _ChannelSenderBase[T], metaclass=NoPublicConstructor, made_by="calloop.sync_channel()"
+):
     """Sends to a bounded `Channel` (``sync_channel``) from any thread or task.
 
     ``try_send`` never waits; ``await send`` and ``blocking.send`` wait for room.
     """
 
     __slots__ = ()
-
-    def __new__(cls, *args: object, **kwargs: object) -> SyncChannelSender[Any]:
-        raise TypeError("SyncChannelSender objects are made by calloop.sync_channel()")
 
     def try_send(self, value: T) -> None:
         """Queue *value* if there is room.
@@ -260,7 +259,12 @@ class _BlockingSyncSender(Generic[T]):
 
 
 @final
-class Channel(WakeFdSource, Generic[T]):
+class Channel(
+    WakeFdSource,
+    Generic[T],
+    metaclass=NoPublicConstructor,
+    made_by="calloop.channel() or sync_channel()",
+):
     """The receiving end: an event source whose callback gets ``Msg(value)`` and
     ``ChannelClosed()``.
 
@@ -284,9 +288,6 @@ class Channel(WakeFdSource, Generic[T]):
 
     def _is_open(self) -> bool:
         return self._core.receiver_open
-
-    def __new__(cls, *args: object, **kwargs: object) -> Channel[Any]:
-        raise TypeError("Channel objects are made by calloop.channel() or sync_channel()")
 
     @classmethod
     def _create(cls, core: _ChannelState) -> Channel[Any]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from .._errors import Closed
+from .._lowlevel._public import NoPublicConstructor
 from ._errors import ExecutorDestroyed
 from ._fd_source import FdSource
 from ._poll import Interest, Mode, Readiness, WakeFd, fd_of
@@ -101,14 +102,11 @@ class _Core:
 
 
 @final
-class Scheduler(Generic[T]):
+class Scheduler(Generic[T], metaclass=NoPublicConstructor, made_by="calloop.executor()"):
     """Schedules coroutines on its `Executor`; usable from any thread."""
 
     __slots__ = ("_core",)
     _core: _Core
-
-    def __new__(cls, *args: object, **kwargs: object) -> Scheduler[Any]:
-        raise TypeError("Scheduler objects are made by calloop.executor()")
 
     @classmethod
     def _create(cls, core: _Core) -> Scheduler[Any]:
@@ -136,7 +134,9 @@ class Scheduler(Generic[T]):
 
 
 @final
-class Executor(WakeFdSource, Generic[T]):
+class Executor(
+    WakeFdSource, Generic[T], metaclass=NoPublicConstructor, made_by="calloop.executor()"
+):
     """The event source that runs scheduled coroutines; callback gets ``(result, None, data)``.
 
     The callback returns a `PostAction` (``None`` is ``CONTINUE``); one other than
@@ -157,9 +157,6 @@ class Executor(WakeFdSource, Generic[T]):
 
     def _is_open(self) -> bool:
         return self._core.alive
-
-    def __new__(cls, *args: object, **kwargs: object) -> Executor[Any]:
-        raise TypeError("Executor objects are made by calloop.executor()")
 
     @classmethod
     def _create(cls, core: _Core) -> Executor[Any]:
@@ -250,7 +247,10 @@ def executor() -> tuple[Executor[Any], Scheduler[Any]]:
 
 
 @final
-class TimeoutFuture:
+class TimeoutFuture(
+    metaclass=NoPublicConstructor,
+    made_by="TimeoutFuture.from_duration() or TimeoutFuture.from_deadline()",
+):
     """An awaitable that completes (with ``None``) at a deadline, for executor coroutines.
 
     It inserts a `Timer` in the loop of *handle*; ``close()`` removes it if it has not fired.
@@ -260,9 +260,6 @@ class TimeoutFuture:
     _fut: _LoopFuture[None]
     _handle: LoopHandle[Any]
     _token: RegistrationToken
-
-    def __new__(cls, *args: object, **kwargs: object) -> TimeoutFuture:
-        raise TypeError("use TimeoutFuture.from_duration() or TimeoutFuture.from_deadline()")
 
     @classmethod
     def _create(cls, handle: LoopHandle[Any], timer: Timer) -> TimeoutFuture:
@@ -303,7 +300,7 @@ class TimeoutFuture:
 
 
 @final
-class Async:
+class Async(metaclass=NoPublicConstructor, made_by="LoopHandle.adapt_io()"):
     """An fd adapted for executor coroutines by ``LoopHandle.adapt_io(fd)``.
 
     ``await a.readable()`` / ``await a.writable()`` resume when the loop sees the fd ready.
@@ -319,9 +316,6 @@ class Async:
     _token: RegistrationToken
     _readers: list[_LoopFuture[None]]
     _writers: list[_LoopFuture[None]]
-
-    def __new__(cls, *args: object, **kwargs: object) -> Async:
-        raise TypeError("Async objects are made by LoopHandle.adapt_io()")
 
     @classmethod
     def _create(cls, handle: LoopHandle[Any], fd: Any) -> Async:

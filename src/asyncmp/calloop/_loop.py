@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
+from .._lowlevel._public import NoPublicConstructor
 from ._errors import InsertError, InvalidToken
 from ._poll import Poll, Readiness, check_timeout
 from ._source import EventSource, PostAction
@@ -53,7 +54,7 @@ class _Slot:
 
 
 @final
-class Idle:
+class Idle(metaclass=NoPublicConstructor, made_by="LoopHandle.insert_idle()"):
     """An idle callback queued by `LoopHandle.insert_idle`; it runs after the next events.
 
     Dropping an ``Idle`` does not cancel it (as in calloop); call
@@ -63,9 +64,6 @@ class Idle:
     __slots__ = ("_callback", "_cancelled")
     _callback: Callable[[Any], object]
     _cancelled: bool
-
-    def __new__(cls, *args: object, **kwargs: object) -> Idle:
-        raise TypeError("Idle objects are made by LoopHandle.insert_idle()")
 
     @classmethod
     def _create(cls, callback: Callable[[Any], object]) -> Idle:
@@ -150,7 +148,7 @@ class _Inner:
 
 
 @final
-class LoopHandle(Generic[Data]):
+class LoopHandle(Generic[Data], metaclass=NoPublicConstructor, made_by="EventLoop.handle()"):
     """Inserts, enables, disables, updates and removes the sources of one `EventLoop`.
 
     Get one with `EventLoop.handle`; it may be used inside callbacks. Like calloop's handle
@@ -159,9 +157,6 @@ class LoopHandle(Generic[Data]):
 
     __slots__ = ("_inner",)
     _inner: _Inner
-
-    def __new__(cls, *args: object, **kwargs: object) -> LoopHandle[Any]:
-        raise TypeError("LoopHandle objects are made by EventLoop.handle()")
 
     @classmethod
     def _create(cls, inner: _Inner) -> LoopHandle[Any]:
@@ -291,15 +286,12 @@ class LoopHandle(Generic[Data]):
 
 
 @final
-class LoopSignal:
+class LoopSignal(metaclass=NoPublicConstructor, made_by="EventLoop.get_signal()"):
     """Stops or wakes an `EventLoop` from any thread (calloop's ``LoopSignal``)."""
 
     __slots__ = ("_poll", "_stop")
     _stop: _Stop
     _poll: Poll
-
-    def __new__(cls, *args: object, **kwargs: object) -> LoopSignal:
-        raise TypeError("LoopSignal objects are made by EventLoop.get_signal()")
 
     @classmethod
     def _create(cls, stop: _Stop, poll: Poll) -> LoopSignal:

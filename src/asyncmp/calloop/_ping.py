@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, final
 
 from .._errors import Closed
+from .._lowlevel._public import NoPublicConstructor
 from ._poll import Readiness, WakeFd
 from ._source import PostAction, callback_action
 from ._token import Token
@@ -44,7 +45,7 @@ class _PingCore:
 
 
 @final
-class Ping:
+class Ping(metaclass=NoPublicConstructor, made_by="make_ping()"):
     """The sending side of a ping: ``ping()`` wakes the loop, from any thread.
 
     ``clone()`` makes another handle. When every handle is closed (``close()``, ``with``, or
@@ -54,9 +55,6 @@ class Ping:
     __slots__ = ("__weakref__", "_closed", "_core")
     _core: _PingCore
     _closed: bool
-
-    def __new__(cls, *args: object, **kwargs: object) -> Ping:
-        raise TypeError("Ping objects are made by make_ping()")
 
     @classmethod
     def _create(cls, core: _PingCore) -> Ping:
@@ -113,7 +111,7 @@ class Ping:
 
 
 @final
-class PingSource(WakeFdSource):
+class PingSource(WakeFdSource, metaclass=NoPublicConstructor, made_by="make_ping()"):
     """The event source of a ping: one event (``None``) per dispatch in which it was pinged.
 
     Its callback gets ``(None, None, data)`` and returns a `PostAction` (``None`` is
@@ -124,9 +122,6 @@ class PingSource(WakeFdSource):
 
     __slots__ = ("__weakref__", "_core")
     _core: _PingCore
-
-    def __new__(cls, *args: object, **kwargs: object) -> PingSource:
-        raise TypeError("PingSource objects are made by make_ping()")
 
     @classmethod
     def _create(cls, core: _PingCore) -> PingSource:

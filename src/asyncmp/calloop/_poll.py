@@ -29,6 +29,7 @@ from .._lowlevel._poller import (
     Poller,
     WakeFd as WakeFd,
 )
+from .._lowlevel._public import NoPublicConstructor
 from ._token import Token
 
 __all__ = ("Interest", "Mode", "Poll", "Readiness")
@@ -116,7 +117,7 @@ def _epoll_mask(interest: Interest, mode: Mode) -> int:
 
 
 @final
-class Poll:
+class Poll(metaclass=NoPublicConstructor, made_by="EventLoop()"):
     """The loop's poller, handed to an `EventSource`'s ``register``/``unregister``.
 
     Sources register fds (``register``/``reregister``/``unregister``) and timers
@@ -131,9 +132,6 @@ class Poll:
     _ids: itertools.count[int]
     _seq: itertools.count[int]
     _live: int
-
-    def __new__(cls, *args: object, **kwargs: object) -> Poll:
-        raise TypeError("Poll objects are made by EventLoop()")
 
     @classmethod
     def _create(cls) -> Poll:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, final
 
 from .._errors import Closed
+from .._lowlevel._public import NoPublicConstructor
 from ._poll import Interest, Mode, Poll, Readiness
 from ._source import PostAction, callback_action
 from ._token import Token, TokenFactory
@@ -51,16 +52,13 @@ def _signalfd(fd: int, signals: Iterable[int]) -> int:
 
 
 @final
-class SignalEvent:
+class SignalEvent(metaclass=NoPublicConstructor, made_by="the Signals source"):
     """One received signal: ``event.signal()``, ``event.pid()``, ``event.uid()``."""
 
     __slots__ = ("_pid", "_signo", "_uid")
     _signo: int
     _pid: int
     _uid: int
-
-    def __new__(cls, *args: object, **kwargs: object) -> SignalEvent:
-        raise TypeError("SignalEvent objects are made by the Signals source")
 
     @classmethod
     def _create(cls, signo: int, pid: int, uid: int) -> SignalEvent:

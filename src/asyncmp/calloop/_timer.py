@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import final
 
+from .._lowlevel._public import NoPublicConstructor
 from ._poll import Poll, Readiness
 from ._source import PostAction
 from ._token import Token, TokenFactory
@@ -28,7 +29,9 @@ def _seconds(value: float, what: str) -> float:
 
 
 @final
-class TimeoutAction:
+class TimeoutAction(
+    metaclass=NoPublicConstructor, made_by="TimeoutAction.drop(), .to_instant(t) or .to_duration(d)"
+):
     """What a timer callback returns: [`drop`][asyncmp.calloop.TimeoutAction.drop] it, or
     rearm it [`to_instant`][asyncmp.calloop.TimeoutAction.to_instant] or
     [`to_duration`][asyncmp.calloop.TimeoutAction.to_duration]. ``None`` means drop.
@@ -37,9 +40,6 @@ class TimeoutAction:
     __slots__ = ("_at", "_kind")
     _kind: str
     _at: float
-
-    def __new__(cls, *args: object, **kwargs: object) -> TimeoutAction:
-        raise TypeError("use TimeoutAction.drop(), .to_instant(t) or .to_duration(d)")
 
     @classmethod
     def _create(cls, kind: str, at: float) -> TimeoutAction:
@@ -84,7 +84,10 @@ _DROP = TimeoutAction._create("drop", 0.0)
 
 
 @final
-class Timer:
+class Timer(
+    metaclass=NoPublicConstructor,
+    made_by="Timer.immediate(), Timer.from_duration(d) or Timer.from_deadline(t)",
+):
     """An event source that fires once at a deadline; its callback returns a `TimeoutAction`.
 
     The callback gets ``(deadline, None, data)``. Make one with
@@ -100,9 +103,6 @@ class Timer:
     _poll: Poll | None
     _timer_id: int | None
     _token: Token | None
-
-    def __new__(cls, *args: object, **kwargs: object) -> Timer:
-        raise TypeError("use Timer.immediate(), Timer.from_duration(d) or Timer.from_deadline(t)")
 
     @classmethod
     def _create(cls, deadline: float | None) -> Timer:

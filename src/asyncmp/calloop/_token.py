@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import final
 
+from .._lowlevel._public import NoPublicConstructor
+
 __all__ = ("RegistrationToken", "Token", "TokenFactory")
 
 
 @final
-class RegistrationToken:
+class RegistrationToken(metaclass=NoPublicConstructor, made_by="LoopHandle.insert_source()"):
     """Names one source inserted in an `EventLoop`; returned by `LoopHandle.insert_source`.
 
     Tokens are hashable and compare equal when they name the same slot and version. Once
@@ -23,9 +25,6 @@ class RegistrationToken:
     __slots__ = ("_slot", "_version")
     _slot: int
     _version: int
-
-    def __new__(cls, *args: object, **kwargs: object) -> RegistrationToken:
-        raise TypeError("RegistrationToken objects are made by LoopHandle.insert_source()")
 
     @classmethod
     def _create(cls, slot: int, version: int) -> RegistrationToken:
@@ -47,7 +46,7 @@ class RegistrationToken:
 
 
 @final
-class Token:
+class Token(metaclass=NoPublicConstructor, made_by="TokenFactory.token()"):
     """What a source gives the poller when it registers an fd or a timer.
 
     Events come back to the source's ``process_events`` with the token they were
@@ -58,9 +57,6 @@ class Token:
     _slot: int
     _version: int
     _sub: int
-
-    def __new__(cls, *args: object, **kwargs: object) -> Token:
-        raise TypeError("Token objects are made by TokenFactory.token()")
 
     @classmethod
     def _create(cls, slot: int, version: int, sub: int) -> Token:
@@ -83,7 +79,7 @@ class Token:
 
 
 @final
-class TokenFactory:
+class TokenFactory(metaclass=NoPublicConstructor, made_by="the event loop"):
     """Makes the `Token`s of one source, one per fd or timer it registers.
 
     A fresh factory is passed to each ``register``/``reregister`` call.
@@ -93,9 +89,6 @@ class TokenFactory:
     _slot: int
     _version: int
     _next: int
-
-    def __new__(cls, *args: object, **kwargs: object) -> TokenFactory:
-        raise TypeError("TokenFactory objects are made by the event loop")
 
     @classmethod
     def _create(cls, slot: int, version: int) -> TokenFactory:

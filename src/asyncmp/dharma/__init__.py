@@ -92,3 +92,4 @@ __all__ = (
 )
 
 publish(globals(), __all__)
+del publish

@@ -34,6 +34,7 @@ import anyio
 from .._closing import Closing
 from .._errors import Closed
 from .._lowlevel._poller import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, Poller
+from .._lowlevel._public import NoPublicConstructor
 from ._system import _blocked_signals
 
 __all__ = (
@@ -341,14 +342,11 @@ LocalDispatcher = Dispatcher
 
 
 @final
-class DispatcherController:
+class DispatcherController(metaclass=NoPublicConstructor, made_by="Dispatcher.get_controller()"):
     """A dispatcher's remote control, from `Dispatcher.get_controller()`; any thread."""
 
     __slots__ = ("_core",)
     _core: _DispatcherState
-
-    def __new__(cls, *args: object, **kwargs: object) -> DispatcherController:
-        raise TypeError("DispatcherController objects are made by Dispatcher.get_controller()")
 
     @classmethod
     def _create(cls, core: _DispatcherState) -> DispatcherController:

@@ -7,6 +7,7 @@ any `asyncmp.Server`) behind a NATS subject; `connect` returns a client with the
 
 from __future__ import annotations
 
+from .._lowlevel._public import publish
 from ._client import Client as Client, PendingReply as PendingReply, connect as connect
 from ._codec import (
     Codec as Codec,
@@ -38,8 +39,5 @@ __all__ = (
 )
 
 # Tracebacks and docs name the public path (asyncmp.nats.Client), not the private module.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("asyncmp.nats._"):
-        _obj.__module__ = __name__
-del _name, _obj
+publish(globals(), __all__)
+del publish

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar, final
 from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
 from .._lowlevel._backend import on_trio
+from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._wake import (
     ThreadWaiter,
     check_timeout,
@@ -122,7 +123,9 @@ def _encode(hub: Hub, msg: object, link: _Link | None) -> bytes:
 
 
 @final
-class Client(Closing, Generic[Req, Rep]):
+class Client(
+    Closing, Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="asyncmp.nats.connect()"
+):
     """A client of a NATS service: the API of [`asyncmp.Client`][asyncmp.Client].
 
     Made by [`connect`][asyncmp.nats.connect]. Usable from any thread and any asyncio
@@ -136,9 +139,6 @@ class Client(Closing, Generic[Req, Rep]):
     _hub: Hub
     _decoder: _Decoder
     _closed: bool
-
-    def __new__(cls, *args: object, **kwargs: object) -> Client[Any, Any]:
-        raise TypeError("asyncmp.nats clients are made by asyncmp.nats.connect(), not directly")
 
     @classmethod
     def _create(cls, hub: Hub, decoder: _Decoder) -> Client[Any, Any]:
@@ -388,7 +388,7 @@ class _BlockingClient(Generic[Req, Rep]):
 
 
 @final
-class PendingReply(Generic[Rep]):
+class PendingReply(Generic[Rep], metaclass=NoPublicConstructor, made_by="Client.request()"):
     """A request that was sent and whose reply will be collected later.
 
     Returned by [`Client.request`][asyncmp.nats.Client.request]. Collect the reply once:
@@ -400,9 +400,6 @@ class PendingReply(Generic[Rep]):
     __slots__ = ("__weakref__", "_call", "_decoder")
     _call: _Call
     _decoder: _Decoder
-
-    def __new__(cls, *args: object, **kwargs: object) -> PendingReply[Any]:
-        raise TypeError("PendingReply objects are made by Client.request(), not directly")
 
     @classmethod
     def _create(cls, call: _Call, decoder: _Decoder) -> PendingReply[Any]:

@@ -43,18 +43,11 @@ import time
 from collections import deque
 from typing import Any, final
 
-from .._errors import Closed, ServerDisappeared, WouldBlock
-from .._reply import (
-    ACTIVE,
-    QUEUED,
-    ReplyContext,
-    _Failure,
-    settle,
-)
-from ._backend import get_running_loop, library_mark
-from ._outcome import PENDING
-from ._waitqueue import WaitQueue
-from ._wake import (
+from ._errors import Closed, ServerDisappeared, WouldBlock
+from ._lowlevel._backend import get_running_loop, library_mark
+from ._lowlevel._outcome import PENDING
+from ._lowlevel._waitqueue import WaitQueue
+from ._lowlevel._wake import (
     AsyncWaiter,
     ThreadWaiter,
     Waiter,
@@ -64,6 +57,13 @@ from ._wake import (
     trio_cancel_shielded_checkpoint,
     trio_checkpoint_if_cancelled,
     wake,
+)
+from ._reply import (
+    ACTIVE,
+    QUEUED,
+    ReplyContext,
+    _Failure,
+    settle,
 )
 
 __all__ = ("ChannelCore",)
