@@ -73,7 +73,7 @@ _Future = asyncio.Future
 Item = tuple[Any, ReplyContext[Any]]
 
 
-def _gone(node: ReplyContext[Any]) -> bool:
+def _withdrawn(node: ReplyContext[Any]) -> bool:
     """Whether the requester of *node* gave up (a hint: it may give up right after)."""
     to = node._to
     if type(to) is _Future:
@@ -163,7 +163,7 @@ class ChannelCore:
 
     def _purge(self) -> None:
         """Drop the tombstones from the queue. Call with the lock held."""
-        self.queue = deque(node for node in self.queue if not _gone(node))
+        self.queue = deque(node for node in self.queue if not _withdrawn(node))
 
     def drop_client(self) -> None:
         lock = self.lock
@@ -182,13 +182,13 @@ class ChannelCore:
 
     # -- server side -------------------------------------------------------------------
 
-    def take(self, gone: type[Exception]) -> Item | None:
-        """The oldest queued request, None if there is none now, or raise *gone* when none
+    def take(self, ended: type[Exception]) -> Item | None:
+        """The oldest queued request, None if there is none now, or raise *ended* when none
         will ever come. Call with the lock held."""
         queue = self.queue
         while queue:
             node = queue.popleft()
-            if not _gone(node):
+            if not _withdrawn(node):
                 node._state = ACTIVE
                 self.taken += 1
                 return node._msg, node
@@ -196,13 +196,13 @@ class ChannelCore:
             raise Closed("the server is closed")
         if not self.clients:
             self.stopped = True
-            raise gone("every client has gone and the queue is drained")
+            raise ended("every client has gone and the queue is drained")
         return None
 
     def handed(self, node: ReplyContext[Any]) -> Item | None:
         """A parked server was handed *node*: the item, or None if its requester has gone
         meanwhile (skip it); raise Closed if the server closed meanwhile."""
-        if self.server_closed or _gone(node):
+        if self.server_closed or _withdrawn(node):
             self.requeue(node)
             if self.server_closed:
                 raise Closed("the server is closed")
@@ -217,7 +217,7 @@ class ChannelCore:
         lock = self.lock
         lock.acquire()
         try:
-            if _gone(node):
+            if _withdrawn(node):
                 node._to = None  # nothing to answer: not NoReply, not in flight
                 self.taken -= 1
                 return
@@ -242,7 +242,7 @@ class ChannelCore:
         """deregister() for a parked server (see `_wake`): False if it was taken already."""
         return self.server_waiters.leave(waiter)
 
-    async def receive(self, gone: type[Exception], loop: Any = None) -> Item:
+    async def receive(self, ended: type[Exception], loop: Any = None) -> Item:
         """`Server.wait` / `Server.__anext__`: the next request, parking until one comes.
 
         *loop*: the caller's running asyncio loop when it knows it for certain — a task
@@ -267,7 +267,7 @@ class ChannelCore:
                     return node._msg, node
             # Nothing queued and nothing ended: park without calling `take` (the hot path).
             busy = queue or self.server_closed or not self.clients
-            item = self.take(gone) if busy else None
+            item = self.take(ended) if busy else None
             if item is None:
                 loop = loop or get_running_loop()
                 waiter = (
@@ -308,7 +308,7 @@ class ChannelCore:
                 return item
             lock.acquire()
             try:
-                item = self.take(gone)
+                item = self.take(ended)
                 if item is not None:
                     return item
                 waiter = _server_waiter()
@@ -316,14 +316,14 @@ class ChannelCore:
             finally:
                 lock.release()
 
-    def receive_blocking(self, gone: type[Exception], timeout: float | None) -> Item:
+    def receive_blocking(self, ended: type[Exception], timeout: float | None) -> Item:
         """`server.blocking.wait`: the same, blocking a plain thread."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             lock = self.lock
             lock.acquire()
             try:
-                item = self.take(gone)
+                item = self.take(ended)
                 if item is not None:
                     return item
                 waiter = ThreadWaiter()
@@ -362,11 +362,11 @@ class ChannelCore:
         if interrupt is not None:
             raise interrupt
 
-    def try_take(self, gone: type[Exception]) -> Item | None:
+    def try_take(self, ended: type[Exception]) -> Item | None:
         lock = self.lock
         lock.acquire()
         try:
-            return self.take(gone)
+            return self.take(ended)
         finally:
             lock.release()
 
@@ -379,7 +379,7 @@ class ChannelCore:
             self.server_closed = self.stopped = True
             requesters = []
             for node in self.queue:
-                if not _gone(node):
+                if not _withdrawn(node):
                     requesters.append(node._to)
                     node._to = None
             self.queue.clear()
@@ -396,7 +396,7 @@ class ChannelCore:
         lock = self.lock
         lock.acquire()
         try:
-            queued = sum(1 for node in self.queue if not _gone(node))
+            queued = sum(1 for node in self.queue if not _withdrawn(node))
             in_flight = self.taken - _count(self.answered)
             dropped = _count(self.weak_dropped)  # first: made ≥ dropped, never negative
             weak_clients = _count(self.weak_made) - dropped

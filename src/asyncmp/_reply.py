@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 from ._errors import AlreadyReplied, Closed, NoReply
 from ._lowlevel._backend import anyio_cancel_pending, get_running_loop
 from ._lowlevel._finalize import finalize
-from ._lowlevel._outcome import DONE, GONE, PENDING, Failure, OutcomeCell
+from ._lowlevel._outcome import DONE, GIVEN_UP, PENDING, Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
 
@@ -133,13 +133,6 @@ def reclaim(fut: asyncio.Future[Any], exc: BaseException) -> object:
     return value if anyio_cancel_pending() else LOST
 
 
-def gone(to: asyncio.Future[Any] | _Ticket) -> bool:
-    """Whether the requester gave up (racy by nature: a hint for skipping tombstones)."""
-    if type(to) is _Future:
-        return to.done()
-    return to.state != PENDING  # type: ignore[union-attr]
-
-
 @final
 class _Ticket(OutcomeCell):
     """A requester that is not a bare asyncio future: an `OutcomeCell` under the channel's
@@ -147,7 +140,7 @@ class _Ticket(OutcomeCell):
 
     __slots__ = ()
 
-    def _gone_value(self) -> object:
+    def _given_up_value(self) -> object:
         return _Failure(Closed("this request was cancelled"))
 
     # The protocol of `settle`: the answer arrives; True if the requester still waited.
@@ -336,7 +329,7 @@ class PendingReply(Generic[Rep], metaclass=NoPublicConstructor, made_by="Client.
             finalize((ticket.lock,), ticket.give_up)
 
     def __repr__(self) -> str:
-        state = {PENDING: "waiting", DONE: "done", GONE: "given up"}[self._ticket.state]
+        state = {PENDING: "waiting", DONE: "done", GIVEN_UP: "given up"}[self._ticket.state]
         return f"<PendingReply {state}>"
 
 

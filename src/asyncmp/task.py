@@ -36,7 +36,7 @@ from ._serving import (
     report_failure,
 )
 
-__all__ = ("Handler", "TaskSpawner", "spawn")
+__all__ = ("TaskHandler", "TaskSpawner", "spawn")
 
 Req = TypeVar("Req")
 Req_contra = TypeVar("Req_contra", contravariant=True)
@@ -49,7 +49,7 @@ RV_co = TypeVar("RV_co", covariant=True)
 _YIELD_EVERY = 64
 
 
-class Handler(Protocol[Req_contra, Rep, RV_co]):
+class TaskHandler(Protocol[Req_contra, Rep, RV_co]):
     """What [`spawn`][asyncmp.task.spawn] needs from the object ``make_handler`` builds.
 
     Only ``proc_req`` is required. Two optional methods are looked up by name:
@@ -94,7 +94,7 @@ class TaskSpawner(Protocol):
 
 
 def spawn(
-    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, Any]],
+    make_handler: Callable[[Client[Req, Rep]], TaskHandler[Req, Rep, Any]],
     *,
     max_queued: int | None = None,
     name: str | None = None,

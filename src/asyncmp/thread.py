@@ -32,7 +32,7 @@ from ._serving import (
     report_failure,
 )
 
-__all__ = ("Handler", "spawn")
+__all__ = ("ThreadHandler", "spawn")
 
 Req = TypeVar("Req")
 Req_contra = TypeVar("Req_contra", contravariant=True)
@@ -42,7 +42,7 @@ RV_co = TypeVar("RV_co", covariant=True)
 _counter = itertools.count(1)
 
 
-class Handler(Protocol[Req_contra, Rep, RV_co]):
+class ThreadHandler(Protocol[Req_contra, Rep, RV_co]):
     """What [`spawn`][asyncmp.thread.spawn] needs from the object ``make_handler`` builds.
 
     Only ``proc_req`` is required. Two optional methods are looked up by name, and run on
@@ -74,7 +74,7 @@ class Handler(Protocol[Req_contra, Rep, RV_co]):
 
 
 def spawn(
-    make_handler: Callable[[Client[Req, Rep]], Handler[Req, Rep, Any]],
+    make_handler: Callable[[Client[Req, Rep]], ThreadHandler[Req, Rep, Any]],
     *,
     max_queued: int | None = None,
     name: str | None = None,

@@ -2,7 +2,7 @@
 result in asyncmp.
 
 Design note. A cell is PENDING until it is *set* (DONE: the outcome is stored) or *given up*
-(GONE: nobody wants it any more; what a late waiter sees, `_gone_value()`, is stored
+(GIVEN_UP: nobody wants it any more; what a late waiter sees, `_given_up_value()`, is stored
 instead). Every transition happens under the cell's ``lock`` — its owner's (a channel's, a
 connection hub's) or its own — and the outcome is stored before any waiter is woken, so a
 woken waiter reads it without the lock. An error travels as a `Failure` (a value), so that
@@ -36,11 +36,11 @@ from ._wake import ThreadWaiter, new_async_waiter, park, trio_checkpoint, wake
 if TYPE_CHECKING:
     from ._wake import Waiter
 
-__all__ = ("DONE", "GONE", "PENDING", "Failure", "OutcomeCell")
+__all__ = ("DONE", "GIVEN_UP", "PENDING", "Failure", "OutcomeCell")
 
 PENDING: Final = 0
 DONE: Final = 1
-GONE: Final = 2
+GIVEN_UP: Final = 2
 
 
 @final
@@ -77,13 +77,13 @@ class OutcomeCell:
         return self._settle(DONE, value)
 
     def give_up(self) -> bool:
-        """Nobody wants the outcome any more (GONE). ``False`` if it was not pending."""
-        if not self._settle(GONE, self._gone_value()):
+        """Nobody wants the outcome any more (GIVEN_UP). ``False`` if it was not pending."""
+        if not self._settle(GIVEN_UP, self._given_up_value()):
             return False
         self._gave_up()
         return True
 
-    def _gone_value(self) -> object:
+    def _given_up_value(self) -> object:
         """Hook: what a cell given up holds (what a late waiter's `result` gives)."""
         return None
 
@@ -115,7 +115,7 @@ class OutcomeCell:
         return value
 
     def done(self) -> bool:
-        """Whether the cell is DONE or GONE."""
+        """Whether the cell is DONE or GIVEN_UP."""
         return self.state != PENDING
 
     def _park_here(self, factory: Any, give_up: bool) -> Waiter | None:
@@ -139,8 +139,8 @@ class OutcomeCell:
                 return False
             if not give_up or self.state != PENDING:
                 return True
-            self.state = GONE
-            self.value = self._gone_value()
+            self.state = GIVEN_UP
+            self.value = self._given_up_value()
             others = self.waiters.pop_all()
         finally:
             lock.release()
@@ -150,7 +150,7 @@ class OutcomeCell:
         return True
 
     async def wait(self, *, give_up: bool) -> None:
-        """Wait in a task until the cell is DONE or GONE (module doc); then read `result`."""
+        """Wait in a task until the cell is DONE or GIVEN_UP (module doc); then read `result`."""
         lock = self.lock
         lock.acquire()
         try:
@@ -173,7 +173,7 @@ class OutcomeCell:
                 raise
 
     def wait_blocking(self, timeout: float | None, *, give_up: bool) -> bool:
-        """Block this thread until the cell is DONE or GONE (``True``), or until *timeout*
+        """Block this thread until the cell is DONE or GIVEN_UP (``True``), or until *timeout*
         seconds pass (``False``; with *give_up* the cell is given up)."""
         lock = self.lock
         lock.acquire()
@@ -187,7 +187,7 @@ class OutcomeCell:
 
     def park_blocking(self, waiter: Any, timeout: float | None, *, give_up: bool) -> bool:
         """Block with a thread's *waiter* that is parked here already: ``True`` once the cell
-        is DONE or GONE, ``False`` after *timeout* seconds (left, as `leave` says).
+        is DONE or GIVEN_UP, ``False`` after *timeout* seconds (left, as `leave` says).
 
         An exception raised while blocked (``KeyboardInterrupt`` from Ctrl-C) leaves the same
         state a timeout leaves, then propagates.

@@ -16,7 +16,7 @@ import anyio
 import pytest
 import sniffio
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "stage_udp.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "stage_udp.py"
 
 
 def _load_example() -> ModuleType:
