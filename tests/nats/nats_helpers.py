@@ -116,3 +116,42 @@ async def serving(
             tg.cancel_scope.cancel()
     client.close()
     server.close()
+
+
+@asynccontextmanager
+async def serving_service(
+    url: str,
+    name: str,
+    version: str,
+    handlers: dict[str, Handler],
+    endpoint_options: dict[str, dict[str, Any]] | None = None,
+    **options: Any,
+) -> AsyncIterator[asyncmp.nats.Service]:
+    """Serve the service *name* while the block runs: one endpoint per subject of *handlers*
+    (made with that subject's *endpoint_options*), each answered by its handler (one request
+    at a time)."""
+    channels = {subject: asyncmp.channel() for subject in handlers}
+
+    async def loop(server: asyncmp.Server[Any, Any], handler: Handler) -> None:
+        async for msg, rctx in server:
+            await handler(msg, rctx)
+
+    async with anyio.create_task_group() as tg:
+        for subject, handler in handlers.items():
+            tg.start_soon(loop, channels[subject][0], handler)
+        endpoints = [
+            asyncmp.nats.Endpoint(subject, client, **(endpoint_options or {}).get(subject, {}))
+            for subject, (_, client) in channels.items()
+        ]
+        service = await tg.start(
+            lambda task_status: asyncmp.nats.serve_service(
+                name, version, endpoints, url, task_status=task_status, **options
+            )
+        )
+        try:
+            yield service
+        finally:
+            tg.cancel_scope.cancel()
+    for server, client in channels.values():
+        client.close()
+        server.close()
