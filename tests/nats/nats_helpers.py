@@ -6,6 +6,7 @@ next to the Python executable (the environment's scripts directory).
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from nats.micro.service import NAME_REGEX, SEMVER_REGEX, ServiceInfo, ServicePing, ServiceStats
 
 import asyncmp
 import asyncmp.nats
@@ -155,3 +157,74 @@ async def serving_service(
     for server, client in channels.values():
         client.close()
         server.close()
+
+
+# The published schemas of the NATS Services framework (io.nats.micro.v1.*_response), field by
+# field, and parsed by nats-py's own models.
+
+
+def _check_identity(doc: dict[str, Any], kind: str) -> None:
+    assert doc["type"] == f"io.nats.micro.v1.{kind}_response"
+    assert isinstance(doc["name"], str)
+    assert NAME_REGEX.match(doc["name"])
+    assert isinstance(doc["id"], str)
+    assert doc["id"]
+    assert isinstance(doc["version"], str)
+    assert SEMVER_REGEX.match(doc["version"])
+    metadata = doc.get("metadata")
+    assert metadata is None or (
+        isinstance(metadata, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    )
+
+
+def check_ping(doc: dict[str, Any]) -> None:
+    """A PING response has every field the schema requires, of the schema's types."""
+    assert {"type", "name", "id", "version"} <= doc.keys()
+    _check_identity(doc, "ping")
+    ServicePing.from_dict(doc)
+
+
+def check_info(doc: dict[str, Any]) -> None:
+    """An INFO response has every field the schema requires, of the schema's types."""
+    assert {"type", "name", "id", "version", "description"} <= doc.keys()
+    _check_identity(doc, "info")
+    assert isinstance(doc["description"], str)
+    for endpoint in doc["endpoints"]:
+        assert {"name", "subject"} <= endpoint.keys()
+        assert NAME_REGEX.match(endpoint["name"])
+        assert isinstance(endpoint["subject"], str)
+        assert endpoint["subject"]
+        assert endpoint.get("metadata") is None or isinstance(endpoint["metadata"], dict)
+    ServiceInfo.from_dict(doc)
+
+
+def check_stats(doc: dict[str, Any]) -> None:
+    """A STATS response has every field the schema requires, of the schema's types."""
+    assert {"type", "name", "id", "version", "started", "endpoints"} <= doc.keys()
+    _check_identity(doc, "stats")
+    started = datetime.datetime.fromisoformat(doc["started"].replace("Z", "+00:00"))  # RFC 3339
+    assert started.utcoffset() == datetime.timedelta(0)
+    for endpoint in doc["endpoints"]:
+        required = {"name", "subject", "num_requests", "num_errors", "last_error"}
+        required |= {"processing_time", "average_processing_time"}
+        assert required <= endpoint.keys()
+        assert NAME_REGEX.match(endpoint["name"])
+        for key in ("num_requests", "num_errors", "processing_time", "average_processing_time"):
+            assert isinstance(endpoint[key], int)
+            assert endpoint[key] >= 0
+        assert isinstance(endpoint["last_error"], str)
+        assert "data" not in endpoint or isinstance(endpoint["data"], dict)
+    ServiceStats.from_dict(doc)
+
+
+async def inventory(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+    """Replies the stock of ``{"item": …}``; fails an unknown item with a ServiceError 404 and
+    ``"crash"`` with a plain exception (a 500)."""
+    stock = {"apple": 3, "pear": 0}
+    if msg == "crash":
+        rctx.fail(RuntimeError("the handler crashed"))
+    elif msg["item"] not in stock:
+        rctx.fail(asyncmp.nats.ServiceError(404, f"no such item: {msg['item']}"))
+    else:
+        rctx.reply({"item": msg["item"], "stock": stock[msg["item"]]})
