@@ -7,11 +7,13 @@ next to the Python executable (the environment's scripts directory).
 from __future__ import annotations
 
 import datetime
+import json
 import shutil
 import socket
 import subprocess
 import sysconfig
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,12 +46,21 @@ def free_port() -> int:
 
 
 class NatsServer:
-    """A nats-server process on 127.0.0.1 that can be stopped and restarted on its port."""
+    """A nats-server process on 127.0.0.1 that can be stopped and restarted on its port.
+
+    Other processes on the machine pick free ports too: a port found free may be taken
+    before nats-server binds it, and then another program answers there. So each server is
+    started with a name of its own, and is ready only once a TCP client on the port is
+    greeted with an INFO that carries that name; on a first start a port taken meanwhile is
+    given up for another.
+    """
 
     def __init__(self, *args: str) -> None:
         self.port = free_port()
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
+        self.name = f"asyncmp-test-{uuid.uuid4().hex}"
+        self.started_once = False
 
     @property
     def url(self) -> str:
@@ -57,20 +68,43 @@ class NatsServer:
 
     def start(self) -> None:
         assert self.proc is None
-        cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(5):
+            if self._start_on_port():
+                self.started_once = True
+                return
+            if self.started_once:
+                break  # a restart keeps its port: clients reconnect there
+            self.port = free_port()
+        pytest.fail(f"nats-server did not start on port {self.port}")
+
+    def _start_on_port(self) -> bool:
+        cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
+        cmd += ["--server_name", self.name, *self.args]
+        proc = self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
-        while True:  # ready once it greets a TCP client with INFO
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if sock.recv(4) == b"INFO":
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"nats-server did not start on port {self.port}")
+        while proc.poll() is None and time.monotonic() < deadline:
+            if self._greeted_by_name():
+                return True
             time.sleep(0.02)
+        self.stop()
+        return False
+
+    def _greeted_by_name(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                greeting = b""
+                while not greeting.endswith(b"\r\n") and len(greeting) < 65536:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    greeting += chunk
+        except OSError:
+            return False
+        if not greeting.startswith(b"INFO "):
+            return False
+        return bool(json.loads(greeting[5:]).get("server_name") == self.name)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
