@@ -234,6 +234,33 @@ async def test_nats_service_instances_each_answer_discovery_and_queue_none_broad
             assert sorted(seen) == [("a", 1), ("b", 1)]
 
 
+@pytest.mark.parametrize("queue", [None, ""])
+async def test_nats_serve_without_a_queue_group_gives_every_server_every_request(
+    nats_server: NatsServer, queue: str | None
+) -> None:
+    """serve(queue=None), and queue="" as before, give every server every request."""
+    seen: list[tuple[str, Any]] = []
+
+    def recorder(tag: str) -> Any:
+        async def handler(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+            seen.append((tag, msg))
+            rctx.reply(tag)
+
+        return handler
+
+    url = nats_server.url
+    with anyio.fail_after(30):
+        async with (
+            serving(url, "all", recorder("a"), queue=queue),
+            serving(url, "all", recorder("b"), queue=queue),
+            asyncmp.nats.connect("all", url, timeout=5) as client,
+        ):
+            assert await client.send(1) in ("a", "b")
+            while len(seen) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.01)  # the other server's copy crosses NATS
+            assert sorted(seen) == [("a", 1), ("b", 1)]
+
+
 async def test_nats_service_returns_when_a_local_server_is_gone(nats_server: NatsServer) -> None:
     """When one endpoint's local server is gone the whole instance stops: the request that
     finds it gone is answered 503, serve_service returns, and neither its other endpoint nor

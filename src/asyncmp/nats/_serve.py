@@ -168,10 +168,8 @@ def check_subject(subject: object) -> None:
 
 
 def check_queue(queue: object) -> None:
-    """Raise unless *queue* is a NATS queue group name or None."""
-    if queue is not None and (
-        not isinstance(queue, str) or not queue or any(c.isspace() for c in queue)
-    ):
+    """Raise unless *queue* is a NATS queue group name, or None or "" (no queue group)."""
+    if queue is not None and (not isinstance(queue, str) or any(c.isspace() for c in queue)):
         raise ValueError(f"queue must be a queue group name (no spaces) or None, not {queue!r}")
 
 
@@ -253,7 +251,7 @@ class _Server:
         self.nc = run.nc
         self.client = client
         self.subject = subject
-        self.queue = queue
+        self.queue = queue or None
         self.codec = codec
         self.name = name
         self.metadata = metadata
@@ -358,39 +356,44 @@ class _Server:
         self, reply: str, request: object, pending: PendingReply[Any] | None, start: int
     ) -> None:
         try:
-            if pending is None:
-                value = await self.client.send(request)
-            else:
-                value = await pending
-        except asyncio.CancelledError:
-            raise
-        except (ServerDisappeared, Closed):
-            self.stopped.set()
-            await self.answer(reply, b"", _GONE_HEADERS, start)
-            return
-        except NoReply:
-            await self.answer(reply, b"", _NOREPLY_HEADERS, start)
-            return
-        except BaseException as exc:  # whatever the handler passed to rctx.fail()
-            if self.in_flight.pop(reply, None) is not None:
-                await self.fail(reply, exc, start)
-            return
-        try:
-            payload = self.codec.encode(value)
-        except Exception as exc:
-            error = TypeError(f"the reply cannot be encoded: {exc}")
-            if self.in_flight.pop(reply, None) is not None:
-                await self.fail(reply, error, start)
-            return
-        if len(payload) > self.nc.max_payload:
-            too_large = PayloadTooLarge(
-                f"the reply is {len(payload)} bytes; the NATS server accepts at most "
-                f"{self.nc.max_payload} (its max_payload)"
-            )
-            if self.in_flight.pop(reply, None) is not None:
-                await self.fail(reply, too_large, start)
-            return
-        await self.answer(reply, payload, None, start)
+            try:
+                if pending is None:
+                    value = await self.client.send(request)
+                else:
+                    value = await pending
+            except asyncio.CancelledError:
+                raise
+            except (ServerDisappeared, Closed):
+                self.stopped.set()
+                await self.answer(reply, b"", _GONE_HEADERS, start)
+                return
+            except NoReply:
+                await self.answer(reply, b"", _NOREPLY_HEADERS, start)
+                return
+            except BaseException as exc:  # whatever the handler passed to rctx.fail()
+                if self.in_flight.pop(reply, None) is not None:
+                    await self.fail(reply, exc, start)
+                return
+            try:
+                payload = self.codec.encode(value)
+            except Exception as exc:
+                error = TypeError(f"the reply cannot be encoded: {exc}")
+                if self.in_flight.pop(reply, None) is not None:
+                    await self.fail(reply, error, start)
+                return
+            if len(payload) > self.nc.max_payload:
+                too_large = PayloadTooLarge(
+                    f"the reply is {len(payload)} bytes; the NATS server accepts at most "
+                    f"{self.nc.max_payload} (its max_payload)"
+                )
+                if self.in_flight.pop(reply, None) is not None:
+                    await self.fail(reply, too_large, start)
+                return
+            await self.answer(reply, payload, None, start)
+        finally:
+            # Every path above takes the request out of flight (or finds it taken); this is
+            # for the one that does not: the task cancelled by its loop shutting down.
+            self.in_flight.pop(reply, None)
 
     async def answer(
         self, reply: str, payload: bytes, headers: dict[str, str] | None, start: int

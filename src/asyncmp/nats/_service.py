@@ -350,7 +350,7 @@ async def serve_service(
             subs += await server.subscribe()
         subs += await service._subscribe(run)
         await run.nc.flush()
-        service.reset()  # started: now that it serves
+        service._started = _utc_now()  # now that it serves
         task_status.started(service)
         await run.serve(subs)
     finally:
