@@ -108,8 +108,8 @@ async def serve(
         queue: the NATS queue group: servers in the same group share the requests, each
             going to one of them (default ``"asyncmp"``). ``None`` gives every server every
             request, and the first reply wins.
-        codec: ``"json"`` (default), ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec]; the
-            clients must use the same.
+        codec: ``"json"`` (default), ``"msgpack"``, ``"bytes"`` or a
+            [`Codec`][asyncmp.nats.Codec]; the clients must use the same.
         task_status: for `TaskGroup.start`: reported once the subscription is active.
         **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
             ``max_reconnect_attempts``, ``reconnect_time_wait`` …).
@@ -127,8 +127,12 @@ async def serve(
     `ServerDisappeared` when the local server was closed before taking it;
     `MalformedMessage` when the request cannot be decoded (the server keeps serving);
     `PayloadTooLarge` when the reply, or the failure record of `rctx.fail(exc)` with its
-    header, does not fit in a NATS message (its message names the original failure,
-    cut to fit).
+    headers, does not fit in a NATS message (its message names the original failure,
+    cut to fit). Every failure reply also carries the NATS Services framework's
+    ``Nats-Service-Error`` and ``Nats-Service-Error-Code`` headers (see the table of codes
+    on the NATS services page), so that any NATS client reads it as an error; to serve as
+    a discoverable service with statistics, use
+    [`serve_service`][asyncmp.nats.serve_service].
     """
     check_asyncio("serve")
     if not isinstance(client, LocalClient):
