@@ -3,13 +3,16 @@
 ``python -m benchmarks.nats_bench [--quick]`` (or ``python -m benchmarks --nats``).
 
 Setup: a throwaway nats-server on a free loopback port, and one helper process (this file
-with ``--serve URL``) that answers two subjects: ``bench.plain`` with a plain nats-py
-responder (``await msg.respond(msg.data)``) and ``bench.asyncmp`` with `asyncmp.nats.serve`
-in front of an `asyncmp.task.spawn` echo server. This process then measures plain
-``nc.request()`` against ``asyncmp.nats`` ``client.send()`` with 1 and with 64 concurrent
-requesters, alternating the two in every round; each figure is the median over the rounds.
-The asyncmp side does the whole job (JSON codec, local channel, dispatch loop); the target
-is ≥ 0.9 × plain nats-py.
+with ``--serve URL``) that answers four subjects: ``bench.plain`` with a plain nats-py
+responder (``await msg.respond(msg.data)``); ``bench.asyncmp`` with `asyncmp.nats.serve` in
+front of an `asyncmp.task.spawn` echo server; ``bench.service`` with
+`asyncmp.nats.serve_service` in front of another one (a NATS service: discovery and
+statistics on); and ``bench.micro`` with a nats-py ``nats.micro`` service whose handler
+responds with the request's data. This process then measures, with 1 and with 64 concurrent
+requesters, plain ``nc.request()`` to the plain responder and to the micro service, and
+``asyncmp.nats`` ``client.send()`` to ``serve`` and to ``serve_service``, rotating their order
+in every round; each figure is the median over the rounds. The asyncmp sides do the whole
+job (JSON codec, local channel, dispatch loop); the target for both is ≥ 0.9 × plain nats-py.
 """
 
 from __future__ import annotations
@@ -104,18 +107,40 @@ async def _serve(url: str) -> None:
             rctx.reply(msg)
 
     client, _handle = asyncmp.task.spawn(lambda client: Echo())
+    service_client, _service_handle = asyncmp.task.spawn(lambda client: Echo())
     ready = asyncio.Event()
+    started = 0
 
     class Status:
         def started(self, value: object = None) -> None:
-            ready.set()
+            nonlocal started
+            started += 1
+            if started == 2:
+                ready.set()
 
-    serving = asyncio.ensure_future(
-        asyncmp.nats.serve(client, "bench.asyncmp", url, task_status=Status())
-    )
+    serving = [
+        asyncio.ensure_future(
+            asyncmp.nats.serve(client, "bench.asyncmp", url, task_status=Status())
+        ),
+        asyncio.ensure_future(
+            asyncmp.nats.serve_service(
+                "bench", "1.0.0", {"bench.service": service_client}, url, task_status=Status()
+            )
+        ),
+    ]
+
+    import nats.micro
+
+    micro = await nats.micro.add_service(nc, name="bench-micro", version="1.0.0")
+
+    async def micro_echo(request: Any) -> None:
+        await request.respond(request.data)
+
+    await micro.add_endpoint(name="echo", subject="bench.micro", handler=micro_echo)
+    await nc.flush()
     await ready.wait()
     print("ready", flush=True)
-    await serving
+    await asyncio.gather(*serving)
 
 
 async def _rate(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> float:
@@ -141,20 +166,33 @@ async def _measure(url: str, rounds: int, n: int) -> dict[str, float]:
     async def plain() -> None:
         await nc.request("bench.plain", data, timeout=10)
 
+    async def micro() -> None:
+        await nc.request("bench.micro", data, timeout=10)
+
     samples: dict[str, list[float]] = {}
-    async with asyncmp.nats.connect("bench.asyncmp", url, timeout=10) as client:
+    async with (
+        asyncmp.nats.connect("bench.asyncmp", url, timeout=10) as client,
+        asyncmp.nats.connect("bench.service", url, timeout=10) as service_client,
+    ):
 
         async def through_asyncmp() -> None:
             await client.send(PAYLOAD)
 
-        await _rate(200, 8, plain)  # warm-up: connections, inboxes, caches
-        await _rate(200, 8, through_asyncmp)
+        async def through_service() -> None:
+            await service_client.send(PAYLOAD)
+
+        contestants = [
+            ("plain", plain),
+            ("asyncmp", through_asyncmp),
+            ("service", through_service),
+            ("micro", micro),
+        ]
+        for _, one in contestants:
+            await _rate(200, 8, one)  # warm-up: connections, inboxes, caches
         for r in range(rounds):
             for concurrency in CONCURRENCY:
-                order = [("plain", plain), ("asyncmp", through_asyncmp)]
-                if r % 2:
-                    order.reverse()
-                for name, one in order:
+                shift = r % len(contestants)  # each one goes first in turn
+                for name, one in contestants[shift:] + contestants[:shift]:
                     rate = await _rate(n, concurrency, one)
                     samples.setdefault(f"{name}_req_s_{concurrency}", []).append(rate)
     await nc.close()
@@ -162,16 +200,20 @@ async def _measure(url: str, rounds: int, n: int) -> dict[str, float]:
     for concurrency in CONCURRENCY:
         plain_rate = result[f"plain_req_s_{concurrency}"]
         result[f"ratio_{concurrency}"] = result[f"asyncmp_req_s_{concurrency}"] / plain_rate
+        result[f"service_ratio_{concurrency}"] = result[f"service_req_s_{concurrency}"] / plain_rate
+        result[f"micro_ratio_{concurrency}"] = result[f"micro_req_s_{concurrency}"] / plain_rate
     return result
 
 
 def run(quick: bool) -> dict[str, float]:
-    """Measure and return req/s of plain nats-py and asyncmp.nats, and their ratios.
+    """Measure and return req/s of plain nats-py, asyncmp.nats and the services, and ratios.
 
-    Keys: ``plain_req_s_C``, ``asyncmp_req_s_C`` and ``ratio_C`` (asyncmp / plain) for
-    ``C`` concurrent requesters, C in 1 and 64.
+    Keys, for ``C`` concurrent requesters (C in 1 and 64): ``plain_req_s_C``,
+    ``asyncmp_req_s_C`` (`serve`), ``service_req_s_C`` (`serve_service`) and
+    ``micro_req_s_C`` (nats-py's ``nats.micro``); ``ratio_C`` (asyncmp / plain),
+    ``service_ratio_C`` (service / plain) and ``micro_ratio_C`` (micro / plain).
     """
-    rounds, n = (1, 1000) if quick else (5, 4000)
+    rounds, n = (1, 1000) if quick else (8, 4000)
     with _nats_server() as url, _responders(url):
         return asyncio.run(_measure(url, rounds, n))
 
@@ -181,12 +223,14 @@ def main(argv: list[str]) -> None:
         asyncio.run(_serve(argv[1]))
         return
     result = run(quick="--quick" in argv)
-    for concurrency in CONCURRENCY:
+    for c in CONCURRENCY:
         print(
-            f"{concurrency:>3} requester(s): plain nats-py "
-            f"{result[f'plain_req_s_{concurrency}']:>8.0f} req/s, asyncmp.nats "
-            f"{result[f'asyncmp_req_s_{concurrency}']:>8.0f} req/s, "
-            f"ratio {result[f'ratio_{concurrency}']:.2f} (target >= 0.9)"
+            f"{c:>3} requester(s): plain nats-py {result[f'plain_req_s_{c}']:>8.0f} req/s; "
+            f"asyncmp.nats serve {result[f'asyncmp_req_s_{c}']:>8.0f} req/s "
+            f"(ratio {result[f'ratio_{c}']:.2f}), serve_service "
+            f"{result[f'service_req_s_{c}']:>8.0f} req/s (ratio "
+            f"{result[f'service_ratio_{c}']:.2f}; target >= 0.9); nats.micro "
+            f"{result[f'micro_req_s_{c}']:>8.0f} req/s (ratio {result[f'micro_ratio_{c}']:.2f})"
         )
     print(json.dumps(result))
 

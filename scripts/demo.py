@@ -22,6 +22,7 @@ TOUR = [
     ("signals_event_loops.py", "dharma: a Signaler, module event loops, a dispatcher and a timer"),
     ("calloop_tour.py", "calloop: timers, channels, a pipe and an idle callback"),
     ("nats_two_servers.py", "across processes: two server processes and a client over NATS"),
+    ("nats_service.py", "a NATS service: discovery, statistics and standard error codes"),
 ]
 
 

@@ -24,9 +24,14 @@ from asyncmp.nats import _serve
 pytestmark = pytest.mark.anyio
 
 MAX_PAYLOAD = 1024
-# The NATS header block a failure reply carries: "NATS/1.0", one "Key: Value" line, a blank
-# line, each ended by CRLF. nats-server counts it against max_payload with the payload.
-FAIL_HEADER = len(b"NATS/1.0\r\nAsyncmp-Status: fail\r\n\r\n")
+# The NATS header block a failure reply with a long message carries: "NATS/1.0", a "Key: Value"
+# line for the status, the description (cut to a quarter of max_payload) and the code, and a
+# blank line, each ended by CRLF. nats-server counts it against max_payload with the payload.
+FAIL_HEADER = (
+    len(b"NATS/1.0\r\nAsyncmp-Status: fail\r\nNats-Service-Error: ")
+    + MAX_PAYLOAD // 4
+    + len(b"\r\nNats-Service-Error-Code: 500\r\n\r\n")
+)
 
 
 @pytest.fixture

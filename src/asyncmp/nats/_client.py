@@ -23,9 +23,18 @@ from .._lowlevel._wake import (
     wake,
 )
 from ._codec import Codec, resolve_codec
-from ._errors import MalformedMessage, PayloadTooLarge, Registry
+from ._errors import MalformedMessage, PayloadTooLarge, Registry, ServiceError
 from ._link import DONE, GONE, PENDING, Hub, _Call, _Link
-from ._wire import FAIL, GONE as WIRE_GONE, NATS_STATUS, NO_RESPONDERS, NOREPLY, STATUS
+from ._wire import (
+    ERROR,
+    ERROR_CODE,
+    FAIL,
+    GONE as WIRE_GONE,
+    NATS_STATUS,
+    NO_RESPONDERS,
+    NOREPLY,
+    STATUS,
+)
 
 __all__ = ("Client", "PendingReply", "connect")
 
@@ -95,16 +104,25 @@ class _Decoder:
         msg = call.msg
         assert msg is not None
         headers = msg.headers
-        status = headers.get(STATUS) if headers else None
+        if not headers:  # a reply (the hot path: a successful reply has no headers)
+            try:
+                return self._codec.decode(msg.data)
+            except Exception as exc:
+                raise MalformedMessage(f"the reply cannot be decoded: {exc}") from exc
+        status = headers.get(STATUS)
         if status is None:
-            if headers and headers.get(NATS_STATUS) == NO_RESPONDERS:
+            code = headers.get(ERROR_CODE)
+            if code is not None or ERROR in headers:
+                # A NATS Services error from a service that is not asyncmp's.
+                raise ServiceError._received(code or "", headers.get(ERROR, ""), msg.data)
+            if headers.get(NATS_STATUS) == NO_RESPONDERS:
                 raise ServerDisappeared(f"no server is serving {self._subject!r}")
             try:
                 return self._codec.decode(msg.data)
             except Exception as exc:
                 raise MalformedMessage(f"the reply cannot be decoded: {exc}") from exc
         if status == FAIL:
-            raise self._registry.rebuild(msg.data)
+            raise self._registry.rebuild(msg.data, headers.get(ERROR_CODE))
         if status == NOREPLY:
             raise NoReply("the server closed the reply context without answering")
         if status == WIRE_GONE:

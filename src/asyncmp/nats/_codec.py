@@ -1,7 +1,8 @@
 """Codecs: how messages become NATS payloads (bytes) and back.
 
 JSON is the default because any NATS client in any language can read it. msgpack is
-optional (the ``msgpack`` extra). Pickle exists only behind an explicit opt-in, because
+optional (the ``msgpack`` extra). The bytes codec passes payloads through untouched, for
+services whose payloads are not JSON. Pickle exists only behind an explicit opt-in, because
 unpickling a payload runs whatever code its sender chose: only use it when every publisher
 on the subject is trusted.
 """
@@ -13,7 +14,7 @@ import json
 import pickle
 from typing import Any, Protocol, final, runtime_checkable
 
-__all__ = ("Codec", "JsonCodec", "MsgpackCodec", "PickleCodec", "resolve_codec")
+__all__ = ("BytesCodec", "Codec", "JsonCodec", "MsgpackCodec", "PickleCodec", "resolve_codec")
 
 
 @runtime_checkable
@@ -51,6 +52,34 @@ class JsonCodec:
 
     def __repr__(self) -> str:
         return "JsonCodec()"
+
+
+@final
+class BytesCodec:
+    """Raw bytes (``codec="bytes"``): the payload is the message, untouched.
+
+    For services whose payloads are not JSON (text, protobuf, images …). A message must be
+    `bytes`, `bytearray` or `memoryview` (anything else raises `TypeError`); a reply arrives
+    as `bytes`.
+    """
+
+    name = "bytes"
+    __slots__ = ()
+
+    def encode(self, obj: Any) -> bytes:
+        if isinstance(obj, bytes):
+            return obj
+        if isinstance(obj, (bytearray, memoryview)):
+            return bytes(obj)
+        raise TypeError(
+            f"the bytes codec sends bytes, bytearray or memoryview, not {type(obj).__name__}"
+        )
+
+    def decode(self, data: bytes) -> Any:
+        return bytes(data)
+
+    def __repr__(self) -> str:
+        return "BytesCodec()"
 
 
 @final
@@ -111,10 +140,12 @@ class PickleCodec:
 
 
 def resolve_codec(codec: Codec | str) -> Codec:
-    """A codec object for *codec*: a `Codec`, ``"json"`` or ``"msgpack"``."""
+    """A codec object for *codec*: a `Codec`, ``"json"``, ``"msgpack"`` or ``"bytes"``."""
     if isinstance(codec, str):
         if codec == "json":
             return JsonCodec()
+        if codec == "bytes":
+            return BytesCodec()
         if codec == "msgpack":
             return MsgpackCodec()
         if codec == "pickle":
@@ -122,7 +153,11 @@ def resolve_codec(codec: Codec | str) -> Codec:
                 "pickle is never chosen by name, because unpickling network data runs code: "
                 "pass codec=PickleCodec(trusted=True) to opt in"
             )
-        raise ValueError(f"unknown codec {codec!r}: use 'json', 'msgpack' or a Codec object")
+        raise ValueError(
+            f"unknown codec {codec!r}: use 'json', 'msgpack', 'bytes' or a Codec object"
+        )
     if not isinstance(codec, Codec):
-        raise TypeError(f"codec must be 'json', 'msgpack' or a Codec object, not {codec!r}")
+        raise TypeError(
+            f"codec must be 'json', 'msgpack', 'bytes' or a Codec object, not {codec!r}"
+        )
     return codec

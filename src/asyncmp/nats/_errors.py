@@ -2,8 +2,10 @@
 
 A failed request's reply carries the header ``Asyncmp-Status: fail`` and a JSON payload
 ``{"type": "<module>.<qualname>", "message": str(exc), "args": [...]}`` (``args`` only when
-JSON can carry them). The client raises the original type only when that type was
-registered with the client (``errors=``) or belongs to asyncmp; any other failure becomes a
+JSON can carry them), and the NATS Services framework's ``Nats-Service-Error`` (a one-line
+description) and ``Nats-Service-Error-Code`` (an HTTP-like code) for every other client.
+The client raises the original type only when that type was registered with the client
+(``errors=``) or belongs to asyncmp; any other failure becomes a
 [`RemoteError`][asyncmp.nats.RemoteError], because constructing arbitrary named classes
 from network data is how deserialisation attacks start.
 """
@@ -24,26 +26,102 @@ from .._errors import (
     ServerDisappeared,
     WouldBlock,
 )
+from ._wire import (
+    BAD_REQUEST,
+    ERROR,
+    ERROR_CODE,
+    FAIL,
+    HANDLER_FAILED,
+    NO_REPLY,
+    SERVER_GONE,
+    STATUS,
+    TOO_LARGE,
+    header_size,
+)
 
-__all__ = ("MalformedMessage", "PayloadTooLarge", "Registry", "RemoteError")
+__all__ = ("MalformedMessage", "PayloadTooLarge", "Registry", "RemoteError", "ServiceError")
 
 
 class RemoteError(Error):
     """The server failed the request with an exception whose type is not registered here.
 
     Unlike a registered type, which is re-raised as itself, this keeps only what travelled:
-    the exception's type name and message.
+    the exception's type name and message, and the standard error code of the reply.
     """
 
     type_name: str
-    """The remote exception's type as ``module.QualName`` (just ``QualName`` for builtins)."""
+    """The remote exception's type as ``module.QualName`` (just ``QualName`` for builtins);
+    empty for a [`ServiceError`][asyncmp.nats.ServiceError] from a service that is not
+    asyncmp's."""
     message: str
-    """``str()`` of the remote exception."""
+    """``str()`` of the remote exception (a service error's description)."""
+    code: str | None
+    """The reply's ``Nats-Service-Error-Code`` (``"500"`` for a handler's failure, see the
+    table of codes), or ``None`` if the server sent none (asyncmp before it sent codes)."""
 
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}" if message else type_name)
+    def __init__(self, type_name: str, message: str, code: str | None = None) -> None:
+        text = f"{type_name}: {message}" if type_name and message else type_name or message
+        super().__init__(f"{text} (error code {code})" if code else text)
         self.type_name = type_name
         self.message = message
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickles (multiprocessing, a pickle codec) rebuild it from its attributes.
+        return (type(self), (self.type_name, self.message, self.code))
+
+
+class ServiceError(RemoteError):
+    """An error of the NATS Services framework: a code and a description.
+
+    A handler fails a request with it to choose what other NATS clients see —
+    ``rctx.fail(ServiceError(404, "no such item"))`` replies with the headers
+    ``Nats-Service-Error-Code: 404`` and ``Nats-Service-Error: no such item``, the
+    convention of services written with nats.go, nats.js or nats-py's ``micro``. An asyncmp
+    client raises it for such a reply from any service, asyncmp's or not (it is a
+    [`RemoteError`][asyncmp.nats.RemoteError] whose `type_name` is empty).
+
+    Args:
+        code: an HTTP-like error code, a positive integer (or its decimal digits).
+        description: what went wrong, for people: a single line.
+        data: the payload of an error reply received from a service that is not asyncmp's
+            (an asyncmp server's failure reply carries its own failure record there).
+    """
+
+    code: str
+    """The error code as it travelled (``"404"``): the decimal digits of a positive integer
+    for an error made here; a received one is kept as the service sent it (empty if it sent
+    a description only)."""
+    data: bytes
+    """The payload of the error reply (empty unless the service sent one)."""
+
+    def __init__(self, code: int | str, description: str, *, data: bytes = b"") -> None:
+        text = str(code) if isinstance(code, (int, str)) else ""
+        if isinstance(code, bool) or not text.isdigit() or not text.isascii() or int(text) == 0:
+            raise ValueError(f"a service error code is a positive integer, not {code!r}")
+        if not isinstance(description, str):
+            raise TypeError(f"a service error description is a str, not {description!r}")
+        super().__init__("", description, str(int(text)))
+        # args as the constructor takes them: an asyncmp client rebuilds it from them.
+        self.args = (self.code, description)
+        self.data = data
+
+    @classmethod
+    def _received(cls, code: str, description: str, data: bytes) -> ServiceError:
+        # What another service sent, unchecked: nothing it said is dropped.
+        self = cls.__new__(cls)
+        RemoteError.__init__(self, "", description, code)
+        self.args = (code, description)
+        self.data = data
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ServiceError._received, (self.code, self.message, self.data))
+
+    def __str__(self) -> str:
+        if not self.code:
+            return self.message
+        return f"{self.message} (error code {self.code})" if self.message else self.code
 
 
 class MalformedMessage(Error, ValueError):
@@ -78,13 +156,14 @@ _BUILTIN_TYPES: tuple[type[BaseException], ...] = (
     WouldBlock,
     MalformedMessage,
     PayloadTooLarge,
+    ServiceError,
 )
 
 
 def _public_name(cls: type[BaseException]) -> str:
     # asyncmp re-exports its errors from the package, so name them by the public path
     # whatever module they were defined in.
-    if cls in (MalformedMessage, PayloadTooLarge, RemoteError):
+    if cls in (MalformedMessage, PayloadTooLarge, RemoteError, ServiceError):
         return f"asyncmp.nats.{cls.__qualname__}"
     if cls.__module__.startswith("asyncmp."):
         return f"asyncmp.{cls.__qualname__}"
@@ -105,8 +184,8 @@ class Registry:
                 raise TypeError(f"errors= takes exception classes, not {cls!r}")
             self._types[_public_name(cls)] = cls
 
-    def rebuild(self, data: bytes) -> BaseException:
-        """The exception a failure payload stands for."""
+    def rebuild(self, data: bytes, code: str | None) -> BaseException:
+        """The exception a failure payload stands for (*code*: its reply's error code)."""
         try:
             record = json.loads(data)
             name = record["type"]
@@ -124,7 +203,7 @@ class Registry:
                         return cls(*attempt)
                     except Exception:
                         continue
-        return RemoteError(name, message)
+        return RemoteError(name, message, code)
 
 
 def encode_failure(exc: BaseException) -> bytes:
@@ -137,23 +216,66 @@ def encode_failure(exc: BaseException) -> bytes:
 
 
 _TRUNCATED = "..."
+# The most bytes of Nats-Service-Error (the description, a copy of what the failure record
+# says): at most this, and at most a quarter of max_payload, so that the header stays small
+# next to the record.
+_MAX_DESCRIPTION = 1024
 
 
-def encode_bounded_failure(exc: BaseException, limit: int) -> bytes | None:
-    """The payload of a failure reply for *exc* in at most *limit* bytes, or None if not even
-    an empty `PayloadTooLarge` record fits.
+def _describe(exc: BaseException, limit: int) -> tuple[str, str]:
+    """The standard error code and description of a failure reply for *exc*, the
+    description cut to *limit* bytes (marked ``...``)."""
+    if isinstance(exc, ServiceError):
+        code, description = exc.code, exc.message
+    else:
+        name = _public_name(type(exc))
+        text = str(exc)
+        description = f"{name}: {text}" if text else name
+        code = _CODES.get(type(exc), HANDLER_FAILED)
+    # A header value is one line: no CR or LF (nor other runs of whitespace).
+    description = " ".join(description.split())
+    encoded = description.encode()
+    if len(encoded) > limit:
+        cut = encoded[: max(limit - len(_TRUNCATED), 0)].decode(errors="ignore")
+        description = cut + _TRUNCATED if limit >= len(_TRUNCATED) else ""
+    return code, description
 
-    A record over *limit* is replaced by a `PayloadTooLarge` record that names the original
-    type and message, the message cut (and marked ``...``) to fit: the requester learns
-    what happened, and the NATS server never sees a message over its ``max_payload``.
+
+_CODES: dict[type[BaseException], str] = {
+    MalformedMessage: BAD_REQUEST,
+    PayloadTooLarge: TOO_LARGE,
+    ServerDisappeared: SERVER_GONE,
+    NoReply: NO_REPLY,
+}
+
+_TOO_LARGE_HEADERS = {
+    STATUS: FAIL,
+    ERROR: "asyncmp.nats.PayloadTooLarge: the failure reply does not fit in the NATS "
+    "server's max_payload",
+    ERROR_CODE: TOO_LARGE,
+}
+
+
+def failure_reply(exc: BaseException, max_payload: int) -> tuple[dict[str, str], bytes] | None:
+    """The headers and payload of a failure reply for *exc* that fit in *max_payload* bytes
+    together, or None if not even an empty `PayloadTooLarge` record fits.
+
+    A reply over *max_payload* is replaced by a `PayloadTooLarge` one (code 413) whose record
+    names the original type and message, the message cut (and marked ``...``) to fit: the
+    requester learns what happened, and the NATS server never sees a message over its
+    ``max_payload`` (nats-server counts the headers in, and drops a connection that
+    publishes more).
     """
+    code, description = _describe(exc, min(_MAX_DESCRIPTION, max_payload // 4))
+    headers = {STATUS: FAIL, ERROR: description, ERROR_CODE: code}
     data = encode_failure(exc)
-    if len(data) <= limit:
-        return data
+    if len(data) + header_size(headers) <= max_payload:
+        return headers, data
+    limit = max_payload - header_size(_TOO_LARGE_HEADERS)
     original = f"{_public_name(type(exc))}: {exc}"
     message = (
-        f"the failure reply is {len(data)} bytes, over the {limit} its NATS server's "
-        f"max_payload leaves for it; the failure was {original}"
+        f"the failure reply is {len(data) + header_size(headers)} bytes with its headers, "
+        f"over its NATS server's max_payload ({max_payload}); the failure was {original}"
     )
     name = _public_name(PayloadTooLarge)
     while True:
@@ -161,7 +283,7 @@ def encode_bounded_failure(exc: BaseException, limit: int) -> bytes | None:
         data = json.dumps({"type": name, "message": message}).encode()
         over = len(data) - limit
         if over <= 0:
-            return data
+            return _TOO_LARGE_HEADERS, data
         if not message:
             return None
         # Each character cut saves at least one byte (escapes save more), so one cut is

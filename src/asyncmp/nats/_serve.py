@@ -1,12 +1,28 @@
-"""`serve`: requests arriving on a NATS subject become requests of a local asyncmp server."""
+"""`serve`: requests arriving on a NATS subject become requests of a local asyncmp server.
+
+One `_Server` per served subject (an endpoint of a service) hands requests to its local
+client and publishes the outcomes; the endpoints of one `serve` or `serve_service` call share
+a `_Run`: one NATS connection and one lifetime.
+
+Invariants:
+- Everything runs on the loop of the `serve` call (nats-py's subscription callbacks and the
+  tasks they start), so the state needs no lock.
+- A request that was handed to the local server is in ``in_flight`` until exactly one of
+  the following takes it out, and whoever takes it out counts it in the endpoint's
+  statistics and answers it (or not): its task, with the local server's outcome; a cancel
+  from its requester (no answer: nobody is waiting); the shut-down (``NoReply``).
+- Every request that is not handed over (a cancel came first, it cannot be decoded, the
+  local server is gone) is counted and answered where it is refused.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -15,31 +31,42 @@ from .._channel import Client as LocalClient
 from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
 from .._reply import PendingReply
 from ._codec import Codec, resolve_codec
-from ._errors import MalformedMessage, PayloadTooLarge, encode_bounded_failure
+from ._errors import MalformedMessage, PayloadTooLarge, failure_reply
 from ._link import connect_nats
-from ._wire import FAIL, GONE, NOREPLY, STATUS, cancel_subject
+from ._wire import (
+    ERROR,
+    ERROR_CODE,
+    GONE,
+    NO_REPLY,
+    NOREPLY,
+    SERVER_GONE,
+    STATUS,
+    TOO_LARGE,
+    cancel_subject,
+    header_size,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
 
 __all__ = ("serve",)
 
 logger = logging.getLogger("asyncmp")
 
-_FAIL_HEADERS = {STATUS: FAIL}
-_NOREPLY_HEADERS = {STATUS: NOREPLY}
-_GONE_HEADERS = {STATUS: GONE}
-
-
-def _header_size(headers: dict[str, str]) -> int:
-    # The NATS header block: "NATS/1.0", then one "Key: Value" line per header, then an
-    # empty line, each ended by CRLF. nats-server counts it against max_payload together with
-    # the payload (and drops a connection that publishes more); nats-py checks the payload only.
-    return len("NATS/1.0\r\n") + sum(len(f"{k}: {v}\r\n") for k, v in headers.items()) + 2
-
-
-_FAIL_HEADER_SIZE: Final = _header_size(_FAIL_HEADERS)
+_GONE_HEADERS: Final = {
+    STATUS: GONE,
+    ERROR: "asyncmp.ServerDisappeared: the service's local server was closed before it took "
+    "the request (safe to retry)",
+    ERROR_CODE: SERVER_GONE,
+}
+_NOREPLY_HEADERS: Final = {
+    STATUS: NOREPLY,
+    ERROR: "asyncmp.NoReply: the request was not answered (its reply context was closed "
+    "unanswered, or the service stopped)",
+    ERROR_CODE: NO_REPLY,
+}
 
 # Cancel messages travel on another subject than requests, so serve() may process a cancel
 # before its request: it remembers the reply subjects of cancels for requests it does not
@@ -47,6 +74,8 @@ _FAIL_HEADER_SIZE: Final = _header_size(_FAIL_HEADERS)
 # forgotten first), and drops a request that arrives with a remembered reply subject.
 _CANCEL_MEMORY_SECONDS: Final = 60.0
 _CANCEL_MEMORY_SIZE: Final = 10_000
+
+_now_ns = time.perf_counter_ns
 
 
 async def serve(
@@ -79,8 +108,8 @@ async def serve(
         queue: the NATS queue group: servers in the same group share the requests, each
             going to one of them (default ``"asyncmp"``). ``None`` gives every server every
             request, and the first reply wins.
-        codec: ``"json"`` (default), ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec]; the
-            clients must use the same.
+        codec: ``"json"`` (default), ``"msgpack"``, ``"bytes"`` or a
+            [`Codec`][asyncmp.nats.Codec]; the clients must use the same.
         task_status: for `TaskGroup.start`: reported once the subscription is active.
         **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
             ``max_reconnect_attempts``, ``reconnect_time_wait`` …).
@@ -98,44 +127,54 @@ async def serve(
     `ServerDisappeared` when the local server was closed before taking it;
     `MalformedMessage` when the request cannot be decoded (the server keeps serving);
     `PayloadTooLarge` when the reply, or the failure record of `rctx.fail(exc)` with its
-    header, does not fit in a NATS message (its message names the original failure,
-    cut to fit).
+    headers, does not fit in a NATS message (its message names the original failure,
+    cut to fit). Every failure reply also carries the NATS Services framework's
+    ``Nats-Service-Error`` and ``Nats-Service-Error-Code`` headers (see the table of codes
+    on the NATS services page), so that any NATS client reads it as an error; to serve as
+    a discoverable service with statistics, use
+    [`serve_service`][asyncmp.nats.serve_service].
     """
-    if _running_loop() is None or _on_trio():
-        raise RuntimeError("asyncmp.nats.serve() runs on asyncio (nats-py is asyncio-only)")
+    check_asyncio("serve")
     if not isinstance(client, LocalClient):
         raise TypeError(f"serve() takes an asyncmp.Client, not {client!r}")
-    if not isinstance(subject, str) or not subject:
-        raise ValueError(f"subject must be a non-empty NATS subject, not {subject!r}")
+    check_subject(subject)
+    check_queue(queue)
     resolved = resolve_codec(codec)
-    server: _Server | None = None
-
-    async def lost(error: Callable[[], BaseException]) -> None:
-        if server is not None:
-            server.connection_lost(error())
-
-    nc = await connect_nats({**nats_options, "servers": servers}, on_lost=lost)
-    server = _Server(client, nc, resolved)
+    run = _Run()
+    await run.connect({**nats_options, "servers": servers})
     try:
-        subs = [
-            await nc.subscribe(subject, queue=queue or "", cb=server.on_request),
-            await nc.subscribe(cancel_subject(subject), cb=server.on_cancel),
-        ]
-        await nc.flush()
+        server = _Server(run, client, subject, queue, resolved)
+        subs = await server.subscribe()
+        await run.nc.flush()
         task_status.started()
-        await server.stopped.wait()
-        if server.lost is not None:
-            # nats-py gave the connection up: nothing more can be received or answered.
-            raise server.lost
-        # The local server is gone: stop taking requests, finish the ones in hand.
-        for sub in subs:
-            await sub.unsubscribe()
-        while server.in_flight:
-            tasks = [task for task, _ in server.in_flight.values()]
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run.serve(subs)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            await server.shut_down()
+            await run.shut_down()
+
+
+def check_asyncio(what: str) -> None:
+    """Raise `RuntimeError` unless running on asyncio (nats-py is asyncio-only)."""
+    if _running_loop() is None or _on_trio():
+        raise RuntimeError(f"asyncmp.nats.{what}() runs on asyncio (nats-py is asyncio-only)")
+
+
+def check_subject(subject: object) -> None:
+    """Raise `ValueError` unless *subject* is a NATS subject (wildcards allowed)."""
+    if (
+        not isinstance(subject, str)
+        or not subject
+        or any(c.isspace() for c in subject)
+        or any(not token for token in subject.split("."))
+        or ">" in subject.split(".")[:-1]
+    ):
+        raise ValueError(f"subject must be a non-empty NATS subject, not {subject!r}")
+
+
+def check_queue(queue: object) -> None:
+    """Raise unless *queue* is a NATS queue group name, or None or "" (no queue group)."""
+    if queue is not None and (not isinstance(queue, str) or any(c.isspace() for c in queue)):
+        raise ValueError(f"queue must be a queue group name (no spaces) or None, not {queue!r}")
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -148,26 +187,114 @@ def _on_trio() -> bool:
     return trio_running()
 
 
-class _Server:
-    """The state of one `serve` call; everything runs on its loop."""
+class _Run:
+    """What the endpoints of one `serve` or `serve_service` call share: the NATS connection
+    and the lifetime. `stopped` is set when one local server is gone or when nats-py gives
+    the connection up (`lost`)."""
 
-    def __init__(self, client: LocalClient[Any, Any], nc: NatsClient, codec: Codec) -> None:
-        self.client = client
-        self.nc = nc
-        self.codec = codec
-        # Requests handed to the local server and not answered yet, by reply subject.
-        self.in_flight: dict[str, tuple[asyncio.Task[None], PendingReply[Any] | None]] = {}
-        # Reply subjects of cancels that came before their request, with the time they
-        # came, oldest first (see _CANCEL_MEMORY_SECONDS).
-        self.cancelled: OrderedDict[str, float] = OrderedDict()
+    nc: NatsClient
+
+    def __init__(self) -> None:
+        self.servers: list[_Server] = []
         self.stopped = anyio.Event()
         self.lost: BaseException | None = None
         self.shutting_down = False
+
+    async def connect(self, options: dict[str, Any]) -> None:
+        async def lost(error: Callable[[], BaseException]) -> None:
+            self.connection_lost(error())
+
+        self.nc = await connect_nats(options, on_lost=lost)
 
     def connection_lost(self, error: BaseException) -> None:
         if not self.shutting_down and self.lost is None:
             self.lost = error
             self.stopped.set()
+
+    async def serve(self, subs: Sequence[Subscription]) -> None:
+        """Serve until stopped; then raise `lost`, or (a local server is gone) unsubscribe
+        and finish the requests in hand."""
+        await self.stopped.wait()
+        if self.lost is not None:
+            # nats-py gave the connection up: nothing more can be received or answered.
+            raise self.lost
+        # A local server is gone: stop taking requests (the other members of the queue
+        # groups take them), finish the ones in hand.
+        for sub in subs:
+            await sub.unsubscribe()
+        while tasks := [task for s in self.servers for task, _, _ in s.in_flight.values()]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def shut_down(self) -> None:
+        # Requests still in hand will not be answered: withdraw them from the local servers
+        # and tell their requesters at once instead of letting them time out (if the
+        # connection still stands).
+        self.shutting_down = True
+        for server in self.servers:
+            await server.withdraw_all()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+
+class _Server:
+    """One served subject (an endpoint of a service): its requests, its statistics."""
+
+    def __init__(
+        self,
+        run: _Run,
+        client: LocalClient[Any, Any],
+        subject: str,
+        queue: str | None,
+        codec: Codec,
+        name: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.run = run
+        self.nc = run.nc
+        self.client = client
+        self.subject = subject
+        self.queue = queue or None
+        self.codec = codec
+        self.name = name
+        self.metadata = metadata
+        self.stopped = run.stopped
+        # Requests handed to the local server and not answered yet, by reply subject, with
+        # their tasks, their pending replies and when they arrived (perf_counter_ns).
+        self.in_flight: dict[str, tuple[asyncio.Task[None], PendingReply[Any] | None, int]] = {}
+        # Reply subjects of cancels that came before their request, with the time they
+        # came, oldest first (see _CANCEL_MEMORY_SECONDS).
+        self.cancelled: OrderedDict[str, float] = OrderedDict()
+        self.reset_stats()
+        run.servers.append(self)
+
+    def reset_stats(self) -> None:
+        # The statistics of the NATS Services framework: requests finished (answered,
+        # failed or withdrawn), those answered with an error, the nanoseconds from arrival
+        # to answer (or withdrawal) of all of them, the last error as "code:description";
+        # and asyncmp's own: requests withdrawn because their requester gave up.
+        self.num_requests = 0
+        self.num_errors = 0
+        self.processing_time = 0
+        self.last_error = ""
+        self.num_cancelled = 0
+
+    async def subscribe(self) -> list[Subscription]:
+        nc = self.nc
+        return [
+            await nc.subscribe(self.subject, queue=self.queue or "", cb=self.on_request),
+            await nc.subscribe(cancel_subject(self.subject), cb=self.on_cancel),
+        ]
+
+    def count(self, start: int, headers: dict[str, str] | None) -> None:
+        """Count a finished request that arrived at *start*, an error if its reply has
+        *headers* (all of asyncmp's failure replies carry the standard error headers)."""
+        self.num_requests += 1
+        self.processing_time += _now_ns() - start
+        if headers is not None:
+            self.num_errors += 1
+            self.last_error = f"{headers[ERROR_CODE]}:{headers[ERROR]}"
 
     async def on_request(self, msg: Msg) -> None:
         reply = msg.reply
@@ -176,12 +303,17 @@ class _Server:
                 "asyncmp.nats: dropped a message on %r without a reply subject", msg.subject
             )
             return
+        start = _now_ns()
         if self.cancelled and self.cancelled.pop(reply, None) is not None:
-            return  # its requester gave up before it arrived: nobody is waiting for it
+            # Its requester gave up before it arrived: nobody is waiting for it.
+            self.num_cancelled += 1
+            self.count(start, None)
+            return
         try:
             request = self.codec.decode(msg.data)
         except Exception as exc:
-            await self.fail(reply, MalformedMessage(f"the request cannot be decoded: {exc}"))
+            error = MalformedMessage(f"the request cannot be decoded: {exc}")
+            await self.fail(reply, error, start)
             return
         # Queue it now (the handler may take it before the task below first runs); only
         # a full bounded channel makes the task wait for room with send().
@@ -192,10 +324,11 @@ class _Server:
             pending = None
         except (ServerDisappeared, Closed):
             self.stopped.set()
+            self.count(start, _GONE_HEADERS)
             await self.publish(reply, b"", _GONE_HEADERS)
             return
-        task = asyncio.get_running_loop().create_task(self.handle(reply, request, pending))
-        self.in_flight[reply] = task, pending
+        task = asyncio.get_running_loop().create_task(self.handle(reply, request, pending, start))
+        self.in_flight[reply] = task, pending, start
 
     async def on_cancel(self, msg: Msg) -> None:
         reply = msg.data.decode(errors="replace")
@@ -206,10 +339,12 @@ class _Server:
         # Withdraw the local request (asyncmp semantics: the handler never sees it, or its
         # reply() returns False) and stop waiting for it. The entry is removed here, not
         # only by handle(): a task cancelled before it first runs never runs its body.
-        task, pending = entry
+        task, pending, start = entry
         if pending is not None:
             pending.cancel()
         task.cancel()
+        self.num_cancelled += 1
+        self.count(start, None)
 
     def remember_cancel(self, reply: str) -> None:
         # Its request is not in hand: it may still be on its way (or it was answered already,
@@ -221,7 +356,9 @@ class _Server:
         while len(cancelled) > _CANCEL_MEMORY_SIZE or cancelled[next(iter(cancelled))] <= expired:
             cancelled.popitem(last=False)
 
-    async def handle(self, reply: str, request: object, pending: PendingReply[Any] | None) -> None:
+    async def handle(
+        self, reply: str, request: object, pending: PendingReply[Any] | None, start: int
+    ) -> None:
         try:
             try:
                 if pending is None:
@@ -232,49 +369,68 @@ class _Server:
                 raise
             except (ServerDisappeared, Closed):
                 self.stopped.set()
-                await self.publish(reply, b"", _GONE_HEADERS)
+                await self.answer(reply, b"", _GONE_HEADERS, start)
                 return
             except NoReply:
-                await self.publish(reply, b"", _NOREPLY_HEADERS)
+                await self.answer(reply, b"", _NOREPLY_HEADERS, start)
                 return
             except BaseException as exc:  # whatever the handler passed to rctx.fail()
-                await self.fail(reply, exc)
+                if self.in_flight.pop(reply, None) is not None:
+                    await self.fail(reply, exc, start)
                 return
             try:
                 payload = self.codec.encode(value)
             except Exception as exc:
                 error = TypeError(f"the reply cannot be encoded: {exc}")
-                await self.fail(reply, error)
+                if self.in_flight.pop(reply, None) is not None:
+                    await self.fail(reply, error, start)
                 return
             if len(payload) > self.nc.max_payload:
                 too_large = PayloadTooLarge(
                     f"the reply is {len(payload)} bytes; the NATS server accepts at most "
                     f"{self.nc.max_payload} (its max_payload)"
                 )
-                await self.fail(reply, too_large)
+                if self.in_flight.pop(reply, None) is not None:
+                    await self.fail(reply, too_large, start)
                 return
-            await self.publish(reply, payload, None)
+            await self.answer(reply, payload, None, start)
         finally:
+            # Every path above takes the request out of flight (or finds it taken); this is
+            # for the one that does not: the task cancelled by its loop shutting down.
             self.in_flight.pop(reply, None)
 
-    async def fail(self, reply: str, exc: BaseException) -> None:
+    async def answer(
+        self, reply: str, payload: bytes, headers: dict[str, str] | None, start: int
+    ) -> None:
+        """Count and publish the outcome of an in-flight request, unless a cancel or the
+        shut-down took it out of flight first (they counted it)."""
+        if self.in_flight.pop(reply, None) is not None:
+            self.count(start, headers)
+            await self.publish(reply, payload, headers)
+
+    async def fail(self, reply: str, exc: BaseException, start: int) -> None:
+        """Count and publish a failure reply for *exc* (not in flight, or taken out)."""
         # Bounded so that header and payload fit in max_payload: a bigger message makes
         # nats-server drop the connection (every request in hand lost), and one whose
         # payload alone is too big is refused by nats-py (the requester never hears).
-        payload = encode_bounded_failure(exc, self.nc.max_payload - _FAIL_HEADER_SIZE)
-        if payload is None:
+        max_payload = self.nc.max_payload
+        failure = failure_reply(exc, max_payload)
+        if failure is None:
+            self.count(start, {ERROR_CODE: TOO_LARGE, ERROR: "asyncmp.nats.PayloadTooLarge"})
             logger.warning(
                 "asyncmp.nats: the NATS server's max_payload (%d) is too small for any failure "
                 "reply; the requester on %r will not hear of %r",
-                self.nc.max_payload,
+                max_payload,
                 reply,
                 exc,
             )
             return
-        await self.publish(reply, payload, _FAIL_HEADERS)
+        headers, payload = failure
+        self.count(start, headers)
+        await self.publish(reply, payload, headers)
 
     async def publish(self, reply: str, payload: bytes, headers: dict[str, str] | None) -> None:
-        if headers is not None and len(payload) + _header_size(headers) > self.nc.max_payload:
+        if headers is not None and len(payload) + header_size(headers) > self.nc.max_payload:
             logger.warning(
                 "asyncmp.nats: a %s reply does not fit in the NATS server's max_payload (%d); "
                 "the requester on %r will not hear of it",
@@ -289,22 +445,17 @@ class _Server:
             if not self.nc.is_closed:  # closed for good: serve() is raising that already
                 logger.warning("asyncmp.nats: could not publish a reply on %r: %r", reply, exc)
 
-    async def shut_down(self) -> None:
-        # Requests still in hand will not be answered: withdraw them from the local server
-        # and tell their requesters at once instead of letting them time out (if the
-        # connection still stands).
-        self.shutting_down = True
+    async def withdraw_all(self) -> None:
+        """Withdraw the requests in hand and answer them `NoReply` (at the shut-down)."""
         entries = list(self.in_flight.items())
-        for _, (task, pending) in entries:
+        self.in_flight.clear()
+        for _, (task, pending, _) in entries:
             if pending is not None:
                 pending.cancel()
             task.cancel()
-        for reply, (task, _) in entries:
+        for reply, (task, _, start) in entries:
             with contextlib.suppress(BaseException):
                 await task
+            self.count(start, _NOREPLY_HEADERS)
             if not self.nc.is_closed:
                 await self.publish(reply, b"", _NOREPLY_HEADERS)
-        with contextlib.suppress(Exception):
-            await self.nc.drain()
-        with contextlib.suppress(Exception):
-            await self.nc.close()
