@@ -36,7 +36,7 @@ async def test_nats_signal_bridge_delivers_emits_to_remote_subscribers(
     url = nats_server.url
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
-            bridge = asyncmp.nats.bridge_signals
+            bridge = asyncmp.nats.bridge_signaler
             await tg.start(functools.partial(bridge, east, url, publish=[1, 9], receive=[2]))
             await tg.start(functools.partial(bridge, west, url, publish=[2], receive=[1]))
             east.emit(9, "not received by west")
@@ -63,7 +63,7 @@ async def test_nats_signal_bridge_both_ways_does_not_echo(nats_server: NatsServe
             for signaler in (a, b):
                 await tg.start(
                     functools.partial(
-                        asyncmp.nats.bridge_signals, signaler, url, publish=[3], receive=[3]
+                        asyncmp.nats.bridge_signaler, signaler, url, publish=[3], receive=[3]
                     )
                 )
             a.emit(3, "x")
@@ -80,6 +80,6 @@ async def test_nats_signal_bridge_both_ways_does_not_echo(nats_server: NatsServe
 async def test_nats_signal_bridge_rejects_bad_arguments(nats_server: NatsServer) -> None:
     """A non-Signaler or a negative signal id is refused before connecting."""
     with pytest.raises(TypeError):
-        await asyncmp.nats.bridge_signals(object(), nats_server.url)  # type: ignore[arg-type]
+        await asyncmp.nats.bridge_signaler(object(), nats_server.url)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        await asyncmp.nats.bridge_signals(Signaler(), nats_server.url, publish=[-1])
+        await asyncmp.nats.bridge_signaler(Signaler(), nats_server.url, publish=[-1])

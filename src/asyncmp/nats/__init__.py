@@ -30,7 +30,7 @@ from ._service import (
     Service as Service,
     serve_service as serve_service,
 )
-from ._signals import bridge_signals as bridge_signals
+from ._signals import bridge_signaler as bridge_signaler
 
 __all__ = (
     "BytesCodec",
@@ -46,7 +46,7 @@ __all__ = (
     "RemoteError",
     "Service",
     "ServiceError",
-    "bridge_signals",
+    "bridge_signaler",
     "connect",
     "serve",
     "serve_service",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 
 from .._channel import Client as LocalClient
+from .._lowlevel._public import NoPublicConstructor
 from ._codec import Codec, resolve_codec
 from ._serve import _Run, _Server, check_asyncio, check_queue, check_subject
 from ._wire import (
@@ -100,7 +101,7 @@ class Endpoint:
 
 
 @final
-class Service:
+class Service(metaclass=NoPublicConstructor, made_by="asyncmp.nats.serve_service()"):
     """A running service of [`serve_service`][asyncmp.nats.serve_service]: what discovery
     and monitoring report about it, for the serving process itself.
 
@@ -119,16 +120,20 @@ class Service:
     """The service's description."""
     metadata: dict[str, str]
     """The service's metadata."""
+    _servers: list[_Server]
+    _started: datetime.datetime
 
-    def __init__(
-        self,
+    @classmethod
+    def _create(
+        cls,
         service_id: str,
         name: str,
         version: str,
         description: str,
         metadata: dict[str, str],
         servers: list[_Server],
-    ) -> None:
+    ) -> Service:
+        self = object.__new__(cls)
         self.id = service_id
         self.name = name
         self.version = version
@@ -136,6 +141,7 @@ class Service:
         self.metadata = metadata
         self._servers = servers
         self._started = _utc_now()
+        return self
 
     @property
     def started(self) -> datetime.datetime:
@@ -333,7 +339,7 @@ async def serve_service(
     run = _Run()
     await run.connect({**nats_options, "servers": servers})
     try:
-        service = Service(
+        service = Service._create(
             NUID().next().decode(), name, version, description, service_metadata, run.servers
         )
         subs = []

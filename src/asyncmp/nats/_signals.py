@@ -19,12 +19,12 @@ from ._link import connect_nats
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-__all__ = ("bridge_signals",)
+__all__ = ("bridge_signaler",)
 
 logger = logging.getLogger("asyncmp")
 
 
-async def bridge_signals(
+async def bridge_signaler(
     signaler: Signaler[Any],
     servers: str | list[str] = "nats://127.0.0.1:4222",
     *,
@@ -44,7 +44,7 @@ async def bridge_signals(
     ``no_echo``). Payloads go through *codec* (JSON by default). Delivery is NATS core
     pub/sub: at most once, in order per publisher, only to processes bridged at the time.
 
-    Runs on an asyncio event loop. Start it with ``await task_group.start(bridge_signals,
+    Runs on an asyncio event loop. Start it with ``await task_group.start(bridge_signaler,
     …)`` to continue once its subscriptions are active.
 
     Args:
@@ -58,9 +58,9 @@ async def bridge_signals(
         **nats_options: passed to `nats.connect`.
     """
     if asyncio._get_running_loop() is None:
-        raise RuntimeError("asyncmp.nats.bridge_signals() runs on asyncio")
+        raise RuntimeError("asyncmp.nats.bridge_signaler() runs on asyncio")
     if not isinstance(signaler, Signaler):
-        raise TypeError(f"bridge_signals() takes a Signaler, not {signaler!r}")
+        raise TypeError(f"bridge_signaler() takes a Signaler, not {signaler!r}")
     outgoing = sorted({_check_signal_id(i) for i in publish})
     incoming = sorted({_check_signal_id(i) for i in receive})
     resolved = resolve_codec(codec)
