@@ -294,10 +294,10 @@ class PendingReply(Generic[Rep], metaclass=NoPublicConstructor, made_by="Client.
     """
 
     __slots__ = ("__weakref__", "_ticket")
-    _ticket: _Ticket
+    _ticket: OutcomeCell  # a _Ticket, or a request of another transport (asyncmp.nats)
 
     @classmethod
-    def _create(cls, ticket: _Ticket) -> PendingReply[Any]:
+    def _create(cls, ticket: OutcomeCell) -> PendingReply[Any]:
         self: PendingReply[Any] = _new_object(cls)
         self._ticket = ticket
         return self

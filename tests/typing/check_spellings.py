@@ -91,7 +91,7 @@ def nats_spellings() -> None:
     assert_type(remote, asyncmp.nats.Client[Any, Any])
     typed: asyncmp.nats.Client[Get, int] = asyncmp.nats.connect("kv")
     assert_type(typed.blocking.send(Get("k"), timeout=1), int)
-    assert_type(typed.request(Get("k")), asyncmp.nats.PendingReply[int])
+    assert_type(typed.request(Get("k")), asyncmp.PendingReply[int])
 
 
 async def takes_any_client(client: asyncmp.AnyClient[Get, int]) -> int:

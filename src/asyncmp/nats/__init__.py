@@ -10,7 +10,7 @@ to an asyncmp server or to any service of the framework. Needs nats-py (``asyncm
 from __future__ import annotations
 
 from .._lowlevel._public import publish
-from ._client import Client as Client, PendingReply as PendingReply, connect as connect
+from ._client import Client as Client, connect as connect
 from ._codec import (
     BytesCodec as BytesCodec,
     Codec as Codec,
@@ -41,7 +41,6 @@ __all__ = (
     "MalformedMessage",
     "MsgpackCodec",
     "PayloadTooLarge",
-    "PendingReply",
     "PickleCodec",
     "RemoteError",
     "Service",

@@ -5,26 +5,20 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
 from .._lowlevel._backend import on_trio
+from .._lowlevel._outcome import Failure
 from .._lowlevel._public import NoPublicConstructor
-from .._lowlevel._wake import (
-    ThreadWaiter,
-    check_timeout,
-    ensure_blocking_allowed,
-    new_async_waiter,
-    park,
-    trio_checkpoint,
-    wake,
-)
+from .._lowlevel._wake import ThreadWaiter, check_timeout, ensure_blocking_allowed, new_async_waiter
+from .._reply import PendingReply as LocalPendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, Registry, ServiceError
-from ._link import DONE, GONE, PENDING, Hub, _Call, _Link
+from ._link import Hub, _Call, _Link
 from ._wire import (
     ERROR,
     ERROR_CODE,
@@ -36,7 +30,10 @@ from ._wire import (
     STATUS,
 )
 
-__all__ = ("Client", "PendingReply", "connect")
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+__all__ = ("Client", "connect")
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -98,11 +95,8 @@ class _Decoder:
         self._codec = codec
         self._registry = registry
 
-    def outcome(self, call: _Call) -> Any:
-        if call.error is not None:
-            raise call.error
-        msg = call.msg
-        assert msg is not None
+    def outcome(self, msg: Msg) -> Any:
+        """The reply *msg* stands for, or raise the error it carries."""
         headers = msg.headers
         if not headers:  # a reply (the hot path: a successful reply has no headers)
             try:
@@ -205,11 +199,11 @@ class Client(
             if timeout is not None:
                 timeout = max(timeout - (loop.time() - start), 0.0)
         payload = _encode(hub, msg, link)
-        call = _Call(hub)
-        waiter = call.waiter = loop.create_future()
+        waiter = loop.create_future()
+        call = _Call(hub, self._decoder, waiter)
         await link.publish_call(hub.subject, payload, call, timeout)
-        await park(waiter, call.abandon)
-        return self._decoder.outcome(call)  # type: ignore[no-any-return]
+        await call.park_async(waiter, give_up=True)
+        return call.result()  # type: ignore[no-any-return]
 
     async def _send_via_io(self, msg: Req) -> Any:
         hub = self._hub
@@ -217,13 +211,13 @@ class Client(
         if link is None:
             link = await hub.io_link_async()
         payload = _encode(hub, msg, link)
-        call = _Call(hub)
-        waiter = call.waiter = new_async_waiter()
+        waiter = new_async_waiter()
+        call = _Call(hub, self._decoder, waiter)
         link.publish_soon(hub.subject, payload, call, hub.timeout)
-        await park(waiter, call.abandon)
-        return self._decoder.outcome(call)
+        await call.park_async(waiter, give_up=True)
+        return call.result()
 
-    def request(self, msg: Req) -> PendingReply[Rep]:
+    def request(self, msg: Req) -> LocalPendingReply[Rep]:
         """Send *msg* now, without waiting, and return a handle to collect the reply.
 
         On an asyncio loop the request travels on that loop's connection (which must keep
@@ -236,7 +230,7 @@ class Client(
         if self._closed:
             raise Closed("this client is closed")
         hub = self._hub
-        call = _Call(hub)
+        call = _Call(hub, self._decoder)
         loop = _get_running_loop()
         if loop is not None and not _trio():
             link = hub.links.get(loop)
@@ -252,7 +246,7 @@ class Client(
                 link.publish_soon(hub.subject, payload, call, hub.timeout)
             else:
                 hub.run_on_io(_start, hub, call, payload, None)
-        return PendingReply._create(call, self._decoder)
+        return LocalPendingReply._create(call)
 
     @property
     def blocking(self) -> _BlockingClient[Req, Rep]:
@@ -343,14 +337,7 @@ async def _start(hub: Hub, call: _Call, payload: bytes, link: _Link | None) -> N
 
 
 def _fail_unsent(call: _Call, error: BaseException) -> None:
-    with call.hub.lock:
-        if call.state != PENDING:
-            return
-        call.state = DONE
-        call.error = error
-        waiter = call.waiter
-    if waiter is not None:
-        wake(waiter)
+    call.set(Failure(error))
 
 
 def _trio() -> bool:
@@ -396,109 +383,10 @@ class _BlockingClient(Generic[Req, Rep]):
             if limit is not None:
                 wait = max(limit - (time.monotonic() - start), 0.0)
         payload = _encode(hub, msg, link)
-        call = _Call(hub)
         waiter = ThreadWaiter()
-        call.waiter = waiter
+        call = _Call(hub, client._decoder, waiter)
         link.publish_soon(hub.subject, payload, call, hub.timeout)
-        if not waiter.wait(wait) and call.abandon():
+        # Interrupted (Ctrl-C): the request is given up as on a timeout.
+        if not call.park_blocking(waiter, wait, give_up=True):
             raise TimeoutError(f"no reply within {limit} seconds")
-        return client._decoder.outcome(call)  # type: ignore[no-any-return]
-
-
-@final
-class PendingReply(Generic[Rep], metaclass=NoPublicConstructor, made_by="Client.request()"):
-    """A request that was sent and whose reply will be collected later.
-
-    Returned by [`Client.request`][asyncmp.nats.Client.request]. Collect the reply once:
-    `await pending` (any asyncio loop, or trio) or `pending.blocking.wait(timeout=None)`.
-    Giving up — `cancel()`, cancelling the awaiting task, a blocking wait timing out, or
-    dropping the object — tells the server to withdraw the request.
-    """
-
-    __slots__ = ("__weakref__", "_call", "_decoder")
-    _call: _Call
-    _decoder: _Decoder
-
-    @classmethod
-    def _create(cls, call: _Call, decoder: _Decoder) -> PendingReply[Any]:
-        self: PendingReply[Any] = object.__new__(cls)
-        self._call = call
-        self._decoder = decoder
-        return self
-
-    def __await__(self) -> Generator[Any, None, Rep]:
-        result: Rep = yield from self._wait_async().__await__()
-        return result
-
-    async def _wait_async(self) -> Any:
-        call = self._call
-        with call.hub.lock:
-            state = call.state
-            if state == GONE:
-                raise Closed("this request was cancelled")
-            if state == PENDING:
-                if call.waiter is not None:
-                    raise RuntimeError("another task or thread is already waiting for this reply")
-                waiter = call.waiter = new_async_waiter()
-        if state == DONE:
-            await trio_checkpoint()
-        else:
-            await park(waiter, call.abandon)
-        return self._decoder.outcome(call)
-
-    def done(self) -> bool:
-        """Whether the outcome has arrived (or the request was cancelled)."""
-        return self._call.state != PENDING
-
-    def cancel(self) -> bool:
-        """Give up on the reply. Returns ``True`` if it had not arrived yet."""
-        return self._call.abandon()
-
-    @property
-    def blocking(self) -> _BlockingPendingReply[Rep]:
-        """The blocking face, for plain threads."""
-        return _BlockingPendingReply(self)
-
-    def __del__(self) -> None:
-        if self._call.state == PENDING and not sys.is_finalizing():
-            self._call.abandon()
-
-    def __repr__(self) -> str:
-        state = ("pending", "done", "cancelled")[self._call.state]
-        return f"<asyncmp.nats.PendingReply {state}>"
-
-
-@final
-class _BlockingPendingReply(Generic[Rep]):
-    """``pending.blocking``: wait for the reply from a plain thread."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(self, pending: PendingReply[Rep]) -> None:
-        self._pending = pending
-
-    def wait(self, timeout: float | None = None) -> Rep:
-        """Block until the reply arrives and return it (or raise the error).
-
-        Raises:
-            TimeoutError: no reply within *timeout* seconds; the request is given up.
-            RuntimeError: called on a thread that runs an event loop.
-        """
-        timeout = check_timeout(timeout)
-        ensure_blocking_allowed("waiting for a reply")
-        pending = self._pending
-        call = pending._call
-        with call.hub.lock:
-            if call.state == GONE:
-                raise Closed("this request was cancelled")
-            if call.state == PENDING:
-                if call.waiter is not None:
-                    raise RuntimeError("another task or thread is already waiting for this reply")
-                waiter: ThreadWaiter | None = ThreadWaiter()
-                call.waiter = waiter
-            else:
-                waiter = None
-        if waiter is not None and not waiter.wait(timeout) and call.abandon():
-            raise TimeoutError(f"no reply within {timeout} seconds")
-        result: Rep = pending._decoder.outcome(call)
-        return result
+        return call.result()  # type: ignore[no-any-return]

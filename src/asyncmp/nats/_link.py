@@ -7,8 +7,8 @@ a connection opened on its own loop (the *link* of that loop), and everything th
 thread of its own, started on first need.
 
 Invariants:
-- A `_Call` is PENDING, then DONE (outcome stored, waiter woken once) or GONE (its requester
-  gave up). Every transition happens under ``hub.lock``; whoever makes it owns the wake-up.
+- A `_Call` is an `OutcomeCell` under ``hub.lock``: PENDING, then DONE (the reply message, or
+  a `Failure`) or GIVEN_UP (its requester gave up, and the server is told).
 - ``link.calls`` holds exactly the PENDING calls registered on that link, by token. A call is
   registered (under ``hub.lock``, refused with `Closed` once the link is closed) *before* its
   request is handed to the link's loop to publish, so closing the link — which marks it closed
@@ -31,7 +31,7 @@ import logging
 import math
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 try:
     import nats.aio.client
@@ -40,6 +40,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError("asyncmp.nats needs nats-py: pip install 'asyncmp[nats]'") from _exc
 
 from .._errors import Closed, ServerDisappeared
+from .._lowlevel._outcome import PENDING, Failure, OutcomeCell
 from .._lowlevel._wake import Waiter, new_async_waiter, park, wake
 from ._wire import cancel_subject
 
@@ -51,41 +52,43 @@ T = TypeVar("T")
 
 logger = logging.getLogger("asyncmp")
 
-PENDING: Final = 0
-DONE: Final = 1
-GONE: Final = 2
+
+class _Decodes(Protocol):
+    def outcome(self, msg: Msg) -> Any: ...
 
 
 @final
-class _Call:
-    """One request in flight. Fields other than ``hub`` are guarded by ``hub.lock``."""
+class _Call(OutcomeCell):
+    """One request in flight: an `OutcomeCell` under ``hub.lock`` whose outcome is the reply
+    message (decoded by `result`) or a `Failure`; giving it up tells the server."""
 
-    __slots__ = ("deadline", "error", "hub", "link", "msg", "state", "token", "waiter")
+    __slots__ = ("deadline", "decoder", "hub", "link", "token")
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, decoder: _Decodes, waiter: Waiter | None = None) -> None:
+        super().__init__(hub.lock, waiter)
         self.hub = hub
-        self.state: int = PENDING
-        self.msg: Msg | None = None
-        self.error: BaseException | None = None
-        self.waiter: Waiter | None = None
+        self.decoder = decoder
         self.link: _Link | None = None
         self.token = ""
         self.deadline = math.inf  # set when published: a registered call cannot expire before
 
-    def abandon(self) -> bool:
-        """The requester gives up. True if it was still pending (now GONE); the server
-        holding it is told, so that it withdraws it."""
+    def result(self) -> Any:
+        value = self.value
+        if type(value) is Failure:
+            raise value.error
+        return self.decoder.outcome(value)
+
+    def _given_up_value(self) -> object:
+        return Failure(Closed("this request was cancelled"))
+
+    def _gave_up(self) -> None:
+        # The requester gave up: forget the call, and tell the server holding it to withdraw.
         with self.hub.lock:
-            if self.state != PENDING:
-                return False
-            self.state = GONE
-            self.waiter = None
             link = self.link
             if link is not None:
-                del link.calls[self.token]
+                link.calls.pop(self.token, None)
         if link is not None:
             link.notify_cancel(self.token)
-        return True
 
 
 async def _closer(link: _Link) -> AsyncGenerator[None, None]:
@@ -215,16 +218,8 @@ class _Link:
     def finish(self, call: _Call, msg: Msg | None, error: BaseException | None) -> bool:
         """Store the outcome and wake the requester. True if *call* was still pending."""
         with self.hub.lock:
-            if call.state != PENDING:
-                return False
-            call.state = DONE
             self.calls.pop(call.token, None)
-            call.msg = msg
-            call.error = error
-            waiter = call.waiter
-        if waiter is not None:
-            wake(waiter)
-        return True
+        return call.set(msg if error is None else Failure(error))
 
     async def _on_reply(self, msg: Msg) -> None:
         call = self.calls.get(msg.subject[self._plen :])
