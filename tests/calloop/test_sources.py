@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -528,6 +529,30 @@ def test_timer_fires_only_when_due_with_its_scheduled_deadline(loop: EventLoop[A
     assert events == [deadline]
 
 
+def test_timer_set_deadline_and_set_duration_take_effect_on_update(loop: EventLoop[Any]) -> None:
+    """set_deadline / set_duration change when a timer fires, once the loop (re)registers it
+    (update(token), or inserting it); the event is the new deadline."""
+    timer = Timer.from_duration(3600)
+    h = loop.handle()
+    token = h.insert_source(timer, append_event)
+    events: list[Any] = []
+    past = time.monotonic() - 1
+    timer.set_deadline(past)
+    assert timer.current_deadline() == past
+    h.update(token)
+    loop.dispatch(0, events)
+    assert events == [past]
+
+    later = Timer.from_duration(3600)
+    later.set_duration(0)  # before it is inserted: the insertion registers it
+    deadline = later.current_deadline()
+    assert deadline is not None
+    assert deadline <= time.monotonic()
+    h.insert_source(later, append_event)
+    loop.dispatch(0, events)
+    assert events == [past, deadline]
+
+
 def test_timer_to_duration_rearms_and_drop_removes(loop: EventLoop[Any]) -> None:
     """Item 38: a timer returning to_duration(d) fires once per dispatch(d + ε); drop removes it."""
     count: list[float] = []
@@ -695,6 +720,20 @@ def test_generic_interest_change_takes_effect_on_update(
     loop.dispatch(0, events)
     assert events == [Readiness(writable=True)]
     assert source.get_ref() == w
+
+
+def test_fd_source_interest_both_reports_readable_and_writable(
+    loop: EventLoop[Any], pipe: tuple[int, int]
+) -> None:
+    """Interest.BOTH watches both directions: a socket pair end with data to read and room to
+    write is reported readable and writable in one event."""
+    a, b = socket.socketpair()
+    with a, b:
+        b.send(b"x")
+        loop.handle().insert_source(FdSource(a, Interest.BOTH, Mode.LEVEL), append_event)
+        events: list[Readiness] = []
+        loop.dispatch(0, events)
+        assert events == [Readiness(readable=True, writable=True)]
 
 
 def test_generic_callback_gets_the_wrapped_object(

@@ -10,11 +10,12 @@ fails too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from typing_extensions import assert_type
 
 import asyncmp
+import asyncmp.dharma.bridge
 import asyncmp.nats
 
 
@@ -115,3 +116,25 @@ async def any_client_accepts_both() -> None:
     await takes_any_client(wrong)  # type: ignore[arg-type]
     wrong_reply: asyncmp.nats.Client[Get, str] = asyncmp.nats.connect("kv")
     await takes_any_client(wrong_reply)  # type: ignore[arg-type]
+
+
+def dharma_spellings() -> None:
+    # `asyncmp.dharma.X` and the module paths `asyncmp.dharma.bridge.X` name the same classes.
+    sender: asyncmp.dharma.Sender[int] = asyncmp.dharma.bridge.Sender()
+    receiver: asyncmp.dharma.Receiver[int] = asyncmp.dharma.Receiver()
+    asyncmp.dharma.connect(sender, receiver)
+    assert_type(
+        receiver.try_recv(),
+        asyncmp.dharma.ReceiveResult[int] | Literal[asyncmp.dharma.NoMessage.EMPTY],
+    )
+    signaler: asyncmp.dharma.Signaler[str] = asyncmp.dharma.Signaler()
+    signaler.emit(1, "payload")
+    signaler.emit(1, 2)  # type: ignore[arg-type]
+
+
+def nats_service_spellings(local: asyncmp.Client[Get, int]) -> None:
+    endpoint = asyncmp.nats.Endpoint("kv.get", local, name="get")
+    assert_type(endpoint.subject, str)
+    error = asyncmp.nats.ServiceError(404, "no such key")
+    assert_type(error, asyncmp.nats.ServiceError)
+    asyncmp.nats.Endpoint("kv.get", "not a client")  # type: ignore[arg-type]

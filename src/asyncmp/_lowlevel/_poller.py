@@ -201,11 +201,6 @@ class Poller(Generic[Tok]):
                     pass  # the fd was closed first: epoll has dropped it already
             return True
 
-    def token_of(self, fd: int) -> Tok | None:
-        """The token *fd* is registered under, or ``None``."""
-        with self._lock:
-            return self._tokens.get(fd)
-
     def wakeup(self) -> None:
         """End the current (or the next) `poll` at once; any thread."""
         if not self._wake.closed:

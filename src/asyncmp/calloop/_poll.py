@@ -41,9 +41,6 @@ class _HasFileno(Protocol):
     def fileno(self) -> int: ...
 
 
-FdLike = "int | _HasFileno"
-
-
 def fd_of(obj: int | _HasFileno) -> int:
     """The fd number of *obj*: an int ≥ 0 or an object with ``fileno()``."""
     if isinstance(obj, bool):

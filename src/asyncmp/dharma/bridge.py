@@ -6,38 +6,5 @@ The implementation lives in `asyncmp.dharma._bridge`; everything here is also re
 
 from __future__ import annotations
 
-from ._bridge import (
-    EMPTY as EMPTY,
-    TIMEOUT as TIMEOUT,
-    Custom as Custom,
-    Defined as Defined,
-    DirectSender as DirectSender,
-    NoMessage as NoMessage,
-    Plain as Plain,
-    Receiver as Receiver,
-    ReceiveResult as ReceiveResult,
-    Sender as Sender,
-    SignalId as SignalId,
-    Special as Special,
-    SpecialCommand as SpecialCommand,
-    connect as connect,
-    direct_connect as direct_connect,
-)
-
-__all__ = (
-    "EMPTY",
-    "TIMEOUT",
-    "Custom",
-    "Defined",
-    "DirectSender",
-    "NoMessage",
-    "Plain",
-    "ReceiveResult",
-    "Receiver",
-    "Sender",
-    "SignalId",
-    "Special",
-    "SpecialCommand",
-    "connect",
-    "direct_connect",
-)
+from ._bridge import *  # noqa: F403 (the module's public names, as listed in its __all__)
+from ._bridge import __all__ as __all__

@@ -6,20 +6,5 @@ The implementation lives in `asyncmp.dharma._dispatcher`; everything here is als
 
 from __future__ import annotations
 
-from ._dispatcher import (
-    Dispatcher as Dispatcher,
-    DispatcherController as DispatcherController,
-    EventHandler as EventHandler,
-    EventHandlerId as EventHandlerId,
-    EventKind as EventKind,
-    LocalDispatcher as LocalDispatcher,
-)
-
-__all__ = (
-    "Dispatcher",
-    "DispatcherController",
-    "EventHandler",
-    "EventHandlerId",
-    "EventKind",
-    "LocalDispatcher",
-)
+from ._dispatcher import *  # noqa: F403 (the module's public names, as listed in its __all__)
+from ._dispatcher import __all__ as __all__

@@ -6,20 +6,5 @@ The implementation lives in `asyncmp.dharma._event_loop`; everything here is als
 
 from __future__ import annotations
 
-from ._event_loop import (
-    EventLoopInfo as EventLoopInfo,
-    Module as Module,
-    ModuleConstructor as ModuleConstructor,
-    Service as Service,
-    ServiceConstructor as ServiceConstructor,
-    ServiceInfo as ServiceInfo,
-)
-
-__all__ = (
-    "EventLoopInfo",
-    "Module",
-    "ModuleConstructor",
-    "Service",
-    "ServiceConstructor",
-    "ServiceInfo",
-)
+from ._event_loop import *  # noqa: F403 (the module's public names, as listed in its __all__)
+from ._event_loop import __all__ as __all__

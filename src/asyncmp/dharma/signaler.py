@@ -6,8 +6,5 @@ The implementation lives in `asyncmp.dharma._signaler`; everything here is also 
 
 from __future__ import annotations
 
-from ._signaler import (
-    Signaler as Signaler,
-)
-
-__all__ = ("Signaler",)
+from ._signaler import *  # noqa: F403 (the module's public names, as listed in its __all__)
+from ._signaler import __all__ as __all__

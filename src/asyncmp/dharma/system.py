@@ -6,14 +6,5 @@ The implementation lives in `asyncmp.dharma._system`; everything here is also re
 
 from __future__ import annotations
 
-from ._system import (
-    SignalEventHandler as SignalEventHandler,
-    block_signals as block_signals,
-    unblock_signals as unblock_signals,
-)
-
-__all__ = (
-    "SignalEventHandler",
-    "block_signals",
-    "unblock_signals",
-)
+from ._system import *  # noqa: F403 (the module's public names, as listed in its __all__)
+from ._system import __all__ as __all__

@@ -6,8 +6,5 @@ The implementation lives in `asyncmp.dharma._timer`; everything here is also re-
 
 from __future__ import annotations
 
-from ._timer import (
-    PeriodicTimer as PeriodicTimer,
-)
-
-__all__ = ("PeriodicTimer",)
+from ._timer import *  # noqa: F403 (the module's public names, as listed in its __all__)
+from ._timer import __all__ as __all__
