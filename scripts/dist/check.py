@@ -1,16 +1,26 @@
-"""Test asyncmp as users get it: build the sdist and the wheel, install the wheel into fresh
+"""Test asyncmp as users get it: build the sdist and the wheels, install them into fresh
 virtual environments — with no extra, then with each extra alone — and run what a user would.
 
-Run by scripts/test (from the project's venv). Exits non-zero, naming the failure, if:
-- the wheel lacks ``py.typed`` or a module of ``src/asyncmp``, or ships tests;
+Run by scripts/test (from the project's venv). Three builds, three kinds of user:
+- the platform wheel (built from the sdist, with the compiled core) — must run on it;
+- the pure-Python wheel (``ASYNCMP_NO_EXTENSIONS=1``, ``py3-none-any``) — must run on pure
+  Python;
+- the sdist on a machine without a C compiler (``CC=false``) — must install and run on pure
+  Python with no error.
+
+Exits non-zero, naming the failure, if:
+- a wheel lacks ``py.typed`` or a module of ``src/asyncmp``, ships tests or sources of the
+  extension, or the platform wheel lacks the compiled core (the pure one has it);
 - a bare ``pip install`` cannot import a public module (an undeclared runtime dependency);
 - a module that needs an extra fails without naming the extra to install;
-- the README example, or an extra's own smoke check (``smoke.py``), fails.
+- the README example, or an extra's own smoke check (``smoke.py``), fails, or asyncmp runs
+  on another core than the build should give.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,8 +33,9 @@ SMOKE = Path(__file__).with_name("smoke.py")
 EXTRAS = ("", "uvloop", "trio", "nats", "msgpack")
 
 
-def run(cmd: list[str], **kwargs: object) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+def run(cmd: list[str], env: dict[str, str] | None = None, **kwargs: object) -> None:
+    full_env = None if env is None else {**os.environ, **env}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=full_env, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
         sys.exit(
             f"dist check: {' '.join(map(str, cmd))} failed ({result.returncode})\n"
@@ -32,18 +43,32 @@ def run(cmd: list[str], **kwargs: object) -> None:
         )
 
 
-def build(out: Path) -> tuple[Path, Path]:
-    # The wheel is built from the sdist (build's default), so an sdist that misses a file
-    # fails here too.
+def build(out: Path) -> tuple[Path, Path, Path]:
+    """The sdist, the platform wheel (built from the sdist, so an sdist that misses a file
+    fails here too) and the pure-Python wheel."""
     run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)])
     (sdist,) = out.glob("asyncmp-*.tar.gz")
     (wheel,) = out.glob("asyncmp-*.whl")
-    return sdist, wheel
+    pure_out = out / "pure"
+    run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(pure_out), str(ROOT)],
+        env={"ASYNCMP_NO_EXTENSIONS": "1"},
+    )
+    (pure,) = pure_out.glob("asyncmp-*.whl")
+    return sdist, wheel, pure
 
 
-def check_wheel_contents(wheel: Path) -> None:
+def check_wheel_contents(wheel: Path, compiled: bool) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     problems = []
+    speedups = [n for n in names if n.startswith("asyncmp/_speedups.") and n.endswith((".so", ".pyd"))]
+    if compiled and not speedups:
+        problems.append("the compiled core (asyncmp/_speedups.*.so) is missing")
+    if not compiled and (speedups or not wheel.name.endswith("-py3-none-any.whl")):
+        problems.append("the pure-Python wheel is not pure (py3-none-any, no extension)")
+    sources = sorted(n for n in names if n.endswith((".pyx", ".c")))
+    if sources:
+        problems.append(f"the extension's sources are shipped: {sources}")
     if "asyncmp/py.typed" not in names:
         problems.append("asyncmp/py.typed is missing (type checkers would ignore the types)")
     for source in (ROOT / "src").rglob("*.py"):
@@ -54,28 +79,34 @@ def check_wheel_contents(wheel: Path) -> None:
     if shipped_tests:
         problems.append(f"tests are shipped: {shipped_tests[:3]}")
     if problems:
-        sys.exit("dist check: the wheel is wrong:\n- " + "\n- ".join(problems))
+        sys.exit(f"dist check: {wheel.name} is wrong:\n- " + "\n- ".join(problems))
 
 
-def check_extra(wheel: Path, extra: str, workdir: Path) -> None:
+def check_install(
+    dist: Path, extra: str, core: str, workdir: Path, name: str, env: dict[str, str] | None = None
+) -> None:
+    """Install *dist* (a wheel or the sdist) with *extra* into a fresh venv and run the smoke
+    checks there, expecting asyncmp to run on *core*."""
     label = f"[{extra}]" if extra else "(no extra)"
-    venv = workdir / f"venv-{extra or 'bare'}"
+    venv = workdir / f"venv-{name}"
     started = time.monotonic()
     # A venv without pip; the project venv's pip installs into it (`pip --python`).
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
-    requirement = f"asyncmp{label if extra else ''} @ {wheel.as_uri()}"
+    requirement = f"asyncmp{label if extra else ''} @ {dist.as_uri()}"
     run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-         "--disable-pip-version-check", requirement]
+         "--disable-pip-version-check", "--no-cache-dir", requirement],
+        env=env,
     )  # fmt: skip
     nats_server = Path(sys.executable).with_name("nats-server")
     run(
-        [str(python), "-I", str(SMOKE), extra or "bare", str(ROOT / "README.md"), str(nats_server)],
-        cwd=workdir,  # not the checkout: `import asyncmp` must find the installed wheel
+        [str(python), "-I", str(SMOKE), extra or "bare", str(ROOT / "README.md"),
+         str(nats_server), core],
+        cwd=workdir,  # not the checkout: `import asyncmp` must find the installed package
         timeout=120,
-    )
-    print(f"  {label:<12} installed and ran in {time.monotonic() - started:.1f} s")
+    )  # fmt: skip
+    print(f"  {name:<22} {label:<12} {core} core, in {time.monotonic() - started:.1f} s")
 
 
 def main() -> None:
@@ -84,11 +115,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="asyncmp-dist-") as tmp:
         work = Path(tmp)
-        sdist, wheel = build(work / "dist")
-        check_wheel_contents(wheel)
-        print(f"  built {sdist.name} and {wheel.name}")
+        sdist, wheel, pure = build(work / "dist")
+        check_wheel_contents(wheel, compiled=True)
+        check_wheel_contents(pure, compiled=False)
+        print(f"  built {sdist.name}, {wheel.name} and {pure.name}")
         for extra in args.extras:
-            check_extra(wheel, extra, work)
+            check_install(wheel, extra, "compiled", work, f"wheel-{extra or 'bare'}")
+        check_install(pure, "", "pure", work, "pure-wheel")
+        # A machine without a C compiler: the extension fails to build, and is skipped.
+        check_install(sdist, "", "pure", work, "sdist-no-compiler", env={"CC": "false"})
 
 
 if __name__ == "__main__":

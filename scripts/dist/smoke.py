@@ -1,5 +1,5 @@
-"""Run inside a fresh venv where the asyncmp wheel was installed with one extra (or none):
-what a new user would try first. Usage: smoke.py EXTRA README.md NATS_SERVER_BINARY.
+"""Run inside a fresh venv where asyncmp was installed with one extra (or none): what a new
+user would try first. Usage: smoke.py EXTRA README.md NATS_SERVER_BINARY CORE.
 
 Standard library only, plus what the extra installs. Raises (non-zero exit) on any failure.
 """
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-EXTRA, README, NATS_SERVER = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+EXTRA, README, NATS_SERVER, CORE = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 # What each extra brings; a bare install must have none of them.
 PROVIDES = {"uvloop": "uvloop", "trio": "trio", "nats": "nats", "msgpack": "msgpack"}
 
@@ -31,6 +31,7 @@ import asyncmp  # noqa: E402 (after the argument parsing, so a usage error is cl
 def check_installed_from_wheel() -> None:
     location = Path(asyncmp.__file__).resolve()
     assert "site-packages" in location.parts, f"asyncmp imported from {location}, not the venv"
+    assert asyncmp.CORE == CORE, f"asyncmp runs on its {asyncmp.CORE} core, not the {CORE} one"
     for extra, module in PROVIDES.items():
         present = importlib.util.find_spec(module) is not None
         assert present == (extra == EXTRA), f"{module} installed: {present} with extra {EXTRA!r}"

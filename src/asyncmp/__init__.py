@@ -14,6 +14,7 @@ from ._channel import (
     WeakClient as WeakClient,
     channel as channel,
 )
+from ._cores import CORE as CORE
 from ._errors import (
     AlreadyReplied as AlreadyReplied,
     ClientsDisappeared as ClientsDisappeared,
@@ -43,6 +44,7 @@ from ._stage import (
 )
 
 __all__ = (
+    "CORE",
     "AlreadyReplied",
     "AnyBlockingClient",
     "AnyBlockingPendingReply",

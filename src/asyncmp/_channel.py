@@ -19,10 +19,11 @@ import sys
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._channel_core import ChannelCore
 from ._closing import AsyncClosing
+from ._cores import load_speedups
 from ._errors import ClientsDisappeared, Closed
 from ._lowlevel._backend import get_running_loop, library_mark
 from ._lowlevel._finalize import finalize
@@ -52,6 +53,31 @@ _get_ident = threading.get_ident
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
+
+
+class _PureClientBase:
+    """The fields of a `Client`; the compiled core has its own (``ClientBase``), which its
+    ``send`` reads without an attribute look-up."""
+
+    __slots__ = ("_closed", "_core")
+    _core: ChannelCore
+    _closed: bool
+
+
+class _PureServerBase:
+    """The field of a `Server` (see `_PureClientBase`)."""
+
+    __slots__ = ("_core",)
+    _core: ChannelCore
+
+
+if TYPE_CHECKING:
+    _ClientBase = _PureClientBase
+    _ServerBase = _PureServerBase
+else:
+    _speedups = load_speedups()
+    _ClientBase = _PureClientBase if _speedups is None else _speedups.ClientBase
+    _ServerBase = _PureServerBase if _speedups is None else _speedups.ServerBase
 
 
 @final
@@ -96,7 +122,11 @@ def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[
 
 @final
 class Client(
-    AsyncClosing, Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="asyncmp.channel()"
+    _ClientBase,
+    AsyncClosing,
+    Generic[Req, Rep],
+    metaclass=NoPublicConstructor,
+    made_by="asyncmp.channel()",
 ):
     """The requesting end of a channel; send a message, get the server's reply.
 
@@ -106,14 +136,12 @@ class Client(
     `async with`, or let the client be garbage-collected.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_core")
-    _core: ChannelCore
-    _closed: bool
+    __slots__ = ("__weakref__",)
 
     @classmethod
     def _create(cls, core: ChannelCore) -> Client[Any, Any]:
         # The caller has already counted this client in core.clients.
-        self: Client[Any, Any] = object.__new__(cls)
+        self: Client[Any, Any] = _ClientBase.__new__(cls)
         self._core = core
         self._closed = False
         return self
@@ -138,11 +166,7 @@ class Client(
         core = self._core
         loop = get_running_loop()
         if loop is None or library_mark.name is not None:  # trio
-            waiter = new_async_waiter()
-            ticket = _Ticket(core.lock, waiter)
-            core.push(new_request(core, msg, ticket), False)
-            await ticket.park_async(waiter, give_up=True)
-            return ticket.result()  # type: ignore[no-any-return]
+            return await _send_other(self, msg)  # type: ignore[no-any-return]
         # asyncio, inlined: this is the hot path the benchmarks measure.
         fut: asyncio.Future[Any] = _Future(loop=loop)
         node = _new_object(ReplyContext)  # `new_request`, inlined
@@ -234,6 +258,16 @@ class Client(
         return f"<Client {'closed' if self._closed else 'open'}>"
 
 
+async def _send_other(client: Client[Any, Any], msg: object) -> Any:
+    """`Client.send` for a requester that is not an asyncio task (trio): its ticket."""
+    core = client._core
+    waiter = new_async_waiter()
+    ticket = _Ticket(core.lock, waiter)
+    core.push(new_request(core, msg, ticket), False)
+    await ticket.park_async(waiter, give_up=True)
+    return ticket.result()
+
+
 @final
 class _BlockingClient(Generic[Req, Rep]):
     """``client.blocking``: the same client, with calls that block the calling thread."""
@@ -310,7 +344,11 @@ class WeakClient(Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="Clie
 
 @final
 class Server(
-    AsyncClosing, Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="asyncmp.channel()"
+    _ServerBase,
+    AsyncClosing,
+    Generic[Req, Rep],
+    metaclass=NoPublicConstructor,
+    made_by="asyncmp.channel()",
 ):
     """The serving end of a channel: receives ``(msg, rctx)`` pairs in FIFO order.
 
@@ -324,12 +362,11 @@ class Server(
     taken are unaffected and may still be answered.
     """
 
-    __slots__ = ("__weakref__", "_core")
-    _core: ChannelCore
+    __slots__ = ("__weakref__",)
 
     @classmethod
     def _create(cls, core: ChannelCore) -> Server[Any, Any]:
-        self: Server[Any, Any] = object.__new__(cls)
+        self: Server[Any, Any] = _ServerBase.__new__(cls)
         self._core = core
         return self
 
@@ -434,3 +471,16 @@ class _BlockingServer(Generic[Req, Rep]):
             return self.wait()
         except ClientsDisappeared:
             raise StopIteration from None
+
+
+# The compiled core, where it runs, takes the hot methods over (see asyncmp._cores): the
+# classes keep their documentation, signatures and types; the functions behave the same.
+if not TYPE_CHECKING and _speedups is not None:
+    for _cls, _name, _fn in (
+        (Client, "send", _speedups.client_send),
+        (Server, "wait", _speedups.server_wait),
+        (Server, "__anext__", _speedups.server_anext),
+    ):
+        _fn.__doc__ = getattr(_cls, _name).__doc__
+        setattr(_cls, _name, _fn)
+    del _cls, _name, _fn

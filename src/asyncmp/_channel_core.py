@@ -41,8 +41,9 @@ import itertools
 import threading
 import time
 from collections import deque
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
+from ._cores import load_speedups
 from ._errors import Closed, ServerDisappeared, WouldBlock
 from ._lowlevel._backend import get_running_loop, library_mark
 from ._lowlevel._outcome import PENDING
@@ -94,8 +95,11 @@ def _count(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
-@final
-class ChannelCore:
+class _PureChannelCore:
+    """The hot part of `ChannelCore`, in pure Python: what every request runs. The compiled
+    core (``asyncmp._speedups.ChannelCoreBase``) implements the same methods with the same
+    fields; `ChannelCore` adds the rest on top of whichever is active."""
+
     __slots__ = (
         "answered",
         "clients",
@@ -160,27 +164,6 @@ class ChannelCore:
                 self.requeue(node)
         else:
             deliver(waiter, node, self.requeue)
-
-    def _purge(self) -> None:
-        """Drop the tombstones from the queue. Call with the lock held."""
-        self.queue = deque(node for node in self.queue if not _withdrawn(node))
-
-    def drop_client(self) -> None:
-        lock = self.lock
-        lock.acquire()
-        try:
-            self.clients -= 1
-            if self.clients:
-                return
-            waiters = self.server_waiters.pop_all()
-        finally:
-            lock.release()
-        # No request will come any more: every parked server looks again, and sees
-        # ClientsDisappeared once the queue is drained.
-        for waiter in waiters:
-            wake(waiter)
-
-    # -- server side -------------------------------------------------------------------
 
     def take(self, ended: type[Exception]) -> Item | None:
         """The oldest queued request, None if there is none now, or raise *ended* when none
@@ -316,6 +299,44 @@ class ChannelCore:
             finally:
                 lock.release()
 
+    def _purge(self) -> None:
+        """Drop the tombstones from the queue. Call with the lock held."""
+        self.queue = deque(node for node in self.queue if not _withdrawn(node))
+
+    def in_flight(self) -> int:
+        """Requests taken and not answered yet. Call with the lock held."""
+        return self.taken - _count(self.answered)
+
+
+if TYPE_CHECKING:
+    _ChannelCoreBase = _PureChannelCore
+else:
+    _speedups = load_speedups()
+    _ChannelCoreBase = _PureChannelCore if _speedups is None else _speedups.ChannelCoreBase
+
+
+@final
+class ChannelCore(_ChannelCoreBase):
+    """One channel's shared state (see the module doc): the hot part from the active core,
+    the rest here."""
+
+    __slots__ = ()
+
+    def drop_client(self) -> None:
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.clients -= 1
+            if self.clients:
+                return
+            waiters = self.server_waiters.pop_all()
+        finally:
+            lock.release()
+        # No request will come any more: every parked server looks again, and sees
+        # ClientsDisappeared once the queue is drained.
+        for waiter in waiters:
+            wake(waiter)
+
     def receive_blocking(self, ended: type[Exception], timeout: float | None) -> Item:
         """`server.blocking.wait`: the same, blocking a plain thread."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -397,7 +418,7 @@ class ChannelCore:
         lock.acquire()
         try:
             queued = sum(1 for node in self.queue if not _withdrawn(node))
-            in_flight = self.taken - _count(self.answered)
+            in_flight = self.in_flight()
             dropped = _count(self.weak_dropped)  # first: made ≥ dropped, never negative
             weak_clients = _count(self.weak_made) - dropped
             return queued, self.clients, weak_clients, in_flight

@@ -37,6 +37,7 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
+from ._cores import load_speedups
 from ._errors import AlreadyReplied, Closed, NoReply
 from ._lowlevel._backend import anyio_cancel_pending, get_running_loop
 from ._lowlevel._finalize import finalize
@@ -356,3 +357,11 @@ class _BlockingPendingReply(Generic[Rep]):
             raise TimeoutError(f"no reply within {timeout} seconds")
         result: Rep = ticket.result()
         return result
+
+
+# The compiled core, where it runs, brings its own requests (see asyncmp._cores).
+_speedups = load_speedups()
+if _speedups is not None:
+    ReplyContext = _speedups.ReplyContext  # type: ignore[misc]
+    new_request = _speedups.new_request
+    settle = _speedups.settle_py
