@@ -62,13 +62,21 @@ class OutcomeCell:
         """*lock*: the owner's lock (a new one by default). *waiter*: a waiter to park at
         once, before the cell is shared (no lock needed): wait for it with `park_async` or
         `park_blocking`."""
-        lock = threading.Lock() if lock is None else lock
-        self.lock = lock
+        self.lock = threading.Lock() if lock is None else lock
         self.state: int = PENDING
         self.value: Any = None
-        self.waiters = WaitQueue(lock)
+        # Made when the first waiter parks: most cells (a request collected later, or never)
+        # never see one, and a queued request should cost as little memory as it can.
+        self.waiters: WaitQueue | None = None
         if waiter is not None:
-            self.waiters[waiter] = waiter
+            self._park(waiter)
+
+    def _park(self, waiter: Waiter) -> None:
+        """Park *waiter* (under the lock, or before the cell is shared)."""
+        waiters = self.waiters
+        if waiters is None:
+            waiters = self.waiters = WaitQueue(self.lock)
+        waiters[waiter] = waiter
 
     # -- the producing side --------------------------------------------------------------
 
@@ -125,7 +133,7 @@ class OutcomeCell:
         if give_up and self.waiters:
             raise RuntimeError("another task or thread is already waiting for this result")
         waiter: Waiter = factory()
-        self.waiters[waiter] = waiter
+        self._park(waiter)
         return waiter
 
     def leave(self, waiter: Waiter, give_up: bool) -> bool:
@@ -135,7 +143,7 @@ class OutcomeCell:
         lock = self.lock
         lock.acquire()
         try:
-            if self.waiters.pop(waiter, None) is None:
+            if self.waiters is None or self.waiters.pop(waiter, None) is None:
                 return False
             if not give_up or self.state != PENDING:
                 return True
