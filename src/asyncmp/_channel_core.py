@@ -362,26 +362,20 @@ class ChannelCore(_ChannelCoreBase):
             if not woken:
                 if self.unpark(waiter):
                     raise TimeoutError(f"no request within {timeout} seconds")
-                waiter.wait(None)  # a waker took us just now: its delivery is on its way
+                waiter.wait_delivered()  # a waker took us just now: its delivery is on its way
             if waiter.value is not None and (item := self.handed(waiter.value)) is not None:
                 return item
 
     def abandon(self, waiter: ThreadWaiter) -> None:
-        """A parked thread leaves without a request: deregister *waiter* or, if a waker took
-        it already, wait for what it delivers and pass a request on (see `requeue`)."""
+        """A parked thread leaves without a request (interrupted): deregister *waiter* or, if
+        a waker took it already, take what it delivers and pass a request on (`requeue`)."""
         if self.unpark(waiter):
             return
-        interrupt = None
-        while True:
-            try:
-                waiter.wait(None)  # the waker is between taking the waiter and waking it
-                break
-            except BaseException as exc:  # a second Ctrl-C: finish first, raise it after
-                interrupt = exc
-        if waiter.value is not None:
-            self.requeue(waiter.value)
-        if interrupt is not None:
-            raise interrupt
+        try:
+            waiter.wait_delivered()
+        finally:
+            if waiter.value is not None:
+                self.requeue(waiter.value)
 
     def try_take(self, ended: type[Exception]) -> Item | None:
         lock = self.lock

@@ -108,18 +108,26 @@ class TrioWaiter:
 
 @final
 class ThreadWaiter:
-    """A plain thread blocked on a pre-acquired lock; `wake` releases it."""
+    """A plain thread blocked on a pre-acquired lock; `wake` releases it.
 
-    __slots__ = ("_lock", "value")
+    ``woken`` is set (after ``value``) *before* the lock is released, so a thread whose wait
+    was interrupted after its acquire succeeded — Python runs a signal handler at the first
+    check after a C call returns — can tell that the wake-up was delivered although the
+    acquire's result was lost: then it must not wait for it again (`wait_delivered`).
+    """
+
+    __slots__ = ("_lock", "value", "woken")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
         self.value: Any = None
         """What the waker delivered (see `deliver`); read it after `wait` returned True."""
+        self.woken = False
 
     def wake(self, value: object = None) -> bool:
         self.value = value
+        self.woken = True
         self._lock.release()
         return True
 
@@ -131,6 +139,19 @@ class ThreadWaiter:
         if timeout is None:
             return self._lock.acquire()
         return self._lock.acquire(timeout=timeout)
+
+    def wait_delivered(self) -> None:
+        """A waker took this waiter (deregistering failed): wait until its wake-up has been
+        delivered, unless it has been already — maybe to a wait that an interrupt cut short.
+        A second interrupt is held back until the wake-up is in, then raised."""
+        interrupt: BaseException | None = None
+        while not self.woken:
+            try:
+                self._lock.acquire()
+            except BaseException as exc:
+                interrupt = exc
+        if interrupt is not None:
+            raise interrupt
 
 
 AsyncWaiter: TypeAlias = "asyncio.Future[Any] | TrioWaiter"
