@@ -9,9 +9,11 @@ answers with an awaitable object rather than a Python coroutine.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 import anyio
@@ -90,3 +92,24 @@ async def test_send_never_awaited_warns_like_a_coroutine() -> None:
     with pytest.warns(RuntimeWarning, match="never awaited"):
         client.send(1)  # dropped at once: CPython finalizes it on this line
     assert server.try_pop() is None
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_a_closed_loop_is_not_kept_alive(runner: str) -> None:
+    """Looking up the running loop (per request, on either core) keeps no reference to it:
+    once a loop that ran asyncmp requests is closed and dropped, it is freed."""
+    import uvloop
+
+    server, client = asyncmp.channel()
+
+    async def main() -> weakref.ref[asyncio.AbstractEventLoop]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(echo, server)
+            assert await client.send(1) == 1
+            assert await client.request(2) == 2
+            tg.cancel_scope.cancel()
+        return weakref.ref(asyncio.get_running_loop())
+
+    ref = asyncio.run(main()) if runner == "asyncio" else uvloop.run(main())
+    gc.collect()
+    assert ref() is None, "the closed loop is still referenced"

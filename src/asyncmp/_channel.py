@@ -480,6 +480,8 @@ if not TYPE_CHECKING and _speedups is not None:
         (Client, "send", _speedups.client_send),
         (Server, "wait", _speedups.server_wait),
         (Server, "__anext__", _speedups.server_anext),
+        (_BlockingClient, "send", _speedups.blocking_send),
+        (_BlockingServer, "wait", _speedups.blocking_wait),
     ):
         _fn.__doc__ = getattr(_cls, _name).__doc__
         setattr(_cls, _name, _fn)

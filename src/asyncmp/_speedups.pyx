@@ -12,11 +12,10 @@ same invariants (see those modules' docstrings) — with what pure Python cannot
   returned without raising ``StopIteration``, and no coroutine frame is made per request.
   They are ``collections.abc.Coroutine`` s (``send``, ``throw``, ``close``, ``__await__``),
   so ``asyncio.create_task``, ``gather``, anyio and trio accept them;
-- the running asyncio loop is looked up through a cache keyed by the running-loop holder
-  object that asyncio keeps in the thread state (on CPython 3.11 ``_get_running_loop()``
-  makes a ``getpid()`` system call each time); the cache holds the holder, so its identity
-  cannot be reused, a new holder is made whenever a loop starts or stops on a thread, and a
-  fork clears the cache;
+- the running asyncio loop is looked up through the address of the running-loop holder
+  that asyncio keeps in the thread state (on CPython 3.10-3.11 ``_get_running_loop()``
+  makes a ``getpid()`` system call each time; `running_loop` says why the answer is the
+  same); it holds no reference, so no loop outlives its use, and a fork clears it;
 - the channel's lock is a bare ``PyThread`` lock (`Mutex`), with the same Python API as a
   ``threading.Lock`` for the pure-Python code that shares it;
 - replies and fails count their answers with a C integer (the GIL makes it atomic).
@@ -30,11 +29,12 @@ import collections.abc
 import os
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 
 cimport cython
-from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_Size
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.pystate cimport PyThreadState_GetDict
 from cpython.pythread cimport (
@@ -62,11 +62,14 @@ from asyncmp._lowlevel._backend import anyio_cancel_pending, library_mark
 from asyncmp._lowlevel._finalize import finalize
 from asyncmp._lowlevel._outcome import PENDING, Failure
 from asyncmp._lowlevel._waitqueue import WaitQueue
-from asyncmp._lowlevel._wake import deliver, wake
+from asyncmp._lowlevel._wake import check_timeout, deliver, wake
 
 cdef extern from "pythread.h":
     PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock, long long, int) nogil
     unsigned long PyThread_get_thread_ident()
+    const long long PY_TIMEOUT_MAX
+    const PyLockStatus PY_LOCK_INTR
+    const PyLockStatus PY_LOCK_FAILURE
 
 cdef extern from "Python.h":
     ctypedef enum PySendResult:
@@ -75,6 +78,7 @@ cdef extern from "Python.h":
         PYGEN_NEXT
     ctypedef PySendResult (*sendfunc)(PyObject*, PyObject*, PyObject**)
     PySendResult PyIter_Send(PyObject*, PyObject*, PyObject**)
+    int PyErr_CheckSignals() except -1
 
 cdef extern from *:
     """
@@ -92,6 +96,11 @@ cdef extern from *:
         PyErr_GetExcInfo(&t, &v, &tb);
         PyErr_Restore(t, v, tb);
     }
+    /* CPython 3.10-3.11's running-loop holder (Modules/_asynciomodule.c): its first field. */
+    typedef struct { PyObject_HEAD PyObject *rl_loop; } asyncmp_loop_holder;
+    static PyObject *asyncmp_holder_loop(PyObject *holder) {
+        return ((asyncmp_loop_holder *)holder)->rl_loop;
+    }
     /* Static types say their module through tp_name: make the public classes say asyncmp. */
     static void asyncmp_set_tp_name(PyTypeObject *t, const char *name) {
         t->tp_name = name;
@@ -101,6 +110,7 @@ cdef extern from *:
     void asyncmp_set_am_send(PyTypeObject* t, sendfunc f)
     void asyncmp_reraise_handled()
     void asyncmp_set_tp_name(PyTypeObject* t, const char* name)
+    PyObject* asyncmp_holder_loop(PyObject* holder)
 
 cdef object _Future = asyncio.Future
 # Unbound methods, called as functions: no method look-up per call (the objects they are
@@ -114,11 +124,18 @@ cdef object _deque_popleft = deque.popleft
 cdef object _BaseEventLoop = asyncio.BaseEventLoop
 cdef object _CancelledError = asyncio.CancelledError
 cdef object _get_running_loop = asyncio._get_running_loop
+cdef object _monotonic = time.monotonic
 
 # ReplyContext._state, as in _reply.py
 cdef enum:
     QUEUED = 0
     ACTIVE = 1
+
+# An outcome's state, as in _lowlevel/_outcome.py
+cdef enum:
+    PENDING_ = 0
+    DONE_ = 1
+    GIVEN_UP_ = 2
 
 
 # -- the running loop, cached -----------------------------------------------------------------
@@ -135,30 +152,51 @@ cdef inline bint trio_may_run() except -1:
 
 
 cdef str _HOLDER_KEY = "__asyncio_running_event_loop__"
-cdef object _loop_cache = None  # (holder, loop): replaced as one object, read as one
+# The address of a running-loop holder that asyncio._get_running_loop() — with its getpid()
+# — found current in this process with a loop. Never a reference: it keeps nothing alive
+# (a closed loop is freed as soon as asyncio lets go of it), and it is dereferenced only when
+# it equals the holder that is current now, which is alive. See `running_loop`.
+cdef PyObject* _known_holder = NULL
+# CPython 3.10-3.11 keep the loop in a holder object whose first field is the loop (checked
+# at run time: a holder of any other shape turns the cache off); 3.12 and later have no
+# holder and no getpid(): there, `_get_running_loop()` is as fast as this.
+cdef bint _holder_cache = sys.version_info < (3, 12)
 
 
 cdef inline object running_loop():
-    """asyncio._get_running_loop(), without its getpid() when the loop is the cached one."""
-    global _loop_cache
-    cdef PyObject* tsdict = <PyObject*>PyThreadState_GetDict()
+    """asyncio._get_running_loop(), without its getpid() system call on CPython 3.10-3.11.
+
+    Why this is exact: asyncio makes a new holder each time a loop starts or stops on a
+    thread, stamped with the pid of the process that made it, and reports "no loop" for a
+    holder from another process (a forked child). A holder found at the known address is
+    either the one `_get_running_loop()` approved, or a newer one made in this process since
+    (the cache is cleared in a forked child before any look-up), whose pid is ours too; so
+    its loop is the answer `_get_running_loop()` would give."""
+    global _known_holder, _holder_cache
+    cdef PyObject* tsdict
     cdef PyObject* holder
+    if not _holder_cache:
+        return _get_running_loop()
+    tsdict = <PyObject*>PyThreadState_GetDict()
     if tsdict == NULL:
         return _get_running_loop()
     holder = PyDict_GetItem(<object>tsdict, _HOLDER_KEY)
-    if holder == NULL:  # no loop ever ran here, or a Python that keeps it elsewhere
+    if holder == NULL:  # no loop ever ran on this thread
         return _get_running_loop()
-    cache = _loop_cache
-    if cache is not None and <PyObject*>(<tuple>cache)[0] == holder:
-        return (<tuple>cache)[1]
+    if holder == _known_holder:
+        return <object>asyncmp_holder_loop(holder)
     loop = _get_running_loop()
-    _loop_cache = (<object>holder, loop)
+    if loop is not None:
+        if asyncmp_holder_loop(holder) == <PyObject*>loop:
+            _known_holder = holder
+        else:  # not the holder this code knows: never use the cache
+            _holder_cache = False
     return loop
 
 
 def _forget_loop():
-    global _loop_cache
-    _loop_cache = None
+    global _known_holder
+    _known_holder = NULL
 
 
 os.register_at_fork(after_in_child=_forget_loop)
@@ -225,6 +263,166 @@ cdef class Mutex:
         self.give()
 
 
+# -- a thread's parker ------------------------------------------------------------------------
+
+cdef object _wait_hook = None
+cdef unsigned long _main_ident = threading.main_thread().ident
+cdef bint _main_in_wait = False
+
+
+def _set_wait_hook(hook):
+    """Tests only: have every parker wait call ``hook()`` first (``None``: none). If the hook
+    raises, the wait raises it as if a signal handler had, while blocked: nothing consumed."""
+    global _wait_hook
+    _wait_hook = hook
+
+
+def _main_thread_in_wait():
+    """Tests only: whether the main thread is blocked in a parker's wait right now (where a
+    signal handler that raises interrupts a blocking call)."""
+    return _main_in_wait
+
+
+@cython.final
+cdef class Parker:
+    """What a plain thread blocks on in ``client.blocking.send`` and ``server.blocking.wait``:
+    a lock that is held while nobody has woken the thread; `wake` releases it.
+
+    One per thread, reused call after call (`checkout` / `checkin`) instead of a new lock per
+    call. That is safe because a parker is checked in only when *clean* — held, and no wake-up
+    on its way: every wait ends by consuming the wake-up it was given (the acquire succeeded),
+    or by deregistering before any waker took it, or — a waker took it first — by waiting
+    for that wake-up (`consume`: it is a few instructions away, uninterruptibly). A parker in
+    use is out of its thread's slot, so a signal handler that makes a blocking call while the
+    thread is blocked gets a fresh one.
+
+    Signals: a wait blocks with the GIL released and runs signal handlers when one arrives
+    (as ``lock.acquire()`` does); a handler that raises ends the wait with its exception and
+    nothing consumed. Handlers never run after the acquire succeeded: an interrupt cannot
+    land between taking a wake-up and returning it.
+    """
+
+    cdef PyThread_type_lock _lock
+    cdef public object value  # what the waker delivered (a server's request), read after a wait
+
+    def __cinit__(self):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate a lock")
+        PyThread_acquire_lock(self._lock, NOWAIT_LOCK)
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            # Held, or released by a wake-up nobody consumed: free it unlocked either way.
+            PyThread_acquire_lock(self._lock, NOWAIT_LOCK)
+            PyThread_release_lock(self._lock)
+            PyThread_free_lock(self._lock)
+
+    def wake(self, value=None):
+        """Wake the thread with *value* (the `_wake` protocol: called once per wait)."""
+        self.c_wake(value)
+        return True
+
+    cdef inline void c_wake(self, object value):
+        self.value = value
+        PyThread_release_lock(self._lock)
+
+    cdef int c_wait(self, double timeout) except -1:
+        """Block until woken (1: the wake-up consumed) or for *timeout* seconds (0; no limit
+        if negative). A signal handler's exception propagates, nothing consumed."""
+        global _main_in_wait
+        cdef PyLockStatus got
+        cdef long long micros = -1
+        cdef double deadline = 0.0
+        cdef bint main
+        if _wait_hook is not None:
+            _wait_hook()
+        if PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            return 1
+        if timeout == 0.0:
+            return 0
+        # A signal that came since the last Python code ran has not had its handler run
+        # (there was no bytecode boundary since): run it now, as Python would have before
+        # reaching the wait, or the wait would block without it.
+        PyErr_CheckSignals()
+        if timeout > 0.0:
+            deadline = _monotonic() + timeout
+            micros = <long long>min(timeout * 1e6, <double>PY_TIMEOUT_MAX)
+        main = PyThread_get_thread_ident() == _main_ident
+        if main:
+            _main_in_wait = True
+        try:
+            while True:
+                with nogil:
+                    got = PyThread_acquire_lock_timed(self._lock, micros, 1)
+                if got == PY_LOCK_ACQUIRED:
+                    return 1
+                if got == PY_LOCK_FAILURE:
+                    return 0
+                PyErr_CheckSignals()  # interrupted by a signal: run its handler (may raise)
+                if timeout > 0.0:
+                    left = deadline - _monotonic()
+                    if left <= 0.0:
+                        return 1 if PyThread_acquire_lock(self._lock, NOWAIT_LOCK) else 0
+                    micros = <long long>min(left * 1e6, <double>PY_TIMEOUT_MAX)
+        finally:
+            if main:
+                _main_in_wait = False
+
+    cdef inline void consume(self):
+        """A waker took this parker: take its wake-up, which is on its way (not interruptible:
+        the waker holds no lock it could be waiting for)."""
+        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+
+
+cdef str _PARKER_KEY = "asyncmp.parker"
+
+
+cdef inline Parker checkout():
+    """This thread's parker, taken out of its slot (the thread-state dict), or a new one."""
+    cdef PyObject* tsdict = <PyObject*>PyThreadState_GetDict()
+    cdef PyObject* found
+    if tsdict != NULL:
+        found = PyDict_GetItem(<object>tsdict, _PARKER_KEY)
+        if found != NULL:
+            parker = <Parker>found
+            PyDict_DelItem(<object>tsdict, _PARKER_KEY)
+            return parker
+    return Parker.__new__(Parker)
+
+
+cdef inline int checkin(Parker parker) except -1:
+    """Put a clean *parker* back in this thread's slot (see `Parker`)."""
+    cdef PyObject* tsdict = <PyObject*>PyThreadState_GetDict()
+    if tsdict != NULL:
+        PyDict_SetItem(<object>tsdict, _PARKER_KEY, parker)
+    return 0
+
+
+def _parker_is_clean():
+    """Tests only: whether this thread's parker, if it has one, is clean (held, no wake-up
+    left in it). A dirty one is made clean again, so that one failure does not cascade."""
+    cdef PyObject* tsdict = <PyObject*>PyThreadState_GetDict()
+    cdef PyObject* found = NULL
+    if tsdict != NULL:
+        found = PyDict_GetItem(<object>tsdict, _PARKER_KEY)
+    if found == NULL:
+        return True
+    return not PyThread_acquire_lock((<Parker>found)._lock, NOWAIT_LOCK)
+
+
+cdef inline int ensure_blocking_allowed(str operation) except -1:
+    """_wake.ensure_blocking_allowed: no blocking call on a thread that runs an event loop."""
+    if library_mark.name is not None or running_loop() is not None:
+        raise RuntimeError(
+            f"{operation} blocks the calling thread, but this thread runs an event loop; "
+            "await the async form instead"
+        )
+    return 0
+
+
 # -- answers ----------------------------------------------------------------------------------
 
 # Answers from other threads on their way to an asyncio requester (see _reply.py).
@@ -241,6 +439,8 @@ def _resolve(fut, value):
 cdef bint settle(object to, object value) except -1:
     """Deliver *value* (a reply or a Failure) to a requester. True if it still waited."""
     if type(to) is not _Future:
+        if type(to) is BlockingCall:
+            return (<BlockingCall>to).c_settle(value)
         return to.settle(value)
     if _fut_done(to):  # cancelled: the requester gave up
         return False
@@ -277,7 +477,52 @@ cdef inline bint withdrawn(ReplyContext node) except -1:
     to = node._to
     if type(to) is _Future:
         return _fut_done(to)
+    if type(to) is BlockingCall:
+        return (<BlockingCall>to).state != PENDING_
     return to is None or to.state != PENDING
+
+
+@cython.final
+cdef class BlockingCall:
+    """The requester of ``client.blocking.send`` on the compiled core: the outcome cell of
+    `_reply._Ticket` (PENDING, then DONE with the answer or GIVEN_UP), specialised to one
+    waiting thread, whose `Parker` it wakes. Its state changes under the channel's lock."""
+
+    cdef Mutex lock
+    cdef public int state
+    cdef public object value
+    cdef Parker parker
+
+    def settle(self, value):
+        """Store the answer and wake the thread; ``False`` if it no longer waits."""
+        return self.c_settle(value)
+
+    cdef bint c_settle(self, object value) except -1:
+        self.lock.take()
+        if self.state != PENDING_:
+            self.lock.give()
+            return False
+        self.state = DONE_
+        self.value = value
+        self.lock.give()
+        self.parker.c_wake(None)
+        return True
+
+    cdef bint leave(self) except -1:
+        """The thread stops waiting: give the call up (True) or, if the answer came first,
+        take the wake-up it sent (False). Either way the parker is clean afterwards."""
+        # Made before the lock is taken: Python code may run a signal handler, which may
+        # raise, and nothing may raise while the lock is held.
+        given_up = Failure(Closed("this request was cancelled"))
+        self.lock.take()
+        if self.state == PENDING_:
+            self.state = GIVEN_UP_
+            self.value = given_up
+            self.lock.give()
+            return True
+        self.lock.give()
+        self.parker.consume()
+        return False
 
 
 # -- a request --------------------------------------------------------------------------------
@@ -468,6 +713,24 @@ cdef class ChannelCoreBase:
             else:
                 self.c_requeue(node)
         else:
+            self.hand_over(waiter, node)
+        return 0
+
+    cdef int hand_over(self, object waiter, ReplyContext node) except -1:
+        """`deliver(waiter, node, requeue)` (taken out of server_waiters): the thread and
+        other-loop cases in C, trio in Python."""
+        if type(waiter) is Parker:
+            (<Parker>waiter).c_wake(node)
+        elif type(waiter) is _Future:
+            loop = _fut_get_loop(waiter)
+            if loop is running_loop():
+                _hand_off(waiter, node, self)
+            else:
+                try:
+                    loop.call_soon_threadsafe(_hand_off, waiter, node, self)
+                except RuntimeError:  # its loop is closed: the task that waited is gone
+                    self.c_requeue(node)
+        else:
             deliver(waiter, node, self._requeue)
         return 0
 
@@ -536,7 +799,7 @@ cdef class ChannelCoreBase:
         finally:
             self.lock.give()
         if next_server is not None:
-            deliver(next_server, node, self._requeue)
+            self.hand_over(next_server, node)
         elif to is not None:
             settle(to, Failure(ServerDisappeared("the server closed before taking it")))
         return 0
@@ -568,6 +831,81 @@ cdef class ChannelCoreBase:
 
     def in_flight(self):
         return self.taken - self.answered
+
+    cdef bint leave_parked(self, Parker parker) except -1:
+        """Deregister *parker* from server_waiters: False if a waker took it already."""
+        cdef bint found
+        self.lock.take()
+        found = PyDict_GetItem(self.server_waiters, parker) != NULL
+        if found:
+            PyDict_DelItem(self.server_waiters, parker)
+        self.lock.give()
+        return found
+
+    cdef object c_receive_blocking(self, object ended, object timeout):
+        """`server.blocking.wait` (see ChannelCore.receive_blocking), on this thread's
+        parker. Leaving — a timeout, an interrupt — deregisters the parker, or takes the
+        request a waker handed it and passes it on (`requeue`): none is lost."""
+        cdef Parker parker = checkout()
+        cdef bint parked = False
+        cdef double left = -1.0
+        cdef double deadline = 0.0
+        cdef bint woken
+        if timeout is not None:
+            left = timeout
+            deadline = _monotonic() + left
+        try:
+            while True:
+                self.lock.take()
+                try:
+                    item = self.c_take(ended)
+                    if item is None:
+                        parker.value = None
+                        self.server_waiters[parker] = parker
+                        parked = True
+                finally:
+                    self.lock.give()
+                if item is not None:
+                    return item
+                if timeout is not None:
+                    left = max(0.0, deadline - _monotonic())
+                try:
+                    woken = parker.c_wait(left)
+                except BaseException:
+                    # Interrupted (Ctrl-C): leave as a timeout does; a request handed over
+                    # meanwhile goes on to the next wait.
+                    if not self.leave_parked(parker):
+                        parker.consume()
+                        node = parker.value
+                        parker.value = None
+                        if node is not None:
+                            self.c_requeue(node)
+                    parked = False
+                    raise
+                if not woken:
+                    if self.leave_parked(parker):
+                        parked = False
+                        raise TimeoutError(f"no request within {timeout} seconds")
+                    parker.consume()  # a waker took it just now: its delivery is on its way
+                parked = False
+                node = parker.value
+                parker.value = None
+                if node is not None:
+                    item = self.c_handed(node)
+                    if item is not None:
+                        return item
+        finally:
+            if not parked:
+                checkin(parker)
+
+
+def _hand_off(fut, ReplyContext node, ChannelCoreBase core):
+    """Give *node* to a parked server's future, or back to the channel if it was cancelled
+    (run on the future's loop)."""
+    if not _fut_done(fut):
+        _fut_set_result(fut, node)
+    else:
+        core.c_requeue(node)
 
 
 cdef inline object pop_oldest(object parked):
@@ -761,6 +1099,59 @@ cdef class ServerBase:
     """The field of an asyncmp.Server."""
 
     cdef public ChannelCoreBase _core
+
+
+def blocking_send(self, msg, timeout=None):
+    """Send *msg* and block until the reply arrives (see asyncmp.Client.blocking)."""
+    cdef ClientBase client
+    cdef ChannelCoreBase core
+    cdef Parker parker
+    cdef BlockingCall call
+    cdef double wait_for = -1.0
+    if timeout is not None:
+        timeout = check_timeout(timeout)
+        wait_for = timeout
+    ensure_blocking_allowed("client.blocking.send()")
+    client = self._client
+    if client._closed:
+        raise Closed("this client is closed")
+    core = client._core
+    parker = checkout()
+    call = BlockingCall.__new__(BlockingCall)
+    call.lock = core.lock
+    call.parker = parker
+    try:
+        core.c_push(make_request(core, msg, call, 0), False, None)
+    except BaseException:
+        call.leave()  # whatever happened, nobody waits for it
+        checkin(parker)
+        raise
+    # Interrupted in the wait (Ctrl-C): the request is given up exactly as on a timeout, or
+    # it would stay queued and be served.
+    try:
+        woken = parker.c_wait(wait_for)
+    except BaseException:
+        call.leave()
+        checkin(parker)
+        raise
+    if not woken and call.leave():
+        checkin(parker)
+        raise TimeoutError(f"no reply within {timeout} seconds")
+    checkin(parker)
+    value = call.value
+    if type(value) is Failure:
+        raise (<object>value).error
+    return value
+
+
+def blocking_wait(self, timeout=None):
+    """Block until the next request arrives (see asyncmp.Server.blocking)."""
+    cdef ChannelCoreBase core
+    if timeout is not None:
+        timeout = check_timeout(timeout)
+    ensure_blocking_allowed("server.blocking.wait()")
+    core = (<ServerBase>self._server)._core
+    return core.c_receive_blocking(ClientsDisappeared, timeout)
 
 
 def client_send(ClientBase self, msg):

@@ -37,20 +37,33 @@ Interrupt = Callable[[Callable[[], object] | None], None]
 def interrupt(monkeypatch: pytest.MonkeyPatch) -> Iterator[Interrupt]:
     """``interrupt(hook)``: the next blocking wait of a thread waiter first runs *hook* (what
     other threads do meanwhile), then raises KeyboardInterrupt — what Ctrl-C does to a
-    thread blocked in a lock acquire. Later waits block as usual."""
+    thread blocked in a lock acquire. Later waits block as usual.
+
+    The compiled core's blocking calls wait on a `Parker` instead: its test hook runs before
+    each wait, and an exception from it is an interrupt while blocked."""
     real_wait = ThreadWaiter.wait
     armed: list[Callable[[], object] | None] = []
 
-    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+    def fire() -> None:
         if armed:
             hook = armed.pop()
             if hook is not None:
                 hook()
             raise KeyboardInterrupt
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        fire()
         return real_wait(self, timeout)
 
     monkeypatch.setattr(ThreadWaiter, "wait", wait)
-    yield armed.append
+    speedups = load_speedups()
+    if speedups is not None:
+        speedups._set_wait_hook(fire)
+    try:
+        yield armed.append
+    finally:
+        if speedups is not None:
+            speedups._set_wait_hook(None)
     assert not armed, "the interrupt was never raised"
 
 

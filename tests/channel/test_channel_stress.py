@@ -278,5 +278,23 @@ def test_stress_every_request_ends_exactly_once(close_midway: bool) -> None:
         assert ends["server-gone"] > 0, ends
     print(dict(ends))
     gc.collect()
-    assert [o for o in gc.get_objects() if type(o) is asyncmp.ReplyContext] == []
+    core = server._core
+    left = [o for o in gc.get_objects() if type(o) is asyncmp.ReplyContext and o._core is core]
+    assert left == [], describe_referrers(left)
     assert server.statistics().in_flight == 0
+
+
+def describe_referrers(objs: list[Any]) -> str:
+    """Who keeps *objs* alive, two levels up (for the failure message)."""
+    lines = []
+    for obj in objs[:3]:
+        for ref in gc.get_referrers(obj):
+            if ref is objs:
+                continue
+            lines.append(f"{obj!r} <- {type(ref).__name__} {repr(ref)[:160]}")
+            lines.extend(
+                f"    <- {type(up).__name__} {repr(up)[:160]}"
+                for up in gc.get_referrers(ref)[:4]
+                if up is not objs
+            )
+    return "\n".join(lines)
