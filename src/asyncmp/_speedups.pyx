@@ -341,10 +341,6 @@ cdef class Parker:
             return 1
         if timeout == 0.0:
             return 0
-        # A signal that came since the last Python code ran has not had its handler run
-        # (there was no bytecode boundary since): run it now, as Python would have before
-        # reaching the wait, or the wait would block without it.
-        PyErr_CheckSignals()
         if timeout > 0.0:
             deadline = _monotonic() + timeout
             micros = <long long>min(timeout * 1e6, <double>PY_TIMEOUT_MAX)
@@ -352,6 +348,10 @@ cdef class Parker:
         if main:
             _main_in_wait = True
         try:
+            # A signal that came since the last Python code ran has not had its handler run
+            # (there was no bytecode boundary since): run it now, as Python would have
+            # before reaching the wait, or the wait would block without it.
+            PyErr_CheckSignals()
             while True:
                 with nogil:
                     got = PyThread_acquire_lock_timed(self._lock, micros, 1)
