@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from nats_helpers import NatsServer
 
@@ -83,3 +84,34 @@ async def test_nats_signal_bridge_rejects_bad_arguments(nats_server: NatsServer)
         await asyncmp.nats.bridge_signaler(object(), nats_server.url)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         await asyncmp.nats.bridge_signaler(Signaler(), nats_server.url, publish=[-1])
+
+
+async def test_nats_signal_bridge_raises_when_its_connection_is_closed_for_good(
+    nats_server: NatsServer,
+) -> None:
+    """When nats-py gives up reconnecting, bridge_signaler raises ServerDisappeared naming
+    the cause instead of waiting for ever with neither direction working."""
+    signaler: Signaler[Any] = Signaler()
+    outcome: list[BaseException] = []
+
+    async def bridge(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await asyncmp.nats.bridge_signaler(
+                signaler,
+                nats_server.url,
+                publish=[1],
+                receive=[2],
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.05,
+                task_status=task_status,
+            )
+        except Exception as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            await tg.start(bridge)
+            nats_server.stop()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], asyncmp.ServerDisappeared)
+    assert "closed for good" in str(outcome[0])

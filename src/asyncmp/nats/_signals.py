@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -56,6 +56,11 @@ async def bridge_signaler(
         codec: ``"json"``, ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec].
         task_status: for `TaskGroup.start`: reported once subscribed.
         **nats_options: passed to `nats.connect`.
+
+    Raises:
+        ServerDisappeared: the NATS server cannot be reached, or nats-py closed the
+            connection for good (reconnection attempts exhausted): the bridge stops rather
+            than run on with neither direction working.
     """
     if asyncio._get_running_loop() is None:
         raise RuntimeError("asyncmp.nats.bridge_signaler() runs on asyncio")
@@ -64,7 +69,15 @@ async def bridge_signaler(
     outgoing = sorted({_check_signal_id(i) for i in publish})
     incoming = sorted({_check_signal_id(i) for i in receive})
     resolved = resolve_codec(codec)
-    nc = await connect_nats({**nats_options, "servers": servers, "no_echo": True})
+    # Lost for good: the error to raise, and the scope of the bridge's work to cancel.
+    lost: list[BaseException] = []
+    work = anyio.CancelScope()
+
+    async def on_lost(error: Callable[[], BaseException]) -> None:
+        lost.append(error())
+        work.cancel()
+
+    nc = await connect_nats({**nats_options, "servers": servers, "no_echo": True}, on_lost=on_lost)
     # Payloads this bridge emitted locally, per signal id, until the outgoing receiver sees
     # them: those came from NATS and are not published again. A local emit of an equal
     # payload could be taken for the echo, which publishes the same message either way.
@@ -93,11 +106,8 @@ async def bridge_signaler(
     receiver: Receiver[Any] = Receiver()
     for signal_id in outgoing:
         signaler.subscribe(signal_id, receiver)
-    try:
-        for signal_id in incoming:
-            await nc.subscribe(f"{prefix}.{signal_id}", cb=on_message)
-        await nc.flush()
-        task_status.started()
+
+    async def publish_forever() -> None:
         while True:
             item = await receiver.recv()
             if not isinstance(item, Defined):
@@ -114,6 +124,16 @@ async def bridge_signaler(
                 )
                 continue
             await nc.publish(f"{prefix}.{item.signal_id}", data)
+
+    try:
+        with work:
+            for signal_id in incoming:
+                await nc.subscribe(f"{prefix}.{signal_id}", cb=on_message)
+            await nc.flush()
+            task_status.started()
+            await publish_forever()
+        # Only `on_lost` cancels `work`: the connection is gone for good.
+        raise lost[0]
     finally:
         with (
             anyio.CancelScope(shield=True),
