@@ -299,9 +299,9 @@ async def test_a_cancelled_task_gives_up_or_leaves(give_up: bool) -> None:
 
 
 async def test_an_outcome_that_arrives_with_a_scope_cancel_is_returned() -> None:
-    """A requester's outcome that arrives together with its cancel scope's cancellation is
-    returned (trio refuses the cancel; on asyncio a cancelled anyio scope re-cancels), and
-    the cancellation comes at the next checkpoint: neither is lost."""
+    """A requester's outcome set just before its cancel scope is cancelled (before the task
+    runs again) is returned, and the cancellation comes at the next checkpoint: neither is
+    lost."""
     cell = Watched()
     scope = anyio.CancelScope()
     got: list[object] = []
@@ -319,6 +319,34 @@ async def test_an_outcome_that_arrives_with_a_scope_cancel_is_returned() -> None
             await anyio.wait_all_tasks_blocked()
             cell.set("value")  # the waker takes the waiter ...
             scope.cancel()  # ... and the cancellation lands before the task runs
+    assert got == ["value"]
+    assert scope.cancelled_caught
+    assert (cell.state, cell.gave_up) == (DONE, 0)
+
+
+@ASYNCIO_ONLY
+async def test_asyncio_outcome_taken_after_a_scope_cancel_landed_is_returned() -> None:
+    """asyncio: the scope's cancellation lands first (the task is cancelled but has not run),
+    then the waker takes the waiter and sets the cell. The task finds it cannot leave: the
+    outcome is returned — inside a cancelled anyio scope the cancellation comes again at the
+    next ``await`` — and the cell is not given up."""
+    cell = Watched()
+    scope = anyio.CancelScope()
+    got: list[object] = []
+
+    async def requester() -> None:
+        with scope:
+            await cell.wait(give_up=True)
+            got.append(cell.result())
+            await anyio.lowlevel.checkpoint()
+            got.append("not cancelled")
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(requester)
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()  # cancels the task (its future) now; it runs later
+            assert cell.set("value")  # the waker takes the waiter before the task can leave
     assert got == ["value"]
     assert scope.cancelled_caught
     assert (cell.state, cell.gave_up) == (DONE, 0)

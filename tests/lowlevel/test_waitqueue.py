@@ -22,7 +22,7 @@ from asyncmp._lowlevel._backend import on_trio
 from asyncmp._lowlevel._waitqueue import NOTHING, WaitQueue
 from asyncmp._lowlevel._wake import ThreadWaiter
 
-from ._support import WAIT, run_bounded
+from ._support import ASYNCIO_ONLY, WAIT, run_bounded
 
 
 class Owner:
@@ -59,8 +59,8 @@ def woken(waiter: Any) -> bool:
 
 
 def test_waiters_come_out_oldest_first() -> None:
-    """`pop_oldest` and `pop_oldest_entry` take waiters out in arrival order, each under its
-    key (the waiter itself by default)."""
+    """`pop_oldest`, `pop_oldest_entry` and `pop_all` take waiters out in arrival order,
+    each under its key (the waiter itself by default)."""
     queue = WaitQueue(threading.Lock())
     a, b, c = ThreadWaiter(), ThreadWaiter(), ThreadWaiter()
     queue.park(a)
@@ -69,6 +69,10 @@ def test_waiters_come_out_oldest_first() -> None:
     assert queue.pop_oldest_entry() == (a, a)
     assert queue.pop_oldest_entry() == ("b", b)
     assert queue.pop_oldest() is c
+    assert not queue
+    queue.park(a)
+    queue.park(b)
+    assert queue.pop_all() == [a, b]
     assert not queue
 
 
@@ -90,31 +94,10 @@ def test_popping_an_empty_queue_raises_key_error(pop: Callable[[WaitQueue], obje
         pop(WaitQueue(threading.Lock()))
 
 
-def test_pop_all_takes_everyone_oldest_first() -> None:
-    """`pop_all` empties the queue and returns the waiters oldest first (to wake them all)."""
-    queue = WaitQueue(threading.Lock())
-    waiters = [ThreadWaiter() for _ in range(3)]
-    for waiter in waiters:
-        queue.park(waiter)
-    assert queue.pop_all() == waiters
-    assert not queue
-    assert queue.pop_all() == []
-
-
-def test_unpark_takes_a_waiter_out_once() -> None:
-    """`unpark` returns the waiter parked under a key the first time, None afterwards (and
-    for a key that never parked)."""
-    queue = WaitQueue(threading.Lock())
-    waiter = ThreadWaiter()
-    queue.park(waiter, key="k")
-    assert queue.unpark("k") is waiter
-    assert queue.unpark("k") is None
-    assert queue.unpark("never") is None
-
-
 def test_a_waiter_taken_by_a_waker_cannot_leave() -> None:
     """`leave` (the protocol's deregister) answers True once for a waiter still parked, and
-    False for a waiter a waker took out first: a wake-up is then on its way."""
+    False for a waiter a waker took out first: a wake-up is then on its way. `unpark`
+    likewise returns the waiter once, then None."""
     queue = WaitQueue(threading.Lock())
     stays, taken = ThreadWaiter(), ThreadWaiter()
     queue.park(taken)
@@ -124,6 +107,9 @@ def test_a_waiter_taken_by_a_waker_cannot_leave() -> None:
     assert queue.leave(stays) is True
     assert queue.leave(stays) is False
     assert not queue
+    queue.park(stays, key="k")
+    assert queue.unpark("k") is stays  # unpark: the same, under the lock, by key
+    assert queue.unpark("k") is None
 
 
 class CountingLock:
@@ -164,15 +150,6 @@ def test_leave_and_pass_on_take_the_owners_lock() -> None:
 # -- hints ----------------------------------------------------------------------------------
 
 
-def test_hint_wakes_the_waiter_with_none() -> None:
-    """A hint wakes its waiter with no value: "look again"."""
-    queue = WaitQueue(threading.Lock())
-    waiter = ThreadWaiter()
-    queue.hint(waiter)
-    assert woken(waiter)
-    assert waiter.value is None
-
-
 def test_pass_on_hints_the_oldest_waiter_while_the_owner_is_ready() -> None:
     """`pass_on` gives a hint to the oldest waiter only while the owner has something to
     take; otherwise everyone stays parked."""
@@ -186,6 +163,7 @@ def test_pass_on_hints_the_oldest_waiter_while_the_owner_is_ready() -> None:
     owner.items.append("item")
     owner.queue.pass_on()
     assert woken(first)
+    assert first.value is None  # a hint carries nothing: "look again"
     assert not woken(second)
     assert list(owner.queue) == [second]
 
@@ -455,3 +433,36 @@ async def test_wait_for_cancelled_after_its_hint_was_sent_loses_nothing() -> Non
             tg.cancel_scope.cancel()
     assert got == ([("first", "item")] if on_trio() else [("second", "item")])
     assert first.cancelled_caught
+
+
+@ASYNCIO_ONLY
+@pytest.mark.parametrize("first", ["cancel", "hint"])
+async def test_asyncio_task_cancelled_with_its_hint_passes_it_on(first: str) -> None:
+    """asyncio: a bare ``Task.cancel()`` of a task whose waiter a waker took — before the
+    hint arrives (the hint finds the future cancelled) or after (the task leaves with it) —
+    passes the hint on: the next waiting task takes the item."""
+    owner = Owner()
+    got: list[object] = []
+
+    async def second() -> None:
+        got.append(await owner.queue.wait_for(owner.take))
+
+    cancelled = asyncio.ensure_future(owner.queue.wait_for(owner.take))
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(second)
+            await anyio.wait_all_tasks_blocked()
+            with owner.lock:
+                owner.items.append("item")
+                taken = owner.queue.pop_oldest()
+            if first == "cancel":
+                cancelled.cancel()
+                owner.queue.hint(taken)
+            else:
+                owner.queue.hint(taken)
+                cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+    assert got == ["item"]
+    assert not owner.queue
