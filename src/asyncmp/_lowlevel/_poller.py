@@ -19,7 +19,9 @@ because its fd was closed and the number reused), and `poll` reads the counter b
 waits: an event for an fd whose registration was removed since is *ambiguous* and dropped.
 Nothing is lost by dropping it when the fd is watched level-triggered: if the new
 registration's fd is ready, the kernel reports it again, and `poll` polls once more at once,
-without waiting, for the fds it dropped. A registration that was not removed during the wait
+without waiting, for the fds it dropped (keeping what that look reports for the other fds,
+unless the first look reported them: an edge-triggered or one-shot event that arrived in
+between is reported only this once). A registration that was not removed during the wait
 is the only one its fd had throughout, so its events are its own. (A loop that registers only
 from its own thread between polls, as calloop does, never sees an ambiguous event, so
 edge-triggered registrations are safe there. Alternatives weighed: registering a ``dup()`` of
@@ -215,8 +217,11 @@ class Poller(Generic[Tok]):
         events, dropped, woken = self._poll_once(timeout)
         if dropped:
             # Level-triggered: a new registration on a dropped fd that is ready shows again.
+            # Keep what this look reports for every fd not reported already: an edge-triggered
+            # or one-shot fd that became ready since is reported only this once.
             again, _, woken_again = self._poll_once(0)
-            events += [event for event in again if event[2] in dropped]
+            reported = {event[2] for event in events}
+            events += [event for event in again if event[2] not in reported]
             woken = woken or woken_again
         return [(token, ev) for token, ev, _ in events], woken
 
