@@ -230,6 +230,20 @@ def test_deliver_to_a_trio_waiter_whose_run_ended_hands_the_value_back() -> None
     assert handed_back == ["value"]
 
 
+def test_waking_a_trio_waiter_on_its_own_thread_after_its_run_ended_answers_false() -> None:
+    """The same, from the thread that ran the trio run: no trio code runs there any more,
+    so `TrioWaiter.wake` answers False (not an error) and `deliver` hands the value back."""
+
+    async def make() -> TrioWaiter:
+        return TrioWaiter()
+
+    waiter = trio.run(make)
+    handed_back: list[object] = []
+    deliver(waiter, "value", handed_back.append)
+    assert handed_back == ["value"]
+    assert waiter.wake("again") is False
+
+
 # -- thread waiters -------------------------------------------------------------------------
 
 

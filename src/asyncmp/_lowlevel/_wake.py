@@ -83,9 +83,10 @@ class TrioWaiter:
     def wake(self, value: object = None) -> bool:
         """Reschedule the task with *value*; ``False`` if its run has ended (nobody waits)."""
         trio = trio_api()
-        # Same thread means we are inside this trio run (the task cannot have parked in a
-        # run that is not executing), so reschedule directly; otherwise hop through the token.
-        if _get_ident() == self._thread:
+        # Same thread, with trio running there, means we are inside this trio run (a parked
+        # task keeps its run from ending), so reschedule directly; otherwise hop through
+        # the token, which says whether the run has ended.
+        if _get_ident() == self._thread and library_mark.name == "trio":
             trio.reschedule(self._task, trio.Value(value))
             return True
         try:
