@@ -181,8 +181,8 @@ cdef inline object running_loop():
     if tsdict == NULL:
         return _get_running_loop()
     holder = PyDict_GetItem(<object>tsdict, _HOLDER_KEY)
-    if holder == NULL:  # no loop ever ran on this thread
-        return _get_running_loop()
+    if holder == NULL:  # no loop ever ran on this thread (3.10-3.11 keep the holder here)
+        return None
     if holder == _known_holder:
         return <object>asyncmp_holder_loop(holder)
     loop = _get_running_loop()
@@ -414,8 +414,9 @@ def _parker_is_clean():
 
 
 cdef inline int ensure_blocking_allowed(str operation) except -1:
-    """_wake.ensure_blocking_allowed: no blocking call on a thread that runs an event loop."""
-    if library_mark.name is not None or running_loop() is not None:
+    """_wake.ensure_blocking_allowed: no blocking call on a thread that runs an event loop
+    (trio, which marks its threads in sniffio's thread-local, or asyncio)."""
+    if trio_may_run() or running_loop() is not None:
         raise RuntimeError(
             f"{operation} blocks the calling thread, but this thread runs an event loop; "
             "await the async form instead"
