@@ -10,13 +10,16 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from ._harness import ModeRun, Settings
-from ._modes import evaluate, rate, ratio
+import asyncmp
 
-__all__ = ("SCHEMA", "table", "to_json")
+from ._cores import CORES
+from ._harness import Core, ModeRun, Result, Settings
+from ._modes import TARGETS, evaluate, rate, ratio, target_of
 
-#: Bumped when the JSON layout changes.
-SCHEMA = 1
+__all__ = ("SCHEMA", "label", "table", "to_json")
+
+#: Bumped when the JSON layout changes (2: both cores, targets per core).
+SCHEMA = 2
 
 _VERSIONED = ("asyncmp", "anyio", "uvloop", "janus", "culsans", "aiologic", "pykka")
 
@@ -31,28 +34,61 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def label(name: str, result: Result) -> str:
+    """The name a contestant is shown with: asyncmp's always says its core."""
+    if result.role == "asyncmp" and result.core is not None and name == "asyncmp":
+        return f"asyncmp ({result.core})"
+    return name
+
+
+def _floor_json(result: Result | None, kind: str) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    median = result.median
+    value = None if median is None else (median if kind == "memory" else result.n / median)
+    return {"n": result.n, "samples": result.samples, "median": median, "value": value}
+
+
+def _targets_json(run: ModeRun) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for core, target in TARGETS.get(run.mode.id, {}).items():
+        out[core] = {
+            "text": target.describe(run.loop),
+            "min_ratio": None if target.min_ratio is None else target.min_ratio[run.loop],
+            "max_bytes": target.max_bytes,
+        }
+    return out
+
+
 def to_json(
     runs: Sequence[ModeRun],
     settings: Settings,
     profile: str,
     seconds: float,
+    cores: dict[Core, str],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole run as a JSON-ready dict (see benchmarks/README.md for the layout)."""
     entries = []
     for run in runs:
         mode = run.mode
-        verdict = evaluate(run, runs)
         contestants = {}
         for name, result in run.results.items():
+            target = target_of(run, name)
+            verdict = evaluate(run, runs, name)
             contestants[name] = {
                 "role": result.role,
+                "core": result.core,
                 "n": result.n,
                 "samples": result.samples,
                 "median": result.median,
                 "value": rate(run, name),
                 "ratio": ratio(run, name),
+                "own_floor": _floor_json(result.own_floor, mode.kind),
                 "skipped": result.skipped or None,
+                "target": None if target is None else target.describe(run.loop),
+                "target_met": None if verdict is None else verdict.met,
+                "target_detail": None if verdict is None else verdict.detail,
             }
         entries.append(
             {
@@ -64,9 +100,7 @@ def to_json(
                 "clients": mode.clients,
                 "floor": mode.floor,
                 "floor_desc": mode.floor_desc,
-                "target": mode.target or None,
-                "target_met": verdict.met,
-                "target_detail": verdict.detail or None,
+                "targets": _targets_json(run),
                 "contestants": contestants,
             }
         )
@@ -77,6 +111,8 @@ def to_json(
             "rounds": settings.rounds,
             "budget_s": settings.budget,
             "loops": list(settings.loops),
+            "core": asyncmp.CORE,
+            "cores": dict(cores),
             "seconds": round(seconds, 1),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "python": sys.version.split()[0],
@@ -99,16 +135,18 @@ def _fmt_value(kind: str, value: float | None) -> str:
 
 
 def table(runs: Sequence[ModeRun]) -> str:
-    """A plain-text table: one block per mode and loop, one line per contestant."""
+    """A plain-text table: one block per mode and loop, one line per contestant, and each
+    asyncmp core's verdict on its target; then the count of targets met per core."""
     lines = []
-    header = f"{'mode':<46} {'loop':<8} {'contestant':<18} {'value':>14} {'× floor':>8}  target"
+    header = f"{'mode':<40} {'loop':<8} {'contestant':<20} {'value':>14} {'× floor':>8}  target"
     lines.append(header)
     lines.append("-" * len(header))
+    met: dict[str, list[bool | None]] = {core: [] for core in CORES}
     for run in runs:
         mode = run.mode
-        verdict = evaluate(run, runs)
         first = True
         for name, result in run.results.items():
+            shown = label(name, result)
             if result.skipped:
                 value, rel = result.skipped, ""
             else:
@@ -116,14 +154,23 @@ def table(runs: Sequence[ModeRun]) -> str:
                 r = ratio(run, name)
                 rel = "—" if r is None else f"{r:.2f}"
             mark = ""
-            if name == "asyncmp" and verdict.met is not None:
-                mark = ("MET " if verdict.met else "SHORT ") + verdict.detail
+            verdict = evaluate(run, runs, name)
+            if verdict is not None and result.core is not None:
+                met[result.core].append(verdict.met)
+                word = {True: "MET", False: "SHORT", None: "UNDECIDED"}[verdict.met]
+                mark = f"{word} {verdict.detail}"
             title = f"{mode.title} ({mode.unit})" if first else ""
             loop = run.loop if first else ""
             if result.skipped:
-                lines.append(f"{title:<46} {loop:<8} {name:<18} {value}")
+                lines.append(f"{title:<40} {loop:<8} {shown:<20} {value}")
             else:
-                lines.append(f"{title:<46} {loop:<8} {name:<18} {value:>14} {rel:>8}  {mark}")
+                lines.append(f"{title:<40} {loop:<8} {shown:<20} {value:>14} {rel:>8}  {mark}")
             first = False
         lines.append("")
+    for core, verdicts in met.items():
+        if verdicts:
+            lines.append(
+                f"{core} core: {verdicts.count(True)} of {len(verdicts)} targets met"
+                + (f", {verdicts.count(None)} undecided" if None in verdicts else "")
+            )
     return "\n".join(lines)
