@@ -5,7 +5,7 @@ python -m benchmarks --quick         # one fast round (for scripts/demo --bench)
 python -m benchmarks --smoke         # a tiny run that checks the machinery works
 python -m benchmarks --modes async_async_1 thread_async --loops asyncio
 python -m benchmarks --cores pure    # one core only (the other runs in a child process)
-python -m benchmarks --json out.json --chart out.png
+python -m benchmarks --json out.json --chart out.png --markdown docs/performance.md
 python -m benchmarks --anatomy       # where one request's time goes, step by step
 """
 
@@ -26,7 +26,7 @@ from ._anatomy import ANATOMY_MODES
 from ._cores import CORES, merge_child, plan_cores, run_child
 from ._harness import Core, LoopName, Settings, run
 from ._modes import MODES, SMOKE_MODES
-from ._report import table, to_json
+from ._report import SCHEMA, markdown_problem, table, to_json, write_markdown
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,10 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--chart", type=Path, metavar="PATH", help="draw a PNG chart")
     parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="PATH",
+        help="write the results table in Markdown between the markers in PATH "
+        "(docs/performance.md), or to a new file",
+    )
+    parser.add_argument(
         "--replot",
         type=Path,
         metavar="JSON",
-        help="measure nothing: redraw --chart from a JSON file written by --json",
+        help="measure nothing: redraw --chart and --markdown from a JSON file written by --json",
     )
     parser.add_argument(
         "--anatomy",
@@ -89,14 +96,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.markdown and markdown_problem(args.markdown):
+        print(markdown_problem(args.markdown))
+        return 2
     if args.replot:
-        if not args.chart:
-            print("--replot needs --chart PATH")
+        if not args.chart and not args.markdown:
+            print("--replot needs --chart PATH or --markdown PATH")
             return 2
-        from ._chart import draw
+        doc = json.loads(args.replot.read_text())
+        if doc.get("schema") != SCHEMA:
+            print(f"{args.replot} has schema {doc.get('schema')}; this version reads {SCHEMA}")
+            return 2
+        if args.chart:
+            from ._chart import draw
 
-        draw(json.loads(args.replot.read_text()), args.chart)
-        print(f"wrote {args.chart}")
+            draw(doc, args.chart)
+            print(f"wrote {args.chart}")
+        if args.markdown:
+            write_markdown(doc, args.markdown)
+            print(f"wrote the results table into {args.markdown}")
         return 0
     known = {m.id: m for m in (*MODES, *ANATOMY_MODES)}
     if args.modes:
@@ -173,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.json}")
+    if args.markdown:
+        write_markdown(doc, args.markdown)
+        print(f"wrote the results table into {args.markdown}")
     if args.chart:
         try:
             from ._chart import draw

@@ -59,7 +59,7 @@ def _rows(modes: list[dict[str, Any]], key: str) -> tuple[list[Any], list[float]
 
 
 def _panel(ax: Any, modes: list[dict[str, Any]], key: str, limit: str, seen: set[str]) -> None:
-    plan, centres, _ = _rows(modes, key)
+    plan, centres, height = _rows(modes, key)
     for m, bars, top, bottom in plan:
         for pos, name, entry, value in bars:
             shown = _label(name, entry)
@@ -73,7 +73,14 @@ def _panel(ax: Any, modes: list[dict[str, Any]], key: str, limit: str, seen: set
             seen.add(shown)
             if entry["role"] == "asyncmp":
                 text = f" {value:.2f}" if key == "ratio" else f" {value:.0f} B"
-                ax.text(value, pos, text, va="center", fontsize=7)
+                ax.text(
+                    value,
+                    pos,
+                    text,
+                    va="center",
+                    fontsize=7,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.8},
+                )
         for core, target in (m.get("targets") or {}).items():
             line = target.get(limit)
             if line is None:
@@ -90,7 +97,7 @@ def _panel(ax: Any, modes: list[dict[str, Any]], key: str, limit: str, seen: set
             )
             seen.add(name)
     ax.set_yticks(centres, [f"{m['title']} · {m['loop']}" for m in modes], fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(height - 0.7, -0.7)  # top to bottom, without empty margins
     ax.grid(axis="x", alpha=0.3, which="both")
 
 
@@ -105,18 +112,18 @@ def draw(doc: dict[str, Any], path: Path) -> None:
     memory = [m for m in doc["modes"] if m["kind"] == "memory"]
     heights = [_rows(rates, "ratio")[2] or 1.0]
     if memory:
-        heights.append(_rows(memory, "value")[2] + 1.5)
+        heights.append(_rows(memory, "value")[2] + 1.0)
     fig, axes = plt.subplots(
         len(heights),
         1,
-        figsize=(11, 1.6 + 0.14 * sum(heights)),
+        figsize=(11, 1.4 + 0.12 * sum(heights)),
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
     seen: set[str] = set()
     ax = axes[0][0]
     _panel(ax, rates, "ratio", "min_ratio", seen)
-    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.axvline(1.0, color="black", linewidth=0.6)
     ax.set_xscale("log", base=2)
     ax.set_xlabel(
         "throughput ÷ the floor measured in the same process (log scale; 1.0 = the floor)"

@@ -1,10 +1,20 @@
 """Peer libraries doing the same round trips as asyncmp (benchmark-only dependencies).
 
-Each peer gets its most favourable idiom: a request queue of the library, and one reply
-queue of the same library per client, reused for every request (no per-request object to
-allocate). anyio streams are not thread-safe, so they only take part in async → async;
-BlockingPortal is anyio's thread → async bridge, ``anyio.to_thread.run_sync`` its async →
-thread one; Pykka (threads only) takes part in thread → thread.
+Each peer is used as its own documentation suggests for request/reply, in its most
+favourable form (benchmarks/README.md says, per peer, how and why):
+
+- the queues (janus, culsans, aiologic) and anyio's memory object streams: requests go into
+  one queue (stream) of the library; each client owns one reply queue (stream) of the same
+  library, made before the timing and reused for every request, and sends the bound put of
+  it with each request, so nothing is allocated per request but the ``(msg, reply)`` tuple.
+  Every method a loop calls is bound once, outside the loop;
+- ``anyio.from_thread.BlockingPortal.call`` (thread → async) and ``anyio.to_thread.run_sync``
+  (async → thread): anyio's own request/reply calls across the thread boundary;
+- pykka (threads only): ``ActorRef.ask`` to a ``ThreadingActor``.
+
+Where a peer cannot take part it is left out of the mode: anyio streams are not thread-safe
+(async → async only); janus needs a running event loop (not in thread → thread); pykka's
+futures block a thread (thread → thread only).
 """
 
 from __future__ import annotations
