@@ -310,7 +310,9 @@ def evaluate(run: ModeRun, runs: Sequence[ModeRun], name: str) -> Verdict | None
         if value is None:
             return Verdict(None, "no data")
         assert target.max_bytes is not None
-        return Verdict(value <= target.max_bytes, f"{value:.0f} B per request")
+        met = value <= target.max_bytes
+        over = "" if met else f" > {target.max_bytes:g}"
+        return Verdict(met, f"{value:.0f} B per request{over}")
     mine = ratio(run, name)
     if mine is None:
         return Verdict(None, "no data")
@@ -332,12 +334,12 @@ def evaluate(run: ModeRun, runs: Sequence[ModeRun], name: str) -> Verdict | None
             theirs = ratio(run, peer)
             if theirs is None:
                 continue  # not installed or not measured: "where measured"
-            if (mine <= theirs) if factor == 1.0 else (mine < factor * theirs):
-                behind.append(f"{peer} ({mine / theirs:.2f} ×)" if factor != 1.0 else peer)
+            if factor == 1.0 and mine <= theirs:
+                behind.append(peer)
+            elif factor != 1.0 and mine < factor * theirs:
+                problems.append(f"{_below(mine / theirs, factor)} × {peer} < {factor:g}")
         if behind:
-            problems.append(
-                ("behind " if factor == 1.0 else f"< {factor:g} × ") + ", ".join(behind)
-            )
+            problems.append("behind " + ", ".join(behind))
     if target.of_64_clients is not None:
         base = next(
             (
