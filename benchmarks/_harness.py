@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 __all__ = (
     "Contestant",
+    "Core",
     "LoopName",
     "Mode",
     "ModeRun",
@@ -42,6 +43,8 @@ __all__ = (
 Role = Literal["asyncmp", "floor", "hand-written", "peer"]
 Kind = Literal["rate", "memory"]
 LoopName = Literal["asyncio", "uvloop", "threads"]
+#: asyncmp's two cores: ``asyncmp._speedups`` (Cython) and pure Python (``asyncmp.CORE``).
+Core = Literal["compiled", "pure"]
 
 #: ``fn(n, clients)`` → seconds (rate modes) or bytes per op (memory modes); async
 #: contestants run on a fresh event loop of the mode's loop kind.
@@ -78,8 +81,6 @@ class Mode:
     #: The name of the contestant that ratios are taken against, and what it is.
     floor: str = "floor"
     floor_desc: str = "asyncio.Queue + Future"
-    #: The mode's target in words (see docs/design.md), or "" when it has none.
-    target: str = ""
     #: Operations per measurement in --smoke and for the calibration run.
     smoke_n: int = 64
     #: Scales the measurement budget (slow set-ups such as 10,000 tasks get more).
@@ -97,6 +98,11 @@ class Result:
     n: int = 0
     samples: list[float] = field(default_factory=list)
     skipped: str = ""
+    #: For asyncmp: the core it ran on.
+    core: Core | None = None
+    #: Measured in a child process (the other core), with its own floor ``own_floor``: the
+    #: ratio of a contestant is always taken against the floor of its own process.
+    own_floor: Result | None = None
 
     @property
     def median(self) -> float | None:
@@ -111,6 +117,10 @@ class Settings:
     budget: float  # seconds per measurement
     calibrate: bool  # False: every contestant runs exactly mode.smoke_n operations
     loops: tuple[LoopName, ...]
+    #: The core of the contestant "asyncmp" (this process's ``asyncmp.CORE``), or None to
+    #: leave asyncmp out of this process (``--cores`` wants only the other core, which a
+    #: child process measures).
+    core: Core | None
     contestants: frozenset[str] | None = None  # None = all
 
 
@@ -275,7 +285,10 @@ def plan(modes: Sequence[Mode], settings: Settings) -> list[ModeRun]:
                 wanted = settings.contestants
                 if wanted is not None and c.name not in wanted and c.name != mode.floor:
                     continue
-                results[c.name] = Result(c.name, c.role, skipped=missing_requirement(c))
+                if c.role == "asyncmp" and settings.core is None:
+                    continue
+                core = settings.core if c.role == "asyncmp" else None
+                results[c.name] = Result(c.name, c.role, skipped=missing_requirement(c), core=core)
             runs.append(ModeRun(mode, loop, results))
     return runs
 

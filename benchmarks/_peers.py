@@ -1,10 +1,20 @@
 """Peer libraries doing the same round trips as asyncmp (benchmark-only dependencies).
 
-Each peer gets its most favourable idiom: a request queue of the library, and one reply
-queue of the same library per client, reused for every request (no per-request object to
-allocate). anyio streams are not thread-safe, so they only take part in async → async;
-BlockingPortal is anyio's thread → async bridge, ``anyio.to_thread.run_sync`` its async →
-thread one; Pykka (threads only) takes part in thread → thread.
+Each peer is used as its own documentation suggests for request/reply, in its most
+favourable form (benchmarks/README.md says, per peer, how and why):
+
+- the queues (janus, culsans, aiologic) and anyio's memory object streams: requests go into
+  one queue (stream) of the library; each client owns one reply queue (stream) of the same
+  library, made before the timing and reused for every request, and sends the bound put of
+  it with each request, so nothing is allocated per request but the ``(msg, reply)`` tuple.
+  Every method a loop calls is bound once, outside the loop;
+- ``anyio.from_thread.BlockingPortal.call`` (thread → async) and ``anyio.to_thread.run_sync``
+  (async → thread): anyio's own request/reply calls across the thread boundary;
+- pykka (threads only): ``ActorRef.ask`` to a ``ThreadingActor``.
+
+Where a peer cannot take part it is left out of the mode: anyio streams are not thread-safe
+(async → async only); janus needs a running event loop (not in thread → thread); pykka's
+futures block a thread (thread → thread only).
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,25 +38,27 @@ __all__ = (
 
 @dataclass(frozen=True)
 class _MixedQueue:
-    """How one library spells the four queue operations."""
+    """How one library spells its queue's operations: each face returns the bound method of
+    a queue, which a client or server binds once, outside its loop."""
 
     make: Callable[[], Any]
-    put_nowait: Callable[[Any, Any], None]  # from the event loop's thread
-    async_get: Callable[[Any], Any]  # returns an awaitable
-    sync_put: Callable[[Any, Any], None]  # from a plain thread
-    sync_get: Callable[[Any], Any]  # blocks a plain thread
-    close: Callable[[Any], Any] | None = None  # returns an awaitable
+    async_put: Callable[[Any], Callable[[Any], None]]  # never blocks; from the loop's thread
+    async_get: Callable[[Any], Callable[[], Awaitable[Any]]]
+    sync_put: Callable[[Any], Callable[[Any], None]]  # from a plain thread
+    sync_get: Callable[[Any], Callable[[], Any]]  # blocks a plain thread
+    close: Callable[[Any], Awaitable[None]] | None = None
 
 
 def _janus() -> _MixedQueue:
     import janus
 
+    # janus's two faces, as its README shows them: q.async_q and q.sync_q.
     return _MixedQueue(
         make=janus.Queue,
-        put_nowait=lambda q, item: q.async_q.put_nowait(item),
-        async_get=lambda q: q.async_q.get(),
-        sync_put=lambda q, item: q.sync_q.put(item),
-        sync_get=lambda q: q.sync_q.get(),
+        async_put=lambda q: q.async_q.put_nowait,
+        async_get=lambda q: q.async_q.get,
+        sync_put=lambda q: q.sync_q.put,
+        sync_get=lambda q: q.sync_q.get,
         close=lambda q: q.aclose(),
     )
 
@@ -54,24 +66,28 @@ def _janus() -> _MixedQueue:
 def _culsans() -> _MixedQueue:
     import culsans
 
+    # The queue's own methods (culsans's MixedQueue interface): its README's q.async_q and
+    # q.sync_q are proxies whose async get wraps async_get in one more coroutine per call,
+    # and its sync_put/sync_get exist "for consistency with janus"; green_* are the direct ones.
     return _MixedQueue(
         make=culsans.Queue,
-        put_nowait=lambda q, item: q.async_q.put_nowait(item),
-        async_get=lambda q: q.async_q.get(),
-        sync_put=lambda q, item: q.sync_q.put(item),
-        sync_get=lambda q: q.sync_q.get(),
+        async_put=lambda q: q.put_nowait,
+        async_get=lambda q: q.async_get,
+        sync_put=lambda q: q.green_put,
+        sync_get=lambda q: q.green_get,
     )
 
 
 def _aiologic() -> _MixedQueue:
     import aiologic
 
+    # SimpleQueue: aiologic's fastest queue (unbounded); put() serves both worlds.
     return _MixedQueue(
         make=aiologic.SimpleQueue,
-        put_nowait=lambda q, item: q.put(item),
-        async_get=lambda q: q.async_get(),
-        sync_put=lambda q, item: q.put(item),
-        sync_get=lambda q: q.green_get(),
+        async_put=lambda q: q.put,
+        async_get=lambda q: q.async_get,
+        sync_put=lambda q: q.put,
+        sync_get=lambda q: q.green_get,
     )
 
 
@@ -81,26 +97,27 @@ async def _close_all(lib: _MixedQueue, queues: list[Any]) -> None:
             await lib.close(q)
 
 
-async def _serve_async(lib: _MixedQueue, requests: Any) -> None:
-    get = lib.async_get
-    put = lib.put_nowait
-    while True:
-        item = await get(requests)
-        if item is None:
-            return
-        msg, replies = item
-        put(replies, msg + 1)
+# A request is ``(msg, reply)``: *reply* is the bound put of the client's own reply queue,
+# made once per client, so the server answers with one call and nothing is allocated per
+# request but the tuple (asyncmp allocates its request object; the floor a Future).
 
 
-def _serve_thread(lib: _MixedQueue, requests: Any) -> None:
-    get = lib.sync_get
-    put = lib.sync_put
+async def _serve_async(get: Callable[[], Awaitable[Any]]) -> None:
     while True:
-        item = get(requests)
+        item = await get()
         if item is None:
             return
-        msg, replies = item
-        put(replies, msg + 1)
+        msg, reply = item
+        reply(msg + 1)
+
+
+def _serve_thread(get: Callable[[], Any]) -> None:
+    while True:
+        item = get()
+        if item is None:
+            return
+        msg, reply = item
+        reply(msg + 1)
 
 
 def _async_async(make_lib: Callable[[], _MixedQueue]) -> Callable[[int, int], Any]:
@@ -108,18 +125,18 @@ def _async_async(make_lib: Callable[[], _MixedQueue]) -> Callable[[int, int], An
         lib = make_lib()
         requests = lib.make()
         replies = [lib.make() for _ in range(clients)]
+        spare = [(lib.async_put(q), lib.async_get(q)) for q in replies]
 
         async def one(k: int) -> None:
-            mine = replies.pop()
-            put, get = lib.put_nowait, lib.async_get
+            reply, get = spare.pop()
+            put = lib.async_put(requests)
             for i in range(k):
-                put(requests, (i, mine))
-                assert await get(mine) == i + 1
-            replies.insert(0, mine)
+                put((i, reply))
+                assert await get() == i + 1
 
-        server = asyncio.create_task(_serve_async(lib, requests))
+        server = asyncio.create_task(_serve_async(lib.async_get(requests)))
         elapsed = await gather_clients(one, clients, n // clients)
-        lib.put_nowait(requests, None)
+        lib.async_put(requests)(None)
         await server
         await _close_all(lib, [requests, *replies])
         return elapsed
@@ -132,18 +149,18 @@ def _thread_async(make_lib: Callable[[], _MixedQueue]) -> Callable[[int, int], A
         lib = make_lib()
         requests = lib.make()
         replies = [lib.make() for _ in range(clients)]
-        spare = list(replies)
+        spare = [(lib.async_put(q), lib.sync_get(q)) for q in replies]
 
         def one(k: int) -> None:
-            mine = spare.pop()  # list.pop is atomic under the GIL
-            put, get = lib.sync_put, lib.sync_get
+            reply, get = spare.pop()  # list.pop is atomic under the GIL
+            put = lib.sync_put(requests)
             for i in range(k):
-                put(requests, (i, mine))
-                assert get(mine) == i + 1
+                put((i, reply))
+                assert get() == i + 1
 
-        server = asyncio.create_task(_serve_async(lib, requests))
+        server = asyncio.create_task(_serve_async(lib.async_get(requests)))
         elapsed = await gather_threads_async(one, clients, n // clients)
-        lib.put_nowait(requests, None)
+        lib.async_put(requests)(None)
         await server
         await _close_all(lib, [requests, *replies])
         return elapsed
@@ -156,19 +173,19 @@ def _async_thread(make_lib: Callable[[], _MixedQueue]) -> Callable[[int, int], A
         lib = make_lib()
         requests = lib.make()
         replies = [lib.make() for _ in range(clients)]
-        spare = list(replies)
+        spare = [(lib.sync_put(q), lib.async_get(q)) for q in replies]
 
         async def one(k: int) -> None:
-            mine = spare.pop()
-            put, get = lib.put_nowait, lib.async_get
+            reply, get = spare.pop()
+            put = lib.async_put(requests)
             for i in range(k):
-                put(requests, (i, mine))
-                assert await get(mine) == i + 1
+                put((i, reply))
+                assert await get() == i + 1
 
-        server = threading.Thread(target=_serve_thread, args=(lib, requests), daemon=True)
+        server = threading.Thread(target=_serve_thread, args=(lib.sync_get(requests),), daemon=True)
         server.start()
         elapsed = await gather_clients(one, clients, n // clients)
-        lib.put_nowait(requests, None)
+        lib.async_put(requests)(None)
         await asyncio.get_running_loop().run_in_executor(None, server.join)
         await _close_all(lib, [requests, *replies])
         return elapsed
@@ -180,19 +197,19 @@ def _thread_thread(make_lib: Callable[[], _MixedQueue]) -> Callable[[int, int], 
     def bench(n: int, clients: int) -> float:
         lib = make_lib()
         requests = lib.make()
-        spare = [lib.make() for _ in range(clients)]
+        spare = [(lib.sync_put(q), lib.sync_get(q)) for q in (lib.make() for _ in range(clients))]
 
         def one(k: int) -> None:
-            mine = spare.pop()
-            put, get = lib.sync_put, lib.sync_get
+            reply, get = spare.pop()
+            put = lib.sync_put(requests)
             for i in range(k):
-                put(requests, (i, mine))
-                assert get(mine) == i + 1
+                put((i, reply))
+                assert get() == i + 1
 
-        server = threading.Thread(target=_serve_thread, args=(lib, requests), daemon=True)
+        server = threading.Thread(target=_serve_thread, args=(lib.sync_get(requests),), daemon=True)
         server.start()
         elapsed = gather_threads(one, clients, n // clients)
-        lib.sync_put(requests, None)
+        lib.sync_put(requests)(None)
         server.join()
         return elapsed
 
@@ -204,29 +221,33 @@ def _thread_thread(make_lib: Callable[[], _MixedQueue]) -> Callable[[int, int], 
 
 async def anyio_streams_async_async(n: int, clients: int) -> float:
     import anyio
-    from anyio.streams.memory import MemoryObjectSendStream
 
-    send, receive = anyio.create_memory_object_stream[tuple[int, MemoryObjectSendStream[int]]](
-        math.inf
-    )
+    send, receive = anyio.create_memory_object_stream[tuple[int, Callable[[int], None]]](math.inf)
+    # One reply stream per client (buffer 1: one reply in flight), made before the timing.
+    streams = [anyio.create_memory_object_stream[int](1) for _ in range(clients)]
+    spare = [
+        (reply_send.send_nowait, reply_receive.receive) for reply_send, reply_receive in streams
+    ]
 
     async def serve() -> None:
         async with receive:
             async for msg, reply in receive:
-                reply.send_nowait(msg + 1)
+                reply(msg + 1)
 
     async def one(k: int) -> None:
-        reply_send, reply_receive = anyio.create_memory_object_stream[int](1)
-        with reply_send, reply_receive:
-            put, get = send.send_nowait, reply_receive.receive
-            for i in range(k):
-                put((i, reply_send))
-                assert await get() == i + 1
+        reply, get = spare.pop()
+        put = send.send_nowait
+        for i in range(k):
+            put((i, reply))
+            assert await get() == i + 1
 
     server = asyncio.create_task(serve())
     elapsed = await gather_clients(one, clients, n // clients)
     send.close()
     await server
+    for reply_send, reply_receive in streams:
+        reply_send.close()
+        reply_receive.close()
     return elapsed
 
 
