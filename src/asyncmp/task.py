@@ -15,6 +15,7 @@ import asyncio
 import functools
 import inspect
 import sys
+import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, Protocol, TypeVar, final
 
@@ -47,6 +48,8 @@ RV_co = TypeVar("RV_co", covariant=True)
 # once every this many requests, so that a queue kept full by other threads cannot starve
 # the loop. (On trio every `server.wait()` is a checkpoint already.)
 _YIELD_EVERY = 64
+
+_Coroutine = types.CoroutineType
 
 
 class TaskHandler(Protocol[Req_contra, Rep, RV_co]):
@@ -298,9 +301,14 @@ async def _dispatch(
             dog.begin(msg)
         try:
             flow = proc_req(msg, rctx)
-            if flow is not None and inspect.isawaitable(flow):
-                flow = await flow
-            stop = check_flow(flow)  # here, so that a bad return is the request's NoReply cause
+            if flow is not None:
+                # A coroutine (an async proc_req) is the usual case: no isawaitable() for it.
+                if type(flow) is _Coroutine or inspect.isawaitable(flow):
+                    flow = await flow
+                # Here, so that a bad return is the request's NoReply cause.
+                stop = None if flow is None else check_flow(flow)
+            else:
+                stop = None
         except BaseException as exc:
             abort_request(rctx, exc)
             if on_failure is None or not isinstance(exc, Exception):

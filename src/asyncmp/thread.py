@@ -213,7 +213,8 @@ def _dispatch(
             dog.begin(msg)
         try:
             # Checked here, so that a bad return is the cause of the request's NoReply.
-            stop = check_flow(_not_awaitable(proc_req(msg, rctx), "proc_req"))
+            flow = proc_req(msg, rctx)
+            stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
         except BaseException as exc:
             abort_request(rctx, exc)
             if on_failure is None or not isinstance(exc, Exception):
