@@ -300,9 +300,16 @@ class _BlockingClient(Generic[Req, Rep]):
         except BaseException:
             ticket.leave(waiter, give_up=True)  # whatever happened, nobody waits for it
             raise
-        # Interrupted in the wait (Ctrl-C): the request is given up exactly as on a timeout,
+        # `ticket.park_blocking(waiter, timeout, give_up=True)`, inlined (a thread's hot path):
+        # interrupted in the wait (Ctrl-C), the request is given up exactly as on a timeout,
         # or it would stay queued and be served.
-        if not ticket.park_blocking(waiter, timeout, give_up=True):
+        try:
+            woken = waiter.wait(timeout)
+        except BaseException:
+            ticket.leave(waiter, give_up=True)
+            raise
+        # A timeout that can no longer leave lost a race with the wake-up: the reply is in.
+        if not woken and ticket.leave(waiter, give_up=True):
             raise TimeoutError(f"no reply within {timeout} seconds")
         return ticket.result()  # type: ignore[no-any-return]
 

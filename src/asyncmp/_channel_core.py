@@ -151,7 +151,9 @@ class _PureChannelCore:
                         raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
                 self.queue.append(node)
                 return
-            waiter = self.server_waiters.pop_oldest()
+            # `server_waiters.pop_oldest()`, inlined: a method call is a fifth of this path.
+            waiters = self.server_waiters
+            waiter = waiters.pop(next(iter(waiters)))
             node._state = ACTIVE
             self.taken += 1
         finally:

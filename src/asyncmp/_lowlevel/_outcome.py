@@ -10,8 +10,10 @@ a reply may be any object, exceptions included; `result` raises it.
 
 The cells: a channel request whose requester is a trio task, a thread or a `PendingReply`; a
 request travelling over NATS (a subclass, whose giving up tells the server); the end of a
-dispatch loop (`JoinHandle`). Their waiters park in one `WaitQueue`, by the wake protocol of
-`_wake`. Two ways to wait:
+dispatch loop (`JoinHandle`). Their waiters park in the cell, by the wake protocol of `_wake`,
+in a plain ``dict`` used as `WaitQueue` uses its own (insertion-ordered, removal by key) but
+made without a queue object's cost: a blocking requester's cell gets one per request, and
+the owner's lock already guards it. Two ways to wait:
 
 - ``give_up=True`` (a requester): the waiter *is* whoever wants the outcome, so its
   cancellation, timeout or interrupt gives the cell up — unless a waker took the waiter first:
@@ -30,7 +32,6 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, final
 
 from ._backend import anyio_cancel_pending
-from ._waitqueue import WaitQueue
 from ._wake import ThreadWaiter, new_async_waiter, park, trio_checkpoint, wake
 
 if TYPE_CHECKING:
@@ -67,26 +68,40 @@ class OutcomeCell:
         self.value: Any = None
         # Made when the first waiter parks: most cells (a request collected later, or never)
         # never see one, and a queued request should cost as little memory as it can.
-        self.waiters: WaitQueue | None = None
-        if waiter is not None:
-            self._park(waiter)
+        # Emptied (back to None) when the cell settles: its waiters are woken then.
+        self.waiters: dict[Waiter, Waiter] | None = None if waiter is None else {waiter: waiter}
 
     def _park(self, waiter: Waiter) -> None:
         """Park *waiter* (under the lock, or before the cell is shared)."""
         waiters = self.waiters
         if waiters is None:
-            waiters = self.waiters = WaitQueue(self.lock)
+            waiters = self.waiters = {}
         waiters[waiter] = waiter
 
     # -- the producing side --------------------------------------------------------------
 
-    def set(self, value: object) -> bool:
-        """Store *value* (DONE) and wake every waiter. ``False`` if it was not pending."""
-        return self._settle(DONE, value)
+    def set(self, value: object, state: int = DONE) -> bool:
+        """Store *value* (DONE) and wake every waiter. ``False`` if it was not pending.
+
+        *state* is GIVEN_UP only for `give_up` (one body for both: this is a reply's path)."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            if self.state != PENDING:
+                return False
+            self.state = state
+            self.value = value
+            waiters, self.waiters = self.waiters, None
+        finally:
+            lock.release()
+        if waiters:
+            for waiter in waiters.values():
+                wake(waiter)
+        return True
 
     def give_up(self) -> bool:
         """Nobody wants the outcome any more (GIVEN_UP). ``False`` if it was not pending."""
-        if not self._settle(GIVEN_UP, self._given_up_value()):
+        if not self.set(self._given_up_value(), GIVEN_UP):
             return False
         self._gave_up()
         return True
@@ -97,21 +112,6 @@ class OutcomeCell:
 
     def _gave_up(self) -> None:
         """Hook, called outside the lock once the cell was given up (tell the producer)."""
-
-    def _settle(self, state: int, value: object) -> bool:
-        lock = self.lock
-        lock.acquire()
-        try:
-            if self.state != PENDING:
-                return False
-            self.state = state
-            self.value = value
-            waiters = self.waiters.pop_all() if self.waiters else ()
-        finally:
-            lock.release()
-        for waiter in waiters:
-            wake(waiter)
-        return True
 
     # -- the waiting side ----------------------------------------------------------------
 
@@ -149,10 +149,10 @@ class OutcomeCell:
                 return True
             self.state = GIVEN_UP
             self.value = self._given_up_value()
-            others = self.waiters.pop_all()
+            others, self.waiters = self.waiters, None
         finally:
             lock.release()
-        for other in others:
+        for other in others.values():
             wake(other)
         self._gave_up()
         return True

@@ -1,9 +1,12 @@
 """WaitQueue: the parked waiters of one owner, oldest first — the one queue every wait uses.
 
 Design note. Everything in asyncmp that parks — a server waiting for a request, a receiver
-for a message, a sender for room, a Stage waiter for its turn, a joiner for a loop's end, a
-requester for its reply — parks a waiter (see `_wake`) in its owner's `WaitQueue`, and
-whoever wakes it takes it out first, so that each waiter is woken at most once. A key may
+for a message, a sender for room, a Stage waiter for its turn — parks a waiter (see `_wake`)
+in its owner's `WaitQueue`, and whoever wakes it takes it out first, so that each waiter is
+woken at most once. (A requester for its reply and a joiner for a loop's end park in an
+`OutcomeCell`, which keeps its few waiters in a plain ``dict`` by the same rules: a
+blocking request makes one per call, and a queue object's set-up would be a tenth of that
+call.) A key may
 stand for the waiter (a Stage parks its entry, and notifies by entry); by default the waiter
 is its own key.
 
