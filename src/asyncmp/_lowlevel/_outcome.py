@@ -95,7 +95,7 @@ class OutcomeCell:
         finally:
             lock.release()
         if waiters:
-            for waiter in waiters.values():
+            for waiter in waiters:  # each waiter is its own key
                 wake(waiter)
         return True
 
@@ -152,7 +152,7 @@ class OutcomeCell:
             others, self.waiters = self.waiters, None
         finally:
             lock.release()
-        for other in others.values():
+        for other in others:
             wake(other)
         self._gave_up()
         return True
