@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats
 import pytest
 from nats.micro.service import NAME_REGEX, SEMVER_REGEX, ServiceInfo, ServicePing, ServiceStats
 
@@ -122,6 +123,16 @@ class NatsServer:
 
 
 Handler = Callable[[Any, asyncmp.ReplyContext[Any]], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_nats(url: str) -> AsyncIterator[nats.aio.client.Client]:
+    """A plain nats-py connection (no asyncmp in between), closed after the block."""
+    nc = await nats.connect(url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
 
 
 async def echo(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:

@@ -7,15 +7,13 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import nats
 import pytest
-from nats_helpers import NatsServer, free_port, serving
+from nats_helpers import NatsServer, free_port, raw_nats, serving
 
 import asyncmp
 import asyncmp.nats
@@ -241,15 +239,6 @@ async def test_nats_serve_with_the_broker_down_raises_once_nats_py_gives_up(
     assert len(caplog.records) <= 1
     local_client.close()
     local_server.close()
-
-
-@asynccontextmanager
-async def raw_nats(url: str) -> AsyncIterator[nats.aio.client.Client]:
-    nc = await nats.connect(url)
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 @pytest.fixture

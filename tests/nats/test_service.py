@@ -22,6 +22,7 @@ from nats_helpers import (
     echo,
     free_port,
     inventory,
+    raw_nats,
     serving,
     serving_service,
 )
@@ -38,18 +39,12 @@ async def ask(nc: nats.aio.client.Client, subject: str, count: int = 1) -> list[
     sub = await nc.subscribe(inbox)
     try:
         await nc.publish(subject, b"", reply=inbox)
-        return [json.loads((await sub.next_msg(timeout=5)).data) for _ in range(count)]
+        responses = [await sub.next_msg(timeout=5) for _ in range(count)]
     finally:
         await sub.unsubscribe()
-
-
-@asynccontextmanager
-async def raw_nats(url: str) -> AsyncIterator[nats.aio.client.Client]:
-    nc = await nats.connect(url)
-    try:
-        yield nc
-    finally:
-        await nc.close()
+    for response in responses:  # a status message (no responders: 503) has no JSON
+        assert response.headers is None, f"{subject}: {response.headers} {response.data!r}"
+    return [json.loads(response.data) for response in responses]
 
 
 # -- discovery and monitoring ----------------------------------------------------------------

@@ -135,7 +135,7 @@ class _Link:
         link = cls(hub, nc, asyncio.get_running_loop())
         try:
             await nc.subscribe(link.prefix + "*", cb=link._on_reply)
-            await nc.flush()
+            await settle(nc)
         except BaseException:
             await nc.close()
             raise
@@ -428,6 +428,21 @@ async def connect_nats(
     log.connected()
     connected = True
     return nc
+
+
+async def settle(nc: NatsClient) -> None:
+    """Return once the NATS server has processed every command *nc* sent so far: what it
+    subscribed to is then reachable from any other connection.
+
+    nats-py's ``flush()`` alone does not promise that: it writes its PING straight to the
+    socket while the commands before it (the SUBs just made) may still wait in its pending
+    buffer for the flusher task, so the PONG can come back before the server has seen them;
+    a service that then reported itself started answered a first request from elsewhere
+    with "no responders". Pushing the buffer out through the flusher first, then flushing,
+    restores the order (nats-py 2.6 to 2.16 at least).
+    """
+    await nc._flush_pending(force_flush=True)
+    await nc.flush()
 
 
 @final

@@ -32,7 +32,7 @@ from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
 from .._reply import PendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, failure_reply
-from ._link import connect_nats
+from ._link import connect_nats, settle
 from ._wire import (
     ERROR,
     ERROR_CODE,
@@ -145,7 +145,7 @@ async def serve(
     try:
         server = _Server(run, client, subject, queue, resolved)
         subs = await server.subscribe()
-        await run.nc.flush()
+        await settle(run.nc)
         task_status.started()
         await run.serve(subs)
     finally:

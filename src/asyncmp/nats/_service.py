@@ -26,6 +26,7 @@ import anyio
 from .._channel import Client as LocalClient
 from .._lowlevel._public import NoPublicConstructor
 from ._codec import Codec, resolve_codec
+from ._link import settle
 from ._serve import _Run, _Server, check_asyncio, check_queue, check_subject
 from ._wire import (
     DEFAULT_QUEUE,
@@ -355,7 +356,7 @@ async def serve_service(
             )
             subs += await server.subscribe()
         subs += await service._subscribe(run)
-        await run.nc.flush()
+        await settle(run.nc)
         service._started = _utc_now()  # now that it serves
         task_status.started(service)
         await run.serve(subs)

@@ -14,7 +14,7 @@ import anyio
 from ..dharma._bridge import Defined, Receiver, _check_signal_id
 from ..dharma._signaler import Signaler
 from ._codec import Codec, resolve_codec
-from ._link import connect_nats
+from ._link import connect_nats, settle
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -129,7 +129,7 @@ async def bridge_signaler(
         with work:
             for signal_id in incoming:
                 await nc.subscribe(f"{prefix}.{signal_id}", cb=on_message)
-            await nc.flush()
+            await settle(nc)
             task_status.started()
             await publish_forever()
         # Only `on_lost` cancels `work`: the connection is gone for good.
