@@ -29,6 +29,7 @@ from nats_helpers import (
 
 import asyncmp
 import asyncmp.nats
+from asyncmp.nats._link import settle
 
 pytestmark = pytest.mark.anyio
 
@@ -458,7 +459,7 @@ async def micro_service(url: str) -> AsyncIterator[None]:
         await service.add_endpoint(name="echo", handler=echo_handler, subject="m.echo")
         await service.add_endpoint(name="fail", handler=fail_handler, subject="m.fail")
         await service.add_endpoint(name="raise", handler=raise_handler, subject="m.raise")
-        await nc.flush()
+        await settle(nc)  # flush() alone may overtake the SUBs (test_ready.py)
         try:
             yield
         finally:

@@ -11,6 +11,7 @@ from nats_helpers import NatsServer, serving
 
 import asyncmp
 import asyncmp.nats
+from asyncmp.nats._link import settle
 
 pytestmark = pytest.mark.anyio
 
@@ -134,7 +135,7 @@ async def test_nats_malformed_reply_raises_malformed_message(nats_server: NatsSe
                 await msg.respond(b"\xff not json")
 
             await nc.subscribe("raw", cb=bad_responder)
-            await nc.flush()
+            await settle(nc)  # flush() alone may overtake the SUBs (test_ready.py)
             async with asyncmp.nats.connect("raw", nats_server.url) as client:
                 with pytest.raises(asyncmp.nats.MalformedMessage):
                     await client.send(1)
