@@ -6,7 +6,7 @@ while the SUBs before it may still wait in nats-py's pending buffer: the PONG co
 back before the NATS server had seen them, and a first request from elsewhere got "no
 responders" (the CI saw it once in ~30 runs of a service test). The ``held_flusher``
 fixture makes that window certain instead of rare: whenever a PING has overtaken buffered
-commands, nats-py's flusher holds them back until the test ends."""
+commands, nats-py's flusher holds them back until the test has checked."""
 
 from __future__ import annotations
 
