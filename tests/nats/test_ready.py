@@ -22,6 +22,7 @@ from nats_helpers import NatsServer, raw_nats, serving, serving_service
 
 import asyncmp.nats
 from asyncmp.dharma import Defined, Receiver, Signaler
+from asyncmp.nats._link import settle
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +153,25 @@ async def test_bridge_signaler_started_receives_the_first_publication(
                 tg.cancel_scope.cancel()
     finally:
         held_flusher.release.set()
+
+
+async def test_settle_cancelled_while_the_buffer_goes_out_is_cancelled(
+    nats_server: NatsServer, held_flusher: HeldFlusher
+) -> None:
+    """A task cancelled while `settle` waits for nats-py's flusher ends cancelled. (nats-py's
+    forced flush swallows a CancelledError raised in its wait: `serve` would go on to report
+    started, and a plain asyncio task.cancel() would be lost.)"""
+    async with raw_nats(nats_server.url) as nc:
+        held_flusher.holding.add(nc)
+        try:
+            await nc.subscribe("settle.me")  # the flusher takes this kick and is held
+            task = asyncio.get_running_loop().create_task(settle(nc))
+            with anyio.fail_after(10):
+                await anyio.wait_all_tasks_blocked()
+                assert not task.done()  # waiting for the held flusher
+                task.cancel()
+                held_flusher.release.set()
+                await asyncio.wait([task])
+            assert task.cancelled(), task
+        finally:
+            held_flusher.release.set()

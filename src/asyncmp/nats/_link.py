@@ -441,7 +441,9 @@ async def settle(nc: NatsClient) -> None:
     with "no responders". Pushing the buffer out through the flusher first, then flushing,
     restores the order (nats-py 2.6 to 2.16 at least).
     """
-    await nc._flush_pending(force_flush=True)
+    # Shielded in a task of its own: nats-py's forced flush swallows a CancelledError raised
+    # in its wait, which would lose the caller's cancellation.
+    await asyncio.shield(nc._flush_pending(force_flush=True))
     await nc.flush()
 
 
