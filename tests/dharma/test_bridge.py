@@ -10,6 +10,7 @@ import anyio
 import pytest
 import sniffio
 
+from asyncmp._lowlevel._waitqueue import NOTHING
 from asyncmp._lowlevel._wake import ThreadWaiter
 from asyncmp.dharma import (
     EMPTY,
@@ -25,6 +26,7 @@ from asyncmp.dharma import (
     connect,
     direct_connect,
 )
+from asyncmp.dharma._bridge import _Queue
 
 
 def drain(receiver: Receiver[object]) -> list[object]:
@@ -477,6 +479,132 @@ def test_bridge_wake_up_for_a_task_of_a_closed_loop_goes_to_the_next_receive(
     sender.send_plain("x")  # wakes the oldest waiter: the task that can never run
 
     assert receive.join() == [Plain("x")]
+
+
+# -- the lock-free FIFO: pushes and receives take no lock (the bridge's design note) ------------
+
+
+def _push_during_first_empty_look(
+    monkeypatch: pytest.MonkeyPatch, sender: Sender[str], msg: str
+) -> list[int]:
+    """Make the first receive look that finds nothing send *msg* right then, before the
+    receive parks: the window a lock-free push can hit. Returns the count of looks."""
+    real = _Queue.take
+    looks: list[int] = []
+
+    def take(self: _Queue) -> object:
+        item = real(self)
+        looks.append(1)
+        if item is NOTHING and len(looks) == 1:
+            sender.send_plain(msg)  # sees nobody parked yet: wakes nobody
+        return item
+
+    monkeypatch.setattr(_Queue, "take", take)
+    return looks
+
+
+async def test_bridge_send_between_a_receives_look_and_its_parking_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send landing after a receive found the queue empty but before it parked (no lock
+    keeps it out) wakes nobody; the receive looks once more after parking and returns it."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    looks = _push_during_first_empty_look(monkeypatch, sender, "x")
+
+    with anyio.fail_after(5):
+        assert await receiver.recv() == Plain("x")
+    assert len(looks) == 2
+    assert not receiver._queue.waiters
+
+
+def test_bridge_blocking_send_between_look_and_parking_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+    receive_in_thread: Callable[[Receiver[str]], ReceiveThread],
+) -> None:
+    """The same window for ``blocking.recv()``: it returns the message without waiting for a
+    wake-up that nobody sends (a lost one would hold it for the whole timeout)."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    looks = _push_during_first_empty_look(monkeypatch, sender, "x")
+
+    receive = receive_in_thread(receiver)
+    assert receive.join() == [Plain("x")]
+    assert len(looks) == 2
+    assert not receiver._queue.waiters
+
+
+async def test_bridge_send_that_saw_a_receive_parked_which_then_took_it_wakes_nobody(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send from another thread that finds a receive parked goes for the lock to wake it;
+    meanwhile the receive's second look takes the message and leaves. The send then finds
+    nobody to wake: the message is received once, and no waiter is left behind."""
+    sender: Sender[str] = Sender()
+    receiver: Receiver[str] = Receiver()
+    connect(sender, receiver)
+    real_take, real_wake_one = _Queue.take, _Queue.wake_one
+    waking = threading.Event()
+    looks: list[int] = []
+    senders: list[threading.Thread] = []
+
+    def wake_one(self: _Queue) -> None:
+        waking.set()  # appended, saw the receive parked; now waits for the lock it holds
+        real_wake_one(self)
+
+    def take(self: _Queue) -> object:
+        looks.append(1)
+        if len(looks) == 2:  # the look once parked, under the queue's lock
+            senders.append(threading.Thread(target=sender.send_plain, args=("x",)))
+            senders[0].start()
+            assert waking.wait(5)
+        return real_take(self)
+
+    monkeypatch.setattr(_Queue, "take", take)
+    monkeypatch.setattr(_Queue, "wake_one", wake_one)
+    with anyio.fail_after(5):
+        assert await receiver.recv() == Plain("x")
+    senders[0].join(5)
+    assert not senders[0].is_alive()
+    assert len(looks) == 2
+    assert not receiver._queue.waiters
+    assert receiver.try_recv() is EMPTY
+
+
+def test_bridge_nothing_sent_to_a_collected_receiver_is_kept() -> None:
+    """A push to a receiver that is gone leaves nothing in its queue (the push looks at
+    ``alive`` after appending, so a receiver collected during the push keeps nothing)."""
+    sender: Sender[list[int]] = Sender()
+    direct: DirectSender[list[int]] = DirectSender()
+    receiver: Receiver[list[int]] = Receiver()
+    connect(sender, receiver)
+    direct_connect(direct, receiver)
+    queue = receiver._queue
+    del receiver
+    gc.collect()
+    sender.send_plain([1])
+    direct.send_plain([2])
+    assert not queue.items
+    assert sender.receivers == 0
+    assert not direct.connected
+
+
+def test_bridge_try_recv_that_loses_the_last_message_returns_empty() -> None:
+    """Receives take no lock: a ``try_recv`` that saw a message but lost it to another
+    receive of the same receiver (its ``popleft`` finds the queue empty) returns EMPTY."""
+
+    class Raced:
+        def __bool__(self) -> bool:
+            return True  # looked non-empty …
+
+        def popleft(self) -> object:
+            raise IndexError("pop from an empty deque")  # … but another receive took it
+
+    receiver: Receiver[int] = Receiver()
+    receiver._items = Raced()  # type: ignore[assignment]
+    assert receiver.try_recv() is EMPTY
 
 
 def test_bridge_results_support_pattern_matching() -> None:

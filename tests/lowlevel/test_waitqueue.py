@@ -466,3 +466,77 @@ async def test_asyncio_task_cancelled_with_its_hint_passes_it_on(first: str) -> 
                 await cancelled
     assert got == ["item"]
     assert not owner.queue
+
+
+# -- relook: producers that add without the lock --------------------------------------------
+
+
+class LockFreeOwner(Owner):
+    """An owner whose producer adds without the lock, then looks for a parked waiter (as the
+    bridge's receiver queue does), with a queue made with ``relook=True``. ``during_look``
+    runs inside the first ``take()`` that finds nothing: the window between a waiter's look
+    and its parking, which such a producer can hit."""
+
+    def __init__(self, during_look: Callable[[], None]) -> None:
+        super().__init__()
+        self.queue = WaitQueue(self.lock, lambda: self.items, relook=True)
+        self.during_look = during_look
+        self.looks = 0
+
+    def take(self) -> object:
+        item = super().take()
+        self.looks += 1
+        if item is NOTHING and self.looks == 1:
+            self.during_look()
+        return item
+
+    def add_lock_free(self, item: object) -> None:
+        self.items.append(item)
+        if self.queue:
+            with self.lock:
+                waiter = self.queue.pop_oldest() if self.queue else None
+            if waiter is not None:
+                self.queue.hint(waiter)
+
+
+def test_relook_finds_what_a_lock_free_producer_added_while_it_parked() -> None:
+    """``relook``: an item added (without the lock) after the waiter's look found nothing but
+    before it parked — the producer saw nobody parked and woke nobody — is found by the look
+    the waiter makes once parked: `wait_for_blocking` returns it without waiting, and leaves
+    no waiter behind."""
+    owner = LockFreeOwner(lambda: owner.add_lock_free("item"))
+    # No timeout: without the second look it would wait for ever (run_bounded fails it).
+    assert run_bounded(lambda: owner.queue.wait_for_blocking(owner.take, None)) == "item"
+    assert owner.looks == 2
+    assert not owner.queue
+
+
+async def test_relook_finds_it_in_wait_for_too() -> None:
+    """``relook`` in `wait_for` (tasks): the same window, the same outcome — the task returns
+    the item without parking for a wake-up that nobody will send."""
+    owner = LockFreeOwner(lambda: owner.add_lock_free("item"))
+    with anyio.fail_after(WAIT):
+        assert await owner.queue.wait_for(owner.take) == "item"
+    assert owner.looks == 2
+    assert not owner.queue
+
+
+def test_relook_is_off_by_default() -> None:
+    """An owner whose producers hold the lock pays for no second look: without ``relook`` a
+    waiter looks once before it parks and once per wake-up."""
+    owner = Owner()
+    looks: list[int] = []
+
+    def take() -> object:
+        looks.append(1)
+        return owner.take()
+
+    def wake_it() -> None:
+        assert owner.looked.wait(WAIT)  # it looked and found nothing: it parks
+        owner.put_and_hint("item")
+
+    waker = threading.Thread(target=wake_it)
+    waker.start()
+    assert run_bounded(lambda: owner.queue.wait_for_blocking(take, WAIT)) == "item"
+    waker.join(WAIT)
+    assert len(looks) == 2

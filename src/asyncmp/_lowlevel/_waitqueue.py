@@ -70,16 +70,23 @@ class WaitQueue(dict[Hashable, "Waiter"]):
         lock: the owner's lock (a ``threading.Lock`` or ``RLock``).
         ready: for hints, whether the owner has something to take (truthy: then a hint that
             could not arrive is passed on); by default always.
+        relook: the owner's producers add without the lock (module doc): a waiter that
+            found nothing looks once more after it parked. Its ``take()`` must not raise.
     """
 
-    __slots__ = ("_pass_on", "lock", "ready")
+    __slots__ = ("_pass_on", "lock", "ready", "relook")
 
     def __init__(
-        self, lock: threading.Lock | threading.RLock, ready: Callable[[], object] = _always
+        self,
+        lock: threading.Lock | threading.RLock,
+        ready: Callable[[], object] = _always,
+        *,
+        relook: bool = False,
     ) -> None:
         super().__init__()
         self.lock = lock
         self.ready = ready
+        self.relook = relook
         self._pass_on = self.pass_on  # bound once: `deliver` takes it per hint
 
     # -- under the lock -----------------------------------------------------------------
@@ -168,6 +175,10 @@ class WaitQueue(dict[Hashable, "Waiter"]):
                 if item is NOTHING:
                     waiter = new_async_waiter()
                     self[waiter] = waiter
+                    if self.relook:
+                        item = take()  # parked: a lock-free producer sees us, or we it
+                        if item is not NOTHING:
+                            del self[waiter]
             finally:
                 lock.release()
             if item is not NOTHING:
@@ -197,6 +208,11 @@ class WaitQueue(dict[Hashable, "Waiter"]):
                     return NOTHING
                 waiter = ThreadWaiter()
                 self[waiter] = waiter
+                if self.relook:
+                    item = take()  # parked: a lock-free producer sees us, or we it
+                    if item is not NOTHING:
+                        del self[waiter]
+                        return item
             finally:
                 lock.release()
             left = None if deadline is None else max(0.0, deadline - _monotonic())

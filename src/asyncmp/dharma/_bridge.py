@@ -19,11 +19,18 @@ dataclasses, so both ``==`` and ``match`` work::
         case Defined(signal_id, payload): ...
         case Special(SpecialCommand.TERMINATE): ...
 
-Design note. Each receiver's ``_Queue`` is guarded by one ``threading.Lock``; senders hold
-the queues, never the ``Receiver`` objects, so a receiver that is garbage-collected marks
-its queue dead and senders drop it. Parked receives wait in the queue's `WaitQueue` (the one
-every wait in asyncmp uses): a push takes one out before waking it, and the wake-up is a
-hint to look again, never a hand-off, so a woken receiver that finds the item
+Design note. Each receiver's ``_Queue`` is a ``deque`` of messages and the parked receives
+(a `WaitQueue` under the queue's ``threading.Lock``). Senders hold the queues, never the
+``Receiver`` objects, so a receiver that is garbage-collected marks its queue dead and
+senders drop it. The messages themselves take no lock: a push appends, a receive pops, and
+``deque.append`` / ``popleft`` are atomic; a fan-out to a hundred receivers would otherwise
+pay a hundred lock round trips per message, and a receiver one per message. A push appends
+*then* looks whether a receive is parked (and only then takes the lock to wake the oldest);
+a receive that found nothing parks *then* looks once more (the queue's ``relook``), so one
+of the two sees the other and no wake-up is lost (see `WaitQueue`). A push also looks at
+``alive`` after appending, so a message that lands in the queue of a receiver collected
+meanwhile is cleared, not kept. The wake-up is a hint to look again, never a hand-off, so a
+woken receiver that finds the item
 taken by someone else waits again: no receive ever returns ``EMPTY``/``TIMEOUT`` while an
 item is queued, and no item is lost to a cancellation (dharma's spurious-wake-up hazard).
 A blocking receive interrupted inside its wait (``KeyboardInterrupt``, say) leaves exactly
@@ -149,40 +156,50 @@ def _check_name(name: object) -> str:
 
 @final
 class _Queue:
-    """One receiver's FIFO and its parked receives; everything guarded by ``lock``."""
+    """One receiver's FIFO and its parked receives (module doc: the FIFO takes no lock;
+    ``waiters`` and ``alive`` are changed under ``lock``)."""
 
     __slots__ = ("alive", "items", "lock", "waiters")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.items: deque[Any] = deque()
-        # A push wakes one parked receive with a hint to look again (see WaitQueue).
-        self.waiters = WaitQueue(self.lock, self.items.__len__)
+        # A push wakes one parked receive with a hint to look again (see WaitQueue);
+        # pushes append without the lock, so a receive looks again once parked (relook).
+        self.waiters = WaitQueue(self.lock, self.items.__len__, relook=True)
         # False once the Receiver is gone: nobody can ever read, so pushes are dropped.
         self.alive = True
 
     def push(self, msg: object) -> bool:
-        """Queue *msg* and wake one waiter; ``False`` if the receiver is gone."""
-        # Explicit acquire/release: `with lock:` costs twice as much on CPython 3.11, and a
-        # fan-out pays it once per receiver (as does `try_recv`).
-        lock = self.lock
-        lock.acquire()
-        try:
-            if not self.alive:
-                return False
-            self.items.append(msg)
-            if not self.waiters:
-                return True
-            waiter = self.waiters.pop_oldest()
-        finally:
-            lock.release()
-        self.waiters.hint(waiter)
+        """Queue *msg* and wake one waiter; ``False`` if the receiver is gone. No lock
+        unless a receive is parked (module doc; `Sender._push` inlines this)."""
+        self.items.append(msg)
+        if not self.alive:
+            self.items.clear()  # collected meanwhile: keep nothing for nobody
+            return False
+        if self.waiters:
+            self.wake_one()
         return True
 
+    def wake_one(self) -> None:
+        """After a push that saw a parked receive: hint the oldest, if one still waits (a
+        receive that found the message on its second look has left already)."""
+        lock = self.lock
+        waiters = self.waiters
+        lock.acquire()
+        try:
+            waiter = waiters.pop_oldest() if waiters else None
+        finally:
+            lock.release()
+        if waiter is not None:
+            waiters.hint(waiter)
+
     def take(self) -> Any:
-        """Under the lock: the oldest message, or `NOTHING`."""
-        items = self.items
-        return items.popleft() if items else NOTHING
+        """The oldest message, or `NOTHING` (another receiver may pop meanwhile: no lock)."""
+        try:
+            return self.items.popleft()
+        except IndexError:
+            return NOTHING
 
 
 @final
@@ -195,21 +212,20 @@ class Receiver(Generic[T]):
     exactly one of them.
     """
 
-    __slots__ = ("__weakref__", "_queue")
+    __slots__ = ("__weakref__", "_items", "_queue")
 
     def __init__(self) -> None:
         self._queue = _Queue()
+        self._items = self._queue.items  # the FIFO, read without the lock (module doc)
 
     def try_recv(self) -> ReceiveResult[T] | Literal[NoMessage.EMPTY]:
         """The oldest queued message, or [`EMPTY`][asyncmp.dharma.EMPTY]."""
-        queue = self._queue
-        lock = queue.lock
-        lock.acquire()
-        try:
-            if queue.items:
-                return queue.items.popleft()  # type: ignore[no-any-return]
-        finally:
-            lock.release()
+        items = self._items
+        if items:
+            try:
+                return items.popleft()  # type: ignore[no-any-return]
+            except IndexError:  # another receive of this receiver took the last one
+                pass
         return EMPTY
 
     # The timeout is part of the contract: it turns into the TIMEOUT outcome value.
@@ -312,10 +328,15 @@ class Sender(Generic[T]):
             self._targets = (*self._targets, queue)
 
     def _push(self, msg: object) -> None:
+        # `_Queue.push`, inlined: a fan-out does this per receiver.
         gone = False
         for queue in self._targets:
-            if not queue.push(msg):
+            queue.items.append(msg)
+            if not queue.alive:
+                queue.items.clear()
                 gone = True
+            elif queue.waiters:
+                queue.wake_one()
         if gone:
             with self._lock:
                 self._targets = tuple(q for q in self._targets if q.alive)

@@ -13,6 +13,7 @@ import threading
 from typing import Generic, TypeVar, final
 
 from ._bridge import (
+    Defined,
     DirectSender,
     Receiver,
     Sender,
@@ -88,7 +89,7 @@ class Signaler(Generic[P]):
         with self._lock:
             sender = self._subscribers.get(signal_id)
             if sender is not None:
-                sender.send_defined(signal_id, payload)
+                sender._push(Defined(signal_id, payload))  # send_defined, id checked above
 
     def terminate(self) -> None:
         """Send ``Special(SpecialCommand.TERMINATE)`` to every registered receiver.
