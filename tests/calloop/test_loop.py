@@ -552,6 +552,61 @@ def test_synthetic_event_is_handled_before_polled_events(
     assert log == ["before_sleep", ("before_handle_events", 1), "synthetic", "real"]
 
 
+class _Removing(_Lifecycle):
+    """A lifecycle source that removes itself at its first event (returns REMOVE)."""
+
+    def __init__(self, fd: int, log: list[Any]) -> None:
+        super().__init__(fd, log)
+        self.want_synthetic = False
+
+    def process_events(
+        self, readiness: Readiness, token: Token, callback: Callable[[str, None], object]
+    ) -> PostAction:
+        return PostAction.REMOVE
+
+
+def test_lifecycle_hooks_run_whichever_lifecycle_sources_come_and_go(
+    loop: EventLoop[Any],
+) -> None:
+    """Dispatch steps 1 and 3 run the hooks of every lifecycle source present, and are
+    skipped only while there is none: sources with hooks removed by ``remove``, by a
+    returned ``REMOVE`` and by closing the loop leave the others' hooks running, and a
+    new one inserted later gets its hooks at once."""
+    pipes = [os.pipe() for _ in range(3)]
+    try:
+        first: list[Any] = []
+        second: list[Any] = []
+        h = loop.handle()
+        quiet = _Lifecycle(pipes[0][0], first)
+        quiet.want_synthetic = False
+        tok1 = h.insert_source(quiet, lambda ev, meta, data: None)
+        h.insert_source(_Removing(pipes[1][0], second), lambda ev, meta, data: None)
+        h.insert_source(Timer.immediate(), lambda *a: None)  # no hooks: counts for nothing
+        loop.dispatch(0, None)
+        assert first == second == ["before_sleep", ("before_handle_events", 0)]
+        h.remove(tok1)
+        first.clear()
+        second.clear()
+        os.write(pipes[1][1], b"x")
+        loop.dispatch(0, None)  # the second's event: it returns REMOVE
+        assert first == []
+        assert second == ["before_sleep", ("before_handle_events", 1)]
+        second.clear()
+        loop.dispatch(0, None)
+        assert second == []
+        assert loop._inner.lifecycles == 0
+        third: list[Any] = []
+        h.insert_source(_Lifecycle(pipes[2][0], third), lambda ev, meta, data: None)
+        loop.dispatch(0, None)
+        assert third == ["before_sleep", ("before_handle_events", 0)]  # and its synthetic
+        loop.close()
+        assert loop._inner.lifecycles == 0
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+
+
 def test_post_action_or_combines_like_calloop() -> None:
     """PostAction a | b is a when equal, REREGISTER otherwise."""
     assert PostAction.DISABLE | PostAction.DISABLE is PostAction.DISABLE

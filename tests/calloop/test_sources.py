@@ -630,6 +630,38 @@ def test_timer_cancelled_entries_do_not_grow_the_heap(loop: EventLoop[Any]) -> N
     assert len(loop._inner.poll._heap) <= 200
 
 
+def test_timer_rearmed_every_period_keeps_its_token_and_one_heap_entry(
+    loop: EventLoop[Any],
+) -> None:
+    """A timer re-armed by its callback (``to_duration``, ``to_instant``) or by
+    ``update(token)`` while armed keeps one live entry in the heap and fires once per
+    period, with events under a token equal to the one it registered with."""
+    timer = Timer.immediate()
+    seen: list[float] = []
+
+    def cb(deadline: float, meta: None, data: Any) -> TimeoutAction:
+        seen.append(deadline)
+        if len(seen) % 2:
+            return TimeoutAction.to_duration(0)
+        return TimeoutAction.to_instant(time.monotonic())
+
+    h = loop.handle()
+    token = h.insert_source(timer, cb)
+    registered = timer._token
+    poll = loop._inner.poll
+    for n in range(1, 51):
+        loop.dispatch(0, None)
+        assert len(seen) == n
+        assert timer._token == registered
+        assert len(poll._heap) == len(poll._timers) == 1
+    timer.set_duration(3600)
+    h.update(token)  # armed: the old entry goes, one new one comes
+    assert timer._token == registered
+    assert len(poll._timers) == 1
+    loop.dispatch(0, None)
+    assert len(seen) == 50
+
+
 def test_timeout_action_validates_input() -> None:
     """TimeoutAction takes numbers; a negative duration is refused."""
     with pytest.raises(ValueError):

@@ -273,6 +273,28 @@ def test_a_registration_from_another_thread_reaches_a_blocked_poll(
     assert result == [([("token", EPOLLIN)], False)]
 
 
+def test_poll_owned_reports_what_poll_reports(poller: Poller[Any], fds: Fds) -> None:
+    """`poll_owned` (for an owner that registers only on the polling thread, as calloop
+    does) reports the same as `poll`: readiness under its token, level-triggered; a
+    wake-up as ``woken``, consumed; nothing for an fd no longer registered; and a closed
+    poller raises Closed."""
+    r, w = fds.pipe()
+    poller.register(r, EPOLLIN, "token")
+    assert poller.poll_owned(0) == ([], False)
+    os.write(w, b"x")
+    assert poller.poll_owned(0) == ([("token", EPOLLIN)], False)
+    assert poller.poll_owned(0) == poller.poll(0)
+    poller.wakeup()
+    poller.wakeup()
+    assert poller.poll_owned(WAIT) == ([("token", EPOLLIN)], True)
+    assert poller.poll_owned(0) == ([("token", EPOLLIN)], False)  # the wake-up was taken
+    poller.unregister(r)
+    assert poller.poll_owned(0) == ([], False)
+    poller.close()
+    with pytest.raises(Closed):
+        poller.poll_owned(0)
+
+
 # -- registrations --------------------------------------------------------------------------
 
 

@@ -225,6 +225,31 @@ class Poller(Generic[Tok]):
             woken = woken or woken_again
         return [(token, ev) for token, ev, _ in events], woken
 
+    def poll_owned(self, timeout: float) -> tuple[list[tuple[Tok, int]], bool]:
+        """`poll` for an owner that registers, modifies and unregisters only on the thread
+        that polls, never during a wait (calloop): no registration can change between the
+        wait and mapping its fds to tokens, so no event is ambiguous, and nothing but
+        `wakeup` (which touches only the wake-up fd) comes from another thread — no lock
+        and no removal stamps to read. Same results as `poll`.
+        """
+        wake = self._wake
+        if wake._closed:
+            raise Closed("this poller is closed")
+        polled = self._epoll.poll(timeout)
+        if not polled:
+            return [], False
+        events: list[tuple[Tok, int]] = []
+        woken = False
+        wake_fd = wake._r
+        tokens = self._tokens
+        for fd, ev in polled:
+            if fd == wake_fd:
+                wake.take()
+                woken = True
+            elif fd in tokens:  # as in `poll`: only fds of the table are reported
+                events.append((tokens[fd], ev))
+        return events, woken
+
     def _poll_once(self, timeout: float) -> tuple[list[tuple[Tok, int, int]], set[int], bool]:
         with self._lock:
             self._check_open()

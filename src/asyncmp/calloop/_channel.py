@@ -323,7 +323,7 @@ class Channel(
         token: Token,
         callback: Callable[[Msg[T] | ChannelClosed, None], object],
     ) -> PostAction:
-        if token != self._token or self._closed_sent:
+        if (token is not self._token and token != self._token) or self._closed_sent:
             return PostAction.CONTINUE
         core = self._core
         # The wake-up is consumed before delivering, so every way out of the loop below

@@ -79,7 +79,7 @@ class FdSource(Generic[F]):
         token: Token,
         callback: Callable[[Readiness, F], PostAction | None],
     ) -> PostAction:
-        if token != self._token:
+        if token is not self._token and token != self._token:  # `is`: no __eq__ call
             return PostAction.CONTINUE
         return callback_action(callback(readiness, self._obj), "FdSource")
 

@@ -39,6 +39,8 @@ R = TypeVar("R")
 
 _log = logging.getLogger("asyncmp.calloop")
 _CONTINUE = PostAction.CONTINUE
+_REREGISTER = PostAction.REREGISTER
+_NO_EVENTS: list[tuple[Readiness, Token]] = []  # never appended to: shared, read only
 
 
 @final
@@ -97,6 +99,7 @@ class _Inner:
         "current_removed",
         "dispatching",
         "idles",
+        "lifecycles",
         "pending_action",
         "poll",
         "slots",
@@ -111,6 +114,9 @@ class _Inner:
         self.slots: list[_Slot | None] = []
         self.versions: list[int] = []
         self.idles: list[Idle] = []
+        # How many live slots hold a source with lifecycle hooks: while none does, a
+        # dispatch skips steps 1 and 3 without looking at every slot.
+        self.lifecycles = 0
         self.stop = _Stop()
         self.dispatching = False
         self.closed = False
@@ -133,12 +139,11 @@ class _Inner:
         return TokenFactory._create(token._slot, token._version)
 
     def free(self, slot_id: int) -> None:
+        slot = self.slots[slot_id]
+        if slot is not None and slot.lifecycle:
+            self.lifecycles -= 1
         self.slots[slot_id] = None
         self.versions[slot_id] += 1
-
-    def take_pending(self) -> PostAction | None:
-        action, self.pending_action = self.pending_action, None
-        return action
 
     def check_open(self) -> None:
         if self.closed:
@@ -193,7 +198,9 @@ class LoopHandle(Generic[Data], metaclass=NoPublicConstructor, made_by="EventLoo
         except Exception as exc:
             inner.versions[slot_id] += 1  # tokens the source made must stay invalid
             raise InsertError(source, f"could not insert {source!r}: {exc}") from exc
-        inner.slots[slot_id] = _Slot(source, callback, token)
+        slot = inner.slots[slot_id] = _Slot(source, callback, token)
+        if slot.lifecycle:
+            inner.lifecycles += 1
         return token
 
     def insert_idle(self, callback: Callable[[Data], object]) -> Idle:
@@ -353,10 +360,13 @@ class EventLoop(Generic[Data]):
         Runs the five steps of the module doc once. An exception raised by a callback or a
         source aborts the rest of this dispatch (no idles run) and propagates.
         """
-        inner = self._enter()
+        inner = self._inner
+        if inner.closed or inner.dispatching:
+            self._enter()  # raises the error that says which
+        inner.dispatching = True
         try:
-            t = check_timeout(timeout)
-            synthetic = self._before_sleep()
+            t = None if timeout is None else check_timeout(timeout)
+            synthetic = self._before_sleep() if inner.lifecycles else _NO_EVENTS
             self._process(synthetic, 0.0 if synthetic else t, data)
         finally:
             inner.dispatching = False
@@ -391,7 +401,7 @@ class EventLoop(Generic[Data]):
         while not inner.stop.requested:
             self._enter()
             try:
-                synthetic = self._before_sleep()
+                synthetic = self._before_sleep() if inner.lifecycles else _NO_EVENTS
             finally:
                 inner.dispatching = False
             wait = 0.0 if synthetic or inner.idles else inner.poll._time_to_next_timer()
@@ -471,15 +481,29 @@ class EventLoop(Generic[Data]):
         # Step 2: poll; due timers come after fd events.
         events = inner.poll._poll(timeout)
         # Step 3: each lifecycle source sees its own real events (maybe none).
-        for slot in self._lifecycle():
-            hook = getattr(slot.source, "before_handle_events", None)
-            if hook is not None:
-                mine = [(r, t) for r, t in events if t._slot == slot.token._slot]
-                hook(mine)
-        # Step 4: synthetic events first, then the polled ones.
-        for readiness, token in synthetic + events:
-            self._process_one(readiness, token, data)
+        if inner.lifecycles:
+            for lifecycle in self._lifecycle():
+                hook = getattr(lifecycle.source, "before_handle_events", None)
+                if hook is not None:
+                    mine = [(r, t) for r, t in events if t._slot == lifecycle.token._slot]
+                    hook(mine)
+        # Step 4: synthetic events first, then the polled ones (`_process_one`, inlined:
+        # this runs per event).
+        if synthetic:
+            events = synthetic + events
+        slots = inner.slots
+        for readiness, token in events:
+            slot_id = token._slot
+            slot = slots[slot_id] if slot_id < len(slots) else None
+            if slot is None or slot.token._version != token._version:
+                _log.debug("dropping an event for a removed source (%r)", token)
+                continue
+            if not slot.enabled:
+                continue  # disabled earlier in this dispatch: its polled event is dropped
+            self._process_one(slot, slot_id, readiness, token, data)
         # Step 5: only the idles queued before this point.
+        if not inner.idles:
+            return
         idles, inner.idles = inner.idles, []
         for i, idle in enumerate(idles):
             if idle._cancelled:
@@ -491,48 +515,54 @@ class EventLoop(Generic[Data]):
                 inner.idles[:0] = idles[i + 1 :]  # the rest still run, at the next dispatch
                 raise
 
-    def _process_one(self, readiness: Readiness, token: Token, data: Data) -> None:
+    def _process_one(
+        self, slot: _Slot, slot_id: int, readiness: Readiness, token: Token, data: Data
+    ) -> None:
         inner = self._inner
-        slot_id = token._slot
-        slot = inner.slots[slot_id] if slot_id < len(inner.slots) else None
-        if slot is None or slot.token._version != token._version:
-            _log.debug("dropping an event for a removed source (%r)", token)
-            return
-        if not slot.enabled:
-            return  # disabled earlier in this dispatch: its polled event is dropped
         user_cb = slot.callback
 
         def callback(event: Any, metadata: Any) -> Any:
             return user_cb(event, metadata, data)
 
+        # Invariant between events: current is None, current_removed False and
+        # pending_action None (the finally below restores them).
         inner.current = slot_id
-        inner.current_removed = False
-        inner.pending_action = None
         try:
             ret = slot.source.process_events(readiness, token, callback)
         finally:
-            removed, pending = inner.current_removed, inner.take_pending()
+            removed, pending = inner.current_removed, inner.pending_action
             inner.current = None
-            inner.current_removed = False
-            inner.pending_action = None
-            if removed and slot.enabled:
-                slot.source.unregister(inner.poll)  # removed itself via handle.remove()
+            if removed or pending is not None:
+                inner.current_removed = False
+                inner.pending_action = None
+                if removed and slot.enabled:
+                    slot.source.unregister(inner.poll)  # removed itself via handle.remove()
         if removed:
             return
-        action = _CONTINUE if ret is None else ret
-        if not isinstance(action, PostAction):
+        if ret is None or ret is _CONTINUE:
+            if pending is not None:
+                self._apply(slot, slot_id, pending)
+            return
+        if ret is _REREGISTER:  # `_apply`'s, inlined: every periodic timer's, each period
+            if slot.enabled:
+                tok = slot.token
+                slot.source.reregister(inner.poll, TokenFactory._create(tok._slot, tok._version))
+            return
+        if not isinstance(ret, PostAction):
             raise TypeError(f"{slot.source!r}.process_events returned {ret!r}, not a PostAction")
-        if action is _CONTINUE and pending is not None:
-            action = pending
-        self._apply(slot, slot_id, action)
+        self._apply(slot, slot_id, ret)
+
+    def _reregister(self, slot: _Slot) -> None:
+        token = slot.token
+        slot.source.reregister(self._inner.poll, TokenFactory._create(token._slot, token._version))
 
     def _apply(self, slot: _Slot, slot_id: int, action: PostAction) -> None:
         inner = self._inner
         if action is _CONTINUE:
             return
-        if action is PostAction.REREGISTER:
+        if action is _REREGISTER:
             if slot.enabled:
-                slot.source.reregister(inner.poll, inner.factory(slot.token))
+                self._reregister(slot)
         elif action is PostAction.DISABLE:
             if slot.enabled:
                 slot.source.unregister(inner.poll)

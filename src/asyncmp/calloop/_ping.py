@@ -142,7 +142,7 @@ class PingSource(WakeFdSource, metaclass=NoPublicConstructor, made_by="make_ping
     def process_events(
         self, readiness: Readiness, token: Token, callback: Callable[[None, None], Any]
     ) -> PostAction:
-        if token != self._token:
+        if token is not self._token and token != self._token:  # `is`: no __eq__ call
             return PostAction.CONTINUE
         value = self._core.fd.take()
         closing = value & _CLOSE

@@ -91,6 +91,9 @@ class Readiness:
 
 
 _READABLE = Readiness(readable=True)
+# Readiness is immutable: one per epoll mask seen, shared by every event with that mask (a
+# handful of masks occur, so this stays small).
+_READINESS: dict[int, Readiness] = {}
 _MAX_WAIT = 86400.0  # epoll's millisecond int overflows past ~24 days; a shorter wait is harmless
 _IN = EPOLLIN | EPOLLPRI | EPOLLHUP | EPOLLRDHUP | EPOLLERR
 _OUT = EPOLLOUT | EPOLLERR
@@ -122,25 +125,24 @@ class Poll(metaclass=NoPublicConstructor, made_by="EventLoop()"):
     Single-threaded: use it only from the loop's own callbacks and source methods.
     """
 
-    __slots__ = ("_heap", "_ids", "_live", "_poller", "_seq", "_timers")
+    __slots__ = ("_heap", "_ids", "_live", "_poller", "_timers")
     _poller: Poller[Token]
     _heap: list[list[Any]]
     _timers: dict[int, list[Any]]
     _ids: itertools.count[int]
-    _seq: itertools.count[int]
     _live: int
 
     @classmethod
     def _create(cls) -> Poll:
         self = object.__new__(cls)
         self._poller = Poller()
-        # Timer heap entries are [deadline, seq, token, id]; a cancelled entry's token is
+        # Timer heap entries are [deadline, id, token, id] (ids grow, so equal deadlines fire
+        # in insertion order); a cancelled entry's token is
         # set to None and it stays in the heap until popped or compacted (so that, unlike
         # calloop's, the heap does not grow with every cancelled timer).
         self._heap = []
         self._timers = {}
         self._ids = itertools.count(1)
-        self._seq = itertools.count()
         self._live = 0
         return self
 
@@ -183,8 +185,8 @@ class Poll(metaclass=NoPublicConstructor, made_by="EventLoop()"):
 
         Returns an id for `cancel_timer`.
         """
-        timer_id: int = next(self._ids)
-        entry = [deadline, next(self._seq), token, timer_id]
+        timer_id: int = next(self._ids)  # grows: also the tie-break of equal deadlines
+        entry = [deadline, timer_id, token, timer_id]
         heapq.heappush(self._heap, entry)
         self._timers[timer_id] = entry
         self._live += 1
@@ -219,31 +221,48 @@ class Poll(metaclass=NoPublicConstructor, made_by="EventLoop()"):
 
     def _poll(self, timeout: float | None) -> list[tuple[Readiness, Token]]:
         # Step 2 of dispatch: wait for fds or the earliest timer, then append due timers.
-        deadline = self._next_deadline()
-        until = None if timeout is None else _monotonic() + timeout
-        if deadline is not None and (until is None or deadline <= until):
-            until = deadline
-        while True:
-            wait = -1.0 if until is None else min(max(0.0, until - _monotonic()), _MAX_WAIT)
-            polled, woken = self._poller.poll(wait)
-            # epoll rounds to milliseconds: a timer-driven wait may end a hair early.
-            if polled or woken or deadline is None or until != deadline:
-                break
-            if _monotonic() >= deadline:
-                break
-        events: list[tuple[Readiness, Token]] = [
-            (Readiness(bool(mask & _IN), bool(mask & _OUT), bool(mask & EPOLLERR)), token)
-            for token, mask in polled
-        ]
+        heap = self._heap
+        while heap and heap[0][2] is None:  # cancelled entries on top: drop them
+            heapq.heappop(heap)
+        deadline = heap[0][0] if heap else None
+        poll = self._poller.poll_owned  # calloop registers only from the polling thread
+        until = None
+        if timeout is not None or deadline is not None:
+            now = _monotonic()
+            until = None if timeout is None else now + timeout
+            if deadline is not None and (until is None or deadline <= until):
+                until = deadline
+        if until is None:
+            polled, woken = poll(-1.0)
+        elif until <= now:
+            polled, woken = poll(0.0)  # due already (a timer, or timeout 0): do not wait
+        else:
+            while True:
+                wait = min(max(0.0, until - _monotonic()), _MAX_WAIT)
+                polled, woken = poll(wait)
+                # epoll rounds to milliseconds: a timer-driven wait may end a hair early.
+                if polled or woken or until != deadline or _monotonic() >= until:
+                    break
+        events: list[tuple[Readiness, Token]] = []
+        if polled:
+            readiness = _READINESS
+            for token, mask in polled:
+                ready = readiness.get(mask)
+                if ready is None:
+                    ready = readiness[mask] = Readiness(
+                        bool(mask & _IN), bool(mask & _OUT), bool(mask & EPOLLERR)
+                    )
+                events.append((ready, token))
         if deadline is not None:
             now = _monotonic()
-            heap = self._heap
-            while heap and (heap[0][2] is None or heap[0][0] <= now):
-                entry = heapq.heappop(heap)
-                if entry[2] is not None:
-                    del self._timers[entry[3]]
-                    self._live -= 1
-                    events.append((_READABLE, entry[2]))
+            if heap[0][0] <= now:
+                timers = self._timers
+                while heap and (heap[0][2] is None or heap[0][0] <= now):
+                    entry = heapq.heappop(heap)
+                    if entry[2] is not None:
+                        del timers[entry[3]]
+                        self._live -= 1
+                        events.append((_READABLE, entry[2]))
         return events
 
     def _close(self) -> None:

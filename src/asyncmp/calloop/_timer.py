@@ -20,7 +20,13 @@ from ._token import Token, TokenFactory
 __all__ = ("TimeoutAction", "Timer")
 
 
-def _seconds(value: float, what: str) -> float:
+def _seconds(value: object, what: str) -> float:
+    if type(value) is float:  # the common cases first, without isinstance calls
+        if value != value:  # NaN
+            raise ValueError(f"{what} must not be NaN")
+        return value
+    if type(value) is int:
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {value!r}")
     if math.isnan(value):
@@ -64,7 +70,10 @@ class TimeoutAction(
         d = _seconds(duration, "duration")
         if d < 0:
             raise ValueError(f"duration must be >= 0, not {d}")
-        return cls._create("duration", d)
+        self = object.__new__(cls)  # _create, inlined: a periodic timer makes one per period
+        self._kind = "duration"
+        self._at = d
+        return self
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TimeoutAction):
@@ -147,8 +156,25 @@ class Timer(
             self._timer_id = poll.insert_timer(self._deadline, token)
 
     def reregister(self, poll: Poll, token_factory: TokenFactory) -> None:
-        self.unregister(poll)
-        self.register(poll, token_factory)
+        # unregister() then register(), in one step: a periodic timer does this per period.
+        if self._timer_id is not None:
+            poll.cancel_timer(self._timer_id)
+        token = self._token
+        if (
+            token is None
+            or token_factory._next
+            or token._sub
+            or token_factory._slot != token._slot
+            or token_factory._version != token._version
+        ):
+            token = token_factory.token()
+        else:
+            # The factory's first token would equal the one this timer holds (tokens are
+            # values): keep it, and count it as made.
+            token_factory._next = 1
+        self._poll, self._token = poll, token
+        deadline = self._deadline
+        self._timer_id = None if deadline is None else poll.insert_timer(deadline, token)
 
     def unregister(self, poll: Poll) -> None:
         if self._timer_id is not None:
@@ -162,7 +188,8 @@ class Timer(
         token: Token,
         callback: Callable[[float, None], TimeoutAction | None],
     ) -> PostAction:
-        if token != self._token or self._deadline is None:
+        mine = self._token
+        if (token is not mine and token != mine) or self._deadline is None:
             return PostAction.CONTINUE
         self._timer_id = None  # the poller popped it
         action: object = callback(self._deadline, None)
@@ -179,13 +206,20 @@ class Timer(
         if action._kind == "instant":
             self._deadline = action._at
         else:
-            self._deadline = _deadline_after(action._at)
-            if self._deadline is None:
-                return PostAction.REMOVE  # overflow: it would never fire
-        return PostAction.REREGISTER
+            at = action._at  # checked by to_duration(): a number >= 0
+            if at == _INF:
+                self._deadline = None
+                return PostAction.REMOVE  # it would never fire
+            self._deadline = _monotonic() + at
+        return _REREGISTER
 
     def __repr__(self) -> str:
         return f"<calloop.Timer deadline={self._deadline!r}>"
+
+
+_INF = math.inf
+_REREGISTER = PostAction.REREGISTER
+_monotonic = time.monotonic
 
 
 def _deadline_after(duration: float) -> float | None:
