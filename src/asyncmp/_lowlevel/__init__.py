@@ -2,6 +2,7 @@
 
 - `_backend`: which async library runs the caller (asyncio, uvloop, trio), resolved cheaply.
 - `_wake`: the one protocol by which a parked task or thread is woken from any thread or loop.
+- `_coalesce`: cross-thread wake-ups of one asyncio loop batched into one ``call_soon_threadsafe``.
 - `_waitqueue`: the one queue of parked waiters.
 - `_outcome`: the one cell behind every pending result.
 - `_poller`: the one epoll set with a wake-up fd (the dharma dispatcher and calloop).

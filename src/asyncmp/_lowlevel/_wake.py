@@ -33,7 +33,8 @@ that must not be lost (a request, a promotion) can pass it on.
 
 Waking is cheap on the hot path: an asyncio waiter is the bare ``Future``; woken from its
 own loop's thread it is resolved directly, from anywhere else through
-``call_soon_threadsafe``. A trio waiter is rescheduled directly from its own thread and
+`_coalesce.resolve_soon` (a ``call_soon_threadsafe`` shared by the wake-ups that reach one
+loop in a row). A trio waiter is rescheduled directly from its own thread and
 through its ``TrioToken`` otherwise. A thread waiter is a pre-acquired ``Lock``.
 """
 
@@ -45,6 +46,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 from ._backend import get_running_loop, library_mark, on_trio, trio_api
+from ._coalesce import lookup as _batch_lookup, resolve_soon
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -194,7 +196,11 @@ def deliver(waiter: Waiter, value: object, undelivered: Callable[[Any], None] | 
                 undelivered(value)
         else:
             try:
-                loop.call_soon_threadsafe(_settle, waiter, value, undelivered)
+                batch = _batch_lookup(id(loop))
+                if batch is not None and batch.direct:  # a loop not batched (uvloop)
+                    loop.call_soon_threadsafe(_settle, waiter, value, undelivered)
+                else:  # call_soon_threadsafe, coalesced with the loop's other wake-ups
+                    resolve_soon(loop, waiter, value, undelivered)
             except RuntimeError:
                 # The loop is closed: the task that waited is gone.
                 if undelivered is not None:
