@@ -25,6 +25,7 @@ __all__ = (
     "calloop_pings",
     "calloop_timers",
     "memory_per_request",
+    "nats_scale",
     "signaler_fanout",
     "stage_handoff",
     "task_spawn",
@@ -362,3 +363,14 @@ def calloop_channel(n: int, clients: int) -> float:
         while count[0] < sent:
             loop.dispatch(None, None)
     return time.perf_counter() - t0
+
+
+# -- NATS at scale -------------------------------------------------------------------------
+
+
+async def nats_scale(n: int, clients: int) -> float:
+    """NATS at scale: *n* `asyncmp.nats` ``send()`` round trips from *clients* tasks to two
+    asyncmp server processes served as a service, statistics on (`_nats_scale`)."""
+    from ._nats_scale import asyncmp_requests
+
+    return await asyncmp_requests(n, clients)

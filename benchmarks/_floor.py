@@ -36,6 +36,7 @@ __all__ = (
     "loop_pings",
     "loop_timers",
     "memory_per_request",
+    "nats_scale",
     "signaler_fanout",
     "stage_handoff",
     "thread_async",
@@ -389,3 +390,11 @@ async def loop_channel(n: int, clients: int) -> float:
         sent += batch
         await batch_done
     return time.perf_counter() - t0
+
+
+async def nats_scale(n: int, clients: int) -> float:
+    """NATS at scale: *n* ``nc.request()`` round trips from *clients* tasks to two plain
+    nats-py responder processes in a queue group (`_nats_scale`)."""
+    from ._nats_scale import plain_requests
+
+    return await plain_requests(n, clients)

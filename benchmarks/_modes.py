@@ -71,6 +71,15 @@ MODES: tuple[Mode, ...] = (
         floor_desc="SimpleQueue + call_soon_threadsafe(fut.set_result)",
     ),
     Mode(
+        "async64_thread",
+        "64 async clients → one thread server",
+        LOOPS,
+        (_amp(amp.async_thread), _floor(floor.async_thread), *PEERS_ASYNC_THREAD),
+        clients=64,
+        floor_desc="SimpleQueue + call_soon_threadsafe(fut.set_result)",
+        smoke_n=256,
+    ),
+    Mode(
         "thread_thread",
         "thread → thread",
         ("threads",),
@@ -140,6 +149,19 @@ MODES: tuple[Mode, ...] = (
         unit="msg",
         floor_desc="asyncio call_soon_threadsafe per message",
         smoke_n=1_000,
+    ),
+    Mode(
+        "nats_scale",
+        "NATS: 64 requesters, 2 server processes",
+        ("asyncio",),
+        (
+            Contestant("asyncmp", "asyncmp", amp.nats_scale, ("nats",)),
+            Contestant("floor", "floor", floor.nats_scale, ("nats",)),
+        ),
+        clients=64,
+        floor_desc="2 plain nats-py responder processes, nc.request()",
+        smoke_n=256,
+        max_n=200_000,
     ),
     Mode(
         "memory",
@@ -225,11 +247,21 @@ TARGETS: Mapping[str, Mapping[Core, Target]] = {
     "thread_async": {"compiled": _COMPILED_THREAD, "pure": _PURE_THREAD},
     "async_thread": {"compiled": _COMPILED_THREAD, "pure": _PURE_THREAD},
     "thread_thread": {"compiled": _COMPILED_THREAD, "pure": _PURE_THREAD},
+    # Many replies from one thread to one loop: they can share the loop's wake-ups.
+    "async64_thread": {
+        "compiled": Target(min_ratio=_loops(1.5)),
+        "pure": Target(min_ratio=_loops(1.0)),
+    },
     "task_spawn": {
         "compiled": Target(min_ratio=_loops(0.95)),
         "pure": Target(min_ratio=_loops(0.75)),
     },
     "memory": {"compiled": Target(max_bytes=150), "pure": Target(max_bytes=500)},
+    # Two asyncmp service processes (statistics on) against two plain nats-py responders.
+    "nats_scale": {
+        "compiled": Target(min_ratio=_loops(1.0)),
+        "pure": Target(min_ratio=_loops(1.0)),
+    },
 }
 
 
