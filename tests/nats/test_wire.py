@@ -40,6 +40,39 @@ def test_nats_connect_rejects_bad_arguments() -> None:
 
 
 @pytest.mark.parametrize(
+    "data",
+    [
+        b'"0123456789abcdef"',
+        b'{"a":[1,{"b":null}],"c":"\xc3\xa9"}',
+        b" 1",
+        b"1 ",
+        b"\n[1, 2]\t",
+        b"",
+        b"x",
+        b'"unterminated',
+        b"1 2",
+        b"[1,]",
+        b"NaN",
+        b"\xff",
+    ],
+)
+def test_nats_json_codec_decodes_exactly_as_json_loads(data: bytes) -> None:
+    """The JSON codec's decode (a direct call of the scanner for the usual message) gives
+    what ``json.loads`` gives — the same value, or the same error with the same message —
+    for surrounding whitespace, trailing data and malformed input too."""
+    import json
+
+    def outcome(decode: Any) -> object:
+        try:
+            return ("value", repr(decode(data)))  # repr: NaN equals NaN
+        except Exception as exc:
+            return ("error", type(exc), str(exc))
+
+    mine = outcome(asyncmp.nats.JsonCodec().decode)
+    assert mine == outcome(lambda raw: json.loads(raw.decode()))
+
+
+@pytest.mark.parametrize(
     "codec",
     ["json", "msgpack", asyncmp.nats.PickleCodec(trusted=True)],
     ids=["json", "msgpack", "pickle"],

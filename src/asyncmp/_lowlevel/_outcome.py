@@ -31,7 +31,7 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any, Final, final
 
-from ._backend import anyio_cancel_pending
+from ._backend import anyio_cancel_pending, on_trio
 from ._wake import ThreadWaiter, new_async_waiter, park, trio_checkpoint, wake
 
 if TYPE_CHECKING:
@@ -166,7 +166,8 @@ class OutcomeCell:
         finally:
             lock.release()
         if waiter is None:
-            await trio_checkpoint()
+            if on_trio():  # trio_checkpoint(), without its coroutine on asyncio
+                await trio_checkpoint()
         else:
             await self.park_async(waiter, give_up=give_up)
 

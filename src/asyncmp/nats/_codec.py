@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
+from collections.abc import Callable
 from typing import Any, Protocol, final, runtime_checkable
 
 __all__ = ("BytesCodec", "Codec", "JsonCodec", "MsgpackCodec", "PickleCodec", "resolve_codec")
@@ -38,17 +39,31 @@ class JsonCodec:
     """UTF-8 JSON (the default). Tuples arrive as lists, dict keys as strings."""
 
     name = "json"
-    __slots__ = ("_decoder", "_encoder")
+    __slots__ = ("_decoder", "_encoder", "_scan")
 
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
         self._decoder = json.JSONDecoder()
+        # The C scanner JSONDecoder.raw_decode() calls (typeshed does not list it).
+        self._scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
 
     def encode(self, obj: Any) -> bytes:
         return self._encoder.encode(obj).encode()
 
     def decode(self, data: bytes) -> Any:
-        return self._decoder.decode(data.decode())
+        text = data.decode()
+        # JSONDecoder.decode() without its Python layers for the usual message, one value
+        # from the first character to the last: the scanner it calls, called directly.
+        # Anything else (surrounding whitespace, an error) goes the full way, which
+        # accepts or reports it exactly as json.loads does.
+        try:
+            value, end = self._scan(text, 0)
+        except StopIteration:
+            pass
+        else:
+            if end == len(text):
+                return value
+        return self._decoder.decode(text)
 
     def __repr__(self) -> str:
         return "JsonCodec()"
