@@ -45,7 +45,7 @@ _NO_EVENTS: list[tuple[Readiness, Token]] = []  # never appended to: shared, rea
 
 @final
 class _Slot:
-    __slots__ = ("callback", "enabled", "lifecycle", "source", "token")
+    __slots__ = ("callback", "enabled", "lifecycle", "rearm", "source", "token")
 
     def __init__(self, source: Any, callback: Any, token: RegistrationToken) -> None:
         self.source = source
@@ -53,6 +53,10 @@ class _Slot:
         self.token = token
         self.enabled = True
         self.lifecycle = hasattr(source, "before_sleep") or hasattr(source, "before_handle_events")
+        # A built-in source's `reregister` after its own event, without a TokenFactory
+        # (`Timer._rearm`): it keeps the token it holds, which equals the first one a fresh
+        # factory would make. Returns False when it cannot (then `reregister` runs).
+        self.rearm: Callable[[Poll], bool] | None = getattr(source, "_rearm", None)
 
 
 @final
@@ -545,8 +549,11 @@ class EventLoop(Generic[Data]):
             return
         if ret is _REREGISTER:  # `_apply`'s, inlined: every periodic timer's, each period
             if slot.enabled:
-                tok = slot.token
-                slot.source.reregister(inner.poll, TokenFactory._create(tok._slot, tok._version))
+                rearm = slot.rearm
+                if rearm is None or not rearm(inner.poll):
+                    tok = slot.token
+                    factory = TokenFactory._create(tok._slot, tok._version)
+                    slot.source.reregister(inner.poll, factory)
             return
         if not isinstance(ret, PostAction):
             raise TypeError(f"{slot.source!r}.process_events returned {ret!r}, not a PostAction")

@@ -176,6 +176,18 @@ class Timer(
         deadline = self._deadline
         self._timer_id = None if deadline is None else poll.insert_timer(deadline, token)
 
+    def _rearm(self, poll: Poll) -> bool:
+        # The loop's REREGISTER after this timer's event (see _Slot.rearm): `reregister`
+        # with the token it holds; False if it holds none (not registered).
+        token = self._token
+        if token is None or poll is not self._poll:
+            return False
+        if self._timer_id is not None:
+            poll.cancel_timer(self._timer_id)
+        deadline = self._deadline
+        self._timer_id = None if deadline is None else poll.insert_timer(deadline, token)
+        return True
+
     def unregister(self, poll: Poll) -> None:
         if self._timer_id is not None:
             poll.cancel_timer(self._timer_id)
