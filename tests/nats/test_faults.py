@@ -338,6 +338,125 @@ async def test_nats_cancel_before_the_request_task_first_runs_leaves_nothing_in_
     assert seen == ["hold"]
 
 
+# -- requests that arrive together share one collector task (serve()'s module doc) ------------
+
+
+async def test_nats_a_reply_still_awaited_does_not_hold_back_the_others_of_its_burst(
+    nats_server: NatsServer,
+) -> None:
+    """Requests that arrive together are collected by one task; one whose reply is not in
+    yet gets a task of its own, so the replies already in go out at once: a handler that
+    keeps the first request's context and answers the second gets the second answered
+    first, then the first when it answers it."""
+    kept: list[asyncmp.ReplyContext[Any]] = []
+
+    async def keep_first(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        if msg == "later":
+            kept.append(rctx)  # answered below, after "now" has had its reply
+        else:
+            rctx.reply(msg)
+
+    with anyio.fail_after(20):
+        async with (
+            serving(nats_server.url, "b", keep_first),
+            raw_nats(nats_server.url) as nc,
+        ):
+            inbox = nc.new_inbox()
+            replies = await nc.subscribe(inbox + ".*")
+            await nc.publish("b", b'"later"', reply=f"{inbox}.1")
+            await nc.publish("b", b'"now"', reply=f"{inbox}.2")
+            await nc.flush()
+            first = await replies.next_msg(timeout=10)
+            assert (first.subject, json.loads(first.data)) == (f"{inbox}.2", "now")
+            assert len(kept) == 1
+            kept[0].reply("later")
+            second = await replies.next_msg(timeout=10)
+            assert (second.subject, json.loads(second.data)) == (f"{inbox}.1", "later")
+
+
+@pytest.fixture
+def collect_gate(monkeypatch: pytest.MonkeyPatch) -> anyio.Event:
+    """serve()'s collector, held: it looks at the requests that arrived only once the
+    returned event is set (what a busy loop would do: run other work first)."""
+    gate = anyio.Event()
+    original = _serve._Server.collect
+
+    async def gated(self: _serve._Server) -> None:
+        await gate.wait()
+        await original(self)
+
+    monkeypatch.setattr(_serve._Server, "collect", gated)
+    return gate
+
+
+async def test_nats_cancel_of_a_request_waiting_for_its_collector_withdraws_it_once(
+    nats_server: NatsServer, cancel_seen: list[Any], collect_gate: anyio.Event
+) -> None:
+    """A cancel that comes after the request was handed to the local server but before
+    the collector looked at it: counted once as cancelled, no reply, nothing left in
+    flight; the collector then passes it by and answers the others."""
+    answered: list[Any] = []
+
+    async def echo_noted(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        rctx.reply(msg)
+        answered.append(msg)
+
+    with anyio.fail_after(20):
+        async with (
+            serving(nats_server.url, "w", echo_noted),
+            raw_nats(nats_server.url) as nc,
+        ):
+            inbox = nc.new_inbox()
+            replies = await nc.subscribe(inbox + ".*")
+            await nc.publish("w", b'"withdrawn"', reply=f"{inbox}.1")
+            await nc.publish("w", b'"served"', reply=f"{inbox}.2")
+            await nc.flush()
+            await _wait_for(lambda: len(answered) == 2)  # both replied to locally
+            await nc.publish("_ASYNCMP.CANCEL.w", f"{inbox}.1".encode())
+            await nc.flush()
+            await _wait_for(lambda: len(cancel_seen) == 1)
+            server = cancel_seen[0]
+            assert list(server.in_flight) == [f"{inbox}.2"]
+            collect_gate.set()
+            reply = await replies.next_msg(timeout=10)
+            assert (reply.subject, json.loads(reply.data)) == (f"{inbox}.2", "served")
+            await _wait_for(lambda: server.collector is None)
+            assert not server.in_flight
+            assert (server.num_requests, server.num_cancelled) == (2, 1)
+            assert replies.pending_msgs == 0
+
+
+async def test_nats_stopping_serve_answers_requests_waiting_for_their_collector(
+    nats_server: NatsServer, collect_gate: anyio.Event
+) -> None:
+    """serve() stopped while requests wait for their collector: each caller gets NoReply
+    at once (as for a request its handler holds), and the collector finds nothing left."""
+    outcome: list[BaseException] = []
+    answered: list[Any] = []
+
+    async def echo_noted(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        rctx.reply(msg)
+        answered.append(msg)
+
+    with anyio.fail_after(20):
+        async with asyncmp.nats.connect("x", nats_server.url, timeout=None) as client:
+
+            async def call(n: int) -> None:
+                try:
+                    await client.send(n)
+                except asyncmp.NoReply as exc:
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                async with serving(nats_server.url, "x", echo_noted):
+                    for n in range(3):
+                        tg.start_soon(call, n)
+                    await _wait_for(lambda: len(answered) == 3)
+                # Leaving serving() cancelled serve() with the three waiting to be collected.
+                collect_gate.set()
+    assert len(outcome) == 3
+
+
 def _close_when_the_link_is_taken(
     client: asyncmp.nats.Client[Any, Any], close: Callable[[], None]
 ) -> None:

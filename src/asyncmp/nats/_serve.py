@@ -9,8 +9,14 @@ Invariants:
   tasks they start), so the state needs no lock.
 - A request that was handed to the local server is in ``in_flight`` until exactly one of
   the following takes it out, and whoever takes it out counts it in the endpoint's
-  statistics and answers it (or not): its task, with the local server's outcome; a cancel
-  from its requester (no answer: nobody is waiting); the shut-down (``NoReply``).
+  statistics and answers it (or not): the code that waits for its reply, with the local
+  server's outcome; a cancel from its requester (no answer: nobody is waiting); the
+  shut-down (``NoReply``).
+- The requests that arrive together are collected by one task, not one each: a burst of
+  arrivals is queued in ``arrived`` and one `collect` task looks at them after the local
+  server has run; a reply already in is answered there, and only a request still waiting
+  for its reply gets a task of its own (``in_flight`` holds ``None`` for the task until
+  then). While ``arrived`` is not empty, ``collector`` is the task that will empty it.
 - Every request that is not handed over (a cancel came first, it cannot be decoded, the
   local server is gone) is counted and answered where it is refused.
 """
@@ -21,8 +27,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -77,6 +83,14 @@ _CANCEL_MEMORY_SIZE: Final = 10_000
 
 _now_ns = time.perf_counter_ns
 _Task = asyncio.Task
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    # loop.create_task(coro), without its Python layers where no task factory is set.
+    loop = asyncio.get_running_loop()
+    if loop.get_task_factory() is None:
+        return _Task(coro, loop=loop)
+    return loop.create_task(coro)
 
 
 async def serve(
@@ -223,7 +237,7 @@ class _Run:
         # groups take them), finish the ones in hand.
         for sub in subs:
             await sub.unsubscribe()
-        while tasks := [task for s in self.servers for task, _, _ in s.in_flight.values()]:
+        while tasks := [task for s in self.servers for task in s.tasks_in_hand()]:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def shut_down(self) -> None:
@@ -263,7 +277,12 @@ class _Server:
         self.stopped = run.stopped
         # Requests handed to the local server and not answered yet, by reply subject, with
         # their tasks, their pending replies and when they arrived (perf_counter_ns).
-        self.in_flight: dict[str, tuple[asyncio.Task[None], PendingReply[Any] | None, int]] = {}
+        self.in_flight: dict[
+            str, tuple[asyncio.Task[None] | None, PendingReply[Any] | None, int]
+        ] = {}
+        # Handed over, not yet looked at by a collector (module doc), and that collector.
+        self.arrived: deque[tuple[str, object, PendingReply[Any], int]] = deque()
+        self.collector: asyncio.Task[None] | None = None
         # Reply subjects of cancels that came before their request, with the time they
         # came, oldest first (see _CANCEL_MEMORY_SECONDS).
         self.cancelled: OrderedDict[str, float] = OrderedDict()
@@ -328,12 +347,42 @@ class _Server:
             self.count(start, _GONE_HEADERS)
             await self.publish(reply, b"", _GONE_HEADERS)
             return
-        coro = self.handle(reply, request, pending, start)
-        loop = asyncio.get_running_loop()
-        # loop.create_task(), without its Python frames where no task factory is set (a
-        # task per request is most of what serving costs beside the handler).
-        task = _Task(coro, loop=loop) if loop.get_task_factory() is None else loop.create_task(coro)
-        self.in_flight[reply] = task, pending, start
+        if pending is None:  # it waits for room: a task of its own
+            self.in_flight[reply] = _spawn(self.handle(reply, request, None, start)), None, start
+            return
+        self.in_flight[reply] = None, pending, start
+        self.arrived.append((reply, request, pending, start))
+        if self.collector is None:
+            self.collector = _spawn(self.collect())
+
+    async def collect(self) -> None:
+        """Look at the requests that arrived (module doc): answer those whose reply is in,
+        give the others a task each. Runs after the local server's task, which the first
+        of them woke, so a server that answers at once has answered them all."""
+        arrived = self.arrived
+        in_flight = self.in_flight
+        try:
+            while arrived:
+                reply, request, pending, start = arrived.popleft()
+                entry = in_flight.get(reply)
+                if entry is None or entry[1] is not pending:
+                    continue  # cancelled or withdrawn meanwhile: answered where that happened
+                if pending.done():
+                    # No waiting (awaiting a done reply does not suspend), only publishing.
+                    await self.handle(reply, request, pending, start)
+                else:
+                    task = _spawn(self.handle(reply, request, pending, start))
+                    in_flight[reply] = task, pending, start
+        finally:
+            self.collector = None
+
+    def tasks_in_hand(self) -> list[asyncio.Task[None]]:
+        """The tasks that will answer the requests in flight: their own, and the collector
+        of those that have none yet."""
+        tasks = [task for task, _, _ in self.in_flight.values() if task is not None]
+        if self.collector is not None:
+            tasks.append(self.collector)
+        return tasks
 
     async def on_cancel(self, msg: Msg) -> None:
         reply = msg.data.decode(errors="replace")
@@ -347,7 +396,8 @@ class _Server:
         task, pending, start = entry
         if pending is not None:
             pending.cancel()
-        task.cancel()
+        if task is not None:  # else its collector skips it
+            task.cancel()
         self.num_cancelled += 1
         self.count(start, None)
 
@@ -465,13 +515,18 @@ class _Server:
         """Withdraw the requests in hand and answer them `NoReply` (at the shut-down)."""
         entries = list(self.in_flight.items())
         self.in_flight.clear()
+        # A collector still running finds nothing left (it may be publishing a reply it
+        # took out of flight before: that one is answered already).
+        self.arrived.clear()
         for _, (task, pending, _) in entries:
             if pending is not None:
                 pending.cancel()
-            task.cancel()
+            if task is not None:
+                task.cancel()
         for reply, (task, _, start) in entries:
-            with contextlib.suppress(BaseException):
-                await task
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
             self.count(start, _NOREPLY_HEADERS)
             if not self.nc.is_closed:
                 await self.publish(reply, b"", _NOREPLY_HEADERS)
