@@ -6,6 +6,8 @@ The post/drain races are placed, not hoped for: the batch's queue is replaced by
 whose ``append``, ``__len__`` or ``popleft`` runs a hook at the exact point of the race (a
 post between its append and its look at the flag; a drain just after it counted what to
 run), and the loop is stepped by hand, so that a drain runs exactly where the test says.
+A wake-up to an asyncio loop with nothing ready to run goes alone, unbatched: the tests of
+the batch give the loop something to run first (`busy`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,6 +46,12 @@ def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
 def step(loop: asyncio.AbstractEventLoop) -> None:
     """Run what the loop has ready (a scheduled drain among it), then stop."""
     loop.run_until_complete(asyncio.sleep(0))
+
+
+def busy(loop: asyncio.AbstractEventLoop) -> None:
+    """Give the loop a callback ready to run, as a loop at work has: the wake-ups posted to
+    it now are batched (to an idle asyncio loop, the first would go alone)."""
+    loop.call_soon(lambda: None)
 
 
 class Hooked(deque[Any]):
@@ -88,21 +97,19 @@ def hooked(loop: asyncio.AbstractEventLoop) -> tuple[WakeBatch, Hooked]:
 
 
 class Drains:
-    """Counts the drains that run, and what each ran (wraps the batch's drain)."""
+    """Counts the drains that run, and what each ran (wraps `WakeBatch.drain`)."""
 
-    def __init__(self, batch: WakeBatch, ran: list[object]) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, ran: list[object]) -> None:
         self.ran = ran
         self.batches: list[list[object]] = []
-        real = batch.drain
-        self.done = threading.Event()
+        real = WakeBatch.drain
 
-        def drain() -> None:
+        def drain(batch: WakeBatch) -> None:
             before = len(ran)
-            real()
+            real(batch)
             self.batches.append(ran[before:])
-            self.done.set()
 
-        batch._drain = drain
+        monkeypatch.setattr(WakeBatch, "drain", drain)
 
 
 # -- what a post promises -------------------------------------------------------------------
@@ -134,9 +141,11 @@ def test_posts_run_on_the_loop_once_each_in_post_order(loop: asyncio.AbstractEve
     assert [f.result() for f in futures] == [0, 10, 20]
 
 
-def test_posts_before_the_loop_runs_make_one_wake_up(loop: asyncio.AbstractEventLoop) -> None:
-    """Posts that come while a drain is on its way only append: a hundred posts cost one
-    ``call_soon_threadsafe``, and one drain runs them all."""
+def test_posts_before_the_loop_runs_make_one_wake_up(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posts that come while a drain is on its way only append: a hundred posts to a loop
+    at work cost one ``call_soon_threadsafe``, and one drain runs them all."""
     calls: list[object] = []
     real = loop.call_soon_threadsafe
 
@@ -145,16 +154,40 @@ def test_posts_before_the_loop_runs_make_one_wake_up(loop: asyncio.AbstractEvent
         return real(callback, *args, context=context)
 
     loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
-    batch = batch_of(loop)
-    assert batch is not None
     ran: list[object] = []
-    drains = Drains(batch, ran)
+    drains = Drains(monkeypatch, ran)
+    busy(loop)
     for n in range(100):
         post(loop, ran.append, n)
     step(loop)
     assert ran == list(range(100))
     assert len(calls) == 1
     assert drains.batches == [list(range(100))]
+
+
+def test_a_wake_up_to_an_idle_loop_goes_alone_and_the_next_ones_are_batched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wake-up to an asyncio loop with nothing ready to run costs what
+    ``call_soon_threadsafe`` costs — a handle of its own, no batch; those that follow while
+    it waits are batched behind it, one drain for all, and all run in post order."""
+    loop = asyncio.new_event_loop()
+    try:
+        ran: list[object] = []
+        drains = Drains(monkeypatch, ran)
+        batch = batch_of(loop)
+        assert batch is not None
+        post(loop, ran.append, 0)
+        assert not batch.pending
+        assert not batch.scheduled
+        for n in range(1, 5):
+            post(loop, ran.append, n)
+        assert len(batch.pending) == 4
+        step(loop)
+        assert ran == [0, 1, 2, 3, 4]
+        assert drains.batches == [[1, 2, 3, 4]]
+    finally:
+        loop.close()
 
 
 def test_a_resolved_future_cancelled_meanwhile_passes_the_value_on(
@@ -176,6 +209,7 @@ def test_a_resolved_future_cancelled_meanwhile_passes_the_value_on(
 
 def test_a_post_that_appends_before_the_drain_and_looks_after_it_runs_once(
     loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The race the drain must not lose: a post appends while a drain is scheduled (the
     flag is set), then — before it looks at the flag — the drain starts, clears the flag
@@ -183,8 +217,9 @@ def test_a_post_that_appends_before_the_drain_and_looks_after_it_runs_once(
     schedules another drain, which finds nothing. The entry ran once, in order."""
     batch, queue = hooked(loop)
     ran: list[object] = []
-    drains = Drains(batch, ran)
+    drains = Drains(monkeypatch, ran)
     appended, drained = threading.Event(), threading.Event()
+    busy(loop)
     post(loop, ran.append, "first")  # schedules the drain; the loop does not run yet
 
     def between_append_and_look() -> None:
@@ -208,6 +243,7 @@ def test_a_post_that_appends_before_the_drain_and_looks_after_it_runs_once(
 
 def test_a_post_whose_append_comes_just_after_a_drain_schedules_the_next(
     loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A post that starts while a drain is scheduled, but appends only after that drain
     has run and found its batch: it looks at the flag after appending, finds it clear and
@@ -215,7 +251,8 @@ def test_a_post_whose_append_comes_just_after_a_drain_schedules_the_next(
     drain that has gone, and its entry would wait for ever)."""
     batch, queue = hooked(loop)
     ran: list[object] = []
-    drains = Drains(batch, ran)
+    drains = Drains(monkeypatch, ran)
+    busy(loop)
     post(loop, ran.append, 1)
     queue.before_append = lambda: step(loop)  # the scheduled drain runs first
     post(loop, ran.append, 2)
@@ -228,16 +265,18 @@ def test_a_post_whose_append_comes_just_after_a_drain_schedules_the_next(
 
 def test_a_post_between_the_drains_count_and_its_end_gets_a_drain_of_its_own(
     loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A post that lands after a drain counted what to run (the drain runs only that) sees
     the flag clear — the drain cleared it before counting — and schedules the next drain,
     which runs it: nothing is left behind, and a stream of posts cannot hold the loop."""
-    batch, queue = hooked(loop)
+    _, queue = hooked(loop)
     ran: list[object] = []
-    drains = Drains(batch, ran)
+    drains = Drains(monkeypatch, ran)
+    busy(loop)
     post(loop, ran.append, 1)
     post(loop, ran.append, 2)
-    queue.after_popleft = lambda: post(loop, ran.append, 3)  # lands mid-drain
+    queue.after_popleft = lambda: (busy(loop), post(loop, ran.append, 3))  # mid-drain
     step(loop)
     assert drains.batches[0] == [1, 2]
     if len(drains.batches) == 1:
@@ -248,14 +287,16 @@ def test_a_post_between_the_drains_count_and_its_end_gets_a_drain_of_its_own(
 
 def test_a_post_just_before_the_drain_counts_is_run_by_that_drain(
     loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A post that lands after the drain cleared the flag but before it counted: that
     drain runs it, and the drain the post scheduled finds nothing left."""
-    batch, queue = hooked(loop)
+    _, queue = hooked(loop)
     ran: list[object] = []
-    drains = Drains(batch, ran)
+    drains = Drains(monkeypatch, ran)
+    busy(loop)
     post(loop, ran.append, 1)
-    queue.before_len = lambda: post(loop, ran.append, 2)
+    queue.before_len = lambda: (busy(loop), post(loop, ran.append, 2))
     step(loop)
     if len(drains.batches) == 1:
         step(loop)
@@ -348,6 +389,7 @@ def test_a_raising_callback_is_reported_and_the_batch_goes_on(
     def boom() -> None:
         raise ValueError("boom")
 
+    busy(loop)
     post(loop, ran.append, 1)
     post(loop, boom)
     post(loop, ran.append, 2)
@@ -366,6 +408,7 @@ def test_a_keyboard_interrupt_in_a_callback_leaves_the_rest_for_the_next_run(
     def interrupt() -> None:
         raise KeyboardInterrupt
 
+    busy(loop)
     post(loop, ran.append, 1)
     post(loop, interrupt)
     post(loop, ran.append, 2)
@@ -402,12 +445,34 @@ def test_asyncio_loops_are_batched_and_uvloop_loops_go_direct() -> None:
         fast.close()
 
 
+def test_a_loop_closed_with_wake_ups_still_batched_is_not_kept_alive_by_them() -> None:
+    """Wake-ups posted to a loop that is closed before it runs their drain are dropped with
+    the loop (close() drops the drain's handle, and the batch its entries): the futures
+    they would have resolved, and the loop, are collected, and the batch is forgotten."""
+    loop = asyncio.new_event_loop()
+    fut = loop.create_future()
+    busy(loop)
+    resolve_soon(loop, fut, 1)
+    batch = batch_of(loop)
+    assert batch is not None
+    assert len(batch.pending) == 1
+    loop.close()
+    assert not batch.pending
+    gone = weakref.ref(fut)
+    key = id(loop)
+    del fut, loop, batch
+    gc.collect()
+    assert gone() is None
+    assert key not in _coalesce._batches
+
+
 def test_a_batch_adds_nothing_to_the_loop_and_keeps_no_loop_alive() -> None:
     """The batch lives beside the loop, not on it: the loop's attributes are unchanged
     (an added one would slow every attribute read of asyncio's loop code), and once the
     loop is collected its batch is forgotten."""
     loop = asyncio.new_event_loop()
     before = set(vars(loop))
+    busy(loop)
     post(loop, lambda: None)
     step(loop)
     assert set(vars(loop)) == before

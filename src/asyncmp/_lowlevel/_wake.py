@@ -46,7 +46,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 from ._backend import get_running_loop, library_mark, on_trio, trio_api
-from ._coalesce import lookup as _batch_lookup, resolve_soon
+from ._coalesce import resolve_soon
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -67,6 +67,7 @@ __all__ = (
 )
 
 _get_ident = threading.get_ident
+_BaseEventLoop = asyncio.BaseEventLoop
 _Future = asyncio.Future
 
 
@@ -196,11 +197,12 @@ def deliver(waiter: Waiter, value: object, undelivered: Callable[[Any], None] | 
                 undelivered(value)
         else:
             try:
-                batch = _batch_lookup(id(loop))
-                if batch is not None and batch.direct:  # a loop not batched (uvloop)
-                    loop.call_soon_threadsafe(_settle, waiter, value, undelivered)
-                else:  # call_soon_threadsafe, coalesced with the loop's other wake-ups
+                if isinstance(loop, _BaseEventLoop) and loop._ready:  # type: ignore[attr-defined]
+                    # Something is ready to run on that loop already (a wake-up, maybe):
+                    # this one joins the loop's batch (`_coalesce`).
                     resolve_soon(loop, waiter, value, undelivered)
+                else:  # a lone wake-up (or a loop not batched: uvloop), as it always was
+                    loop.call_soon_threadsafe(_settle, waiter, value, undelivered)
             except RuntimeError:
                 # The loop is closed: the task that waited is gone.
                 if undelivered is not None:
