@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, 
 
 import anyio
 
+from .._lowlevel._finalize import finalize
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
 from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
 
@@ -162,22 +163,36 @@ class _Queue:
         self.alive = True
 
     def push(self, msg: object) -> bool:
-        """Queue *msg* and wake one waiter; ``False`` if the receiver is gone."""
-        # Explicit acquire/release: `with lock:` costs twice as much on CPython 3.11, and a
-        # fan-out pays it once per receiver (as does `try_recv`).
-        lock = self.lock
-        lock.acquire()
+        """Queue *msg* and wake one waiter; ``False`` if the receiver is gone.
+
+        Interrupted (Ctrl-C on this thread) in any instant, the message is queued or not,
+        and a receive parked meanwhile is never left waiting beside it: the waiter is taken
+        out of line with no call before the message goes in, and woken in ``finally``."""
+        waiters = self.waiters
+        waiter = None
         try:
-            if not self.alive:
-                return False
-            self.items.append(msg)
-            if not self.waiters:
-                return True
-            waiter = self.waiters.pop_oldest()
+            with self.lock:
+                if not self.alive:
+                    return False
+                if waiters:
+                    key, waiter = waiters.oldest()
+                    del waiters[key]
+                self.items.append(msg)
         finally:
-            lock.release()
-        self.waiters.hint(waiter)
+            if waiter is not None:
+                try:
+                    waiters.hint(waiter)
+                except BaseException:
+                    waiters.hint(waiter)  # complete what an interrupt cut short
+                    raise
         return True
+
+    def kill(self) -> None:
+        """The receiver is gone (collected): nobody can ever read, so drop what is queued and
+        every later push."""
+        with self.lock:
+            self.alive = False
+            self.items.clear()
 
     def take(self) -> Any:
         """Under the lock: the oldest message, or `NOTHING`."""
@@ -203,13 +218,9 @@ class Receiver(Generic[T]):
     def try_recv(self) -> ReceiveResult[T] | Literal[NoMessage.EMPTY]:
         """The oldest queued message, or [`EMPTY`][asyncmp.dharma.EMPTY]."""
         queue = self._queue
-        lock = queue.lock
-        lock.acquire()
-        try:
+        with queue.lock:
             if queue.items:
                 return queue.items.popleft()  # type: ignore[no-any-return]
-        finally:
-            lock.release()
         return EMPTY
 
     # The timeout is part of the contract: it turns into the TIMEOUT outcome value.
@@ -254,10 +265,10 @@ class Receiver(Generic[T]):
         return len(self._queue.items)
 
     def __del__(self) -> None:
+        # The collection may have started while this thread holds the queue's lock (a push
+        # allocates under it): `finalize` then defers the work.
         queue = self._queue
-        with queue.lock:
-            queue.alive = False
-            queue.items.clear()
+        finalize((queue.lock,), queue.kill)
 
     def __repr__(self) -> str:
         return f"<Receiver queued={len(self._queue.items)}>"
