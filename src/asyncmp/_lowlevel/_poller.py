@@ -220,6 +220,12 @@ class Poller(Generic[Tok]):
             self._removed_at[fd] = self._removals
             return True
 
+    def holds(self, fd: int, token: Tok) -> bool:
+        """Whether *fd* is registered under *token* (a look, for a caller that was
+        interrupted around `register`)."""
+        with self._lock:
+            return fd in self._tokens and self._tokens[fd] == token
+
     def wakeup(self) -> None:
         """End the current (or the next) `poll` at once; any thread."""
         if not self._wake.closed:
