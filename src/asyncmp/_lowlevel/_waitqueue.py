@@ -119,6 +119,16 @@ class WaitQueue(dict[Hashable, "Waiter"]):
             return self.pop(key)
         raise KeyError("pop_oldest(): nobody waits")
 
+    def take_oldest(self, n: int, out: list[Waiter]) -> None:
+        """Move up to *n* oldest waiters into *out*, oldest first (to hint them with
+        `hint_all` once the lock is let go). Each is in *out* before anything can interrupt
+        (`oldest`), so a handler or ``finally`` that hints *out* misses none."""
+        while n > 0 and self:
+            key, waiter = self.oldest()
+            del self[key]
+            out.append(waiter)
+            n -= 1
+
     def pop_all(self) -> list[Waiter]:
         """Take out every waiter, oldest first (to wake them all)."""
         waiters = list(self.values())
@@ -140,6 +150,20 @@ class WaitQueue(dict[Hashable, "Waiter"]):
     def hint(self, waiter: Waiter) -> None:
         """Wake *waiter*, taken out under the lock, to look again (call outside the lock)."""
         deliver(waiter, None, self._pass_on)
+
+    def hint_all(self, waiters: list[Waiter]) -> None:
+        """`hint` each of *waiters*, taken out under the lock (call outside the lock). An
+        interrupt that cuts one short completes it first, then propagates once all went out
+        (safe to call again for the same waiters: see `_wake.deliver`)."""
+        error: BaseException | None = None
+        for waiter in waiters:
+            try:
+                deliver(waiter, None, self._pass_on)
+            except BaseException as exc:
+                error = error or exc
+                deliver(waiter, None, self._pass_on)
+        if error is not None:
+            raise error
 
     def pass_on(self, _undelivered: object = None) -> None:
         """A hint could not arrive, or reached a waiter that leaves anyway: give it to the
