@@ -278,15 +278,26 @@ def failure_reply(exc: BaseException, max_payload: int) -> tuple[dict[str, str],
         f"over its NATS server's max_payload ({max_payload}); the failure was {original}"
     )
     name = _public_name(PayloadTooLarge)
-    while True:
+
+    def record(message: str) -> bytes:
         # No "args": the client rebuilds PayloadTooLarge from the message alone.
-        data = json.dumps({"type": name, "message": message}).encode()
-        over = len(data) - limit
-        if over <= 0:
-            return _TOO_LARGE_HEADERS, data
-        if not message:
-            return None
-        # Each character cut saves at least one byte (escapes save more), so one cut is
-        # enough unless the marker itself no longer fits.
-        keep = len(message) - over - len(_TRUNCATED)
-        message = message[:keep] + _TRUNCATED if keep > 0 else ""
+        return json.dumps({"type": name, "message": message}).encode()
+
+    data = record(message)
+    if len(data) <= limit:
+        return _TOO_LARGE_HEADERS, data
+    # Cut the message to the longest prefix whose record, marked "...", fits. Measured in
+    # encoded bytes: JSON escapes a character to as many as twelve bytes ("é" is \u00e9, one
+    # outside the BMP two such escapes), so counting characters would cut far too much —
+    # down to nothing. Fitting is monotonic in the prefix's length: a binary search.
+    fits, too_long = 0, len(message)
+    if len(record(_TRUNCATED)) > limit:
+        data = record("")
+        return (_TOO_LARGE_HEADERS, data) if len(data) <= limit else None
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(record(message[:middle] + _TRUNCATED)) <= limit:
+            fits = middle
+        else:
+            too_long = middle
+    return _TOO_LARGE_HEADERS, record(message[:fits] + _TRUNCATED)

@@ -7,10 +7,13 @@ a `_Run`: one NATS connection and one lifetime.
 Invariants:
 - Everything runs on the loop of the `serve` call (nats-py's subscription callbacks and the
   tasks they start), so the state needs no lock.
-- A request that was handed to the local server is in ``in_flight`` until exactly one of
-  the following takes it out, and whoever takes it out counts it in the endpoint's
+- A request that was handed to the local server is in ``in_flight`` — under a number of its
+  own, not its reply subject: any NATS client may send many requests with one reply subject
+  and tell the answers apart by their payloads — until exactly one of the following takes it
+  out, and whoever takes it out counts it in the endpoint's
   statistics and answers it (or not): its task, with the local server's outcome; a cancel
-  from its requester (no answer: nobody is waiting); the shut-down (``NoReply``).
+  from its requester (no answer: nobody is waiting; a cancel names a reply subject and
+  withdraws every request in hand with it); the shut-down (``NoReply``).
 - Every request that is not handed over (a cancel came first, it cannot be decoded, the
   local server is gone) is counted and answered where it is refused.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -76,6 +80,10 @@ _CANCEL_MEMORY_SECONDS: Final = 60.0
 _CANCEL_MEMORY_SIZE: Final = 10_000
 
 _now_ns = time.perf_counter_ns
+
+# A request in hand: its reply subject, its task, its pending reply (None while a full
+# bounded channel makes the task wait for room) and when it arrived (perf_counter_ns).
+_InFlight = tuple[str, "asyncio.Task[None]", "PendingReply[Any] | None", int]
 
 
 async def serve(
@@ -222,7 +230,7 @@ class _Run:
         # groups take them), finish the ones in hand.
         for sub in subs:
             await sub.unsubscribe()
-        while tasks := [task for s in self.servers for task, _, _ in s.in_flight.values()]:
+        while tasks := [entry[1] for s in self.servers for entry in s.in_flight.values()]:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def shut_down(self) -> None:
@@ -260,9 +268,11 @@ class _Server:
         self.name = name
         self.metadata = metadata
         self.stopped = run.stopped
-        # Requests handed to the local server and not answered yet, by reply subject, with
-        # their tasks, their pending replies and when they arrived (perf_counter_ns).
-        self.in_flight: dict[str, tuple[asyncio.Task[None], PendingReply[Any] | None, int]] = {}
+        # Requests handed to the local server and not answered yet, by a number of their own
+        # (many may share a reply subject), with their reply subjects, tasks, pending
+        # replies and when they arrived (perf_counter_ns).
+        self.in_flight: dict[int, _InFlight] = {}
+        self._numbers = itertools.count()
         # Reply subjects of cancels that came before their request, with the time they
         # came, oldest first (see _CANCEL_MEMORY_SECONDS).
         self.cancelled: OrderedDict[str, float] = OrderedDict()
@@ -327,24 +337,29 @@ class _Server:
             self.count(start, _GONE_HEADERS)
             await self.publish(reply, b"", _GONE_HEADERS)
             return
-        task = asyncio.get_running_loop().create_task(self.handle(reply, request, pending, start))
-        self.in_flight[reply] = task, pending, start
+        key = next(self._numbers)
+        task = asyncio.get_running_loop().create_task(
+            self.handle(key, reply, request, pending, start)
+        )
+        self.in_flight[key] = reply, task, pending, start
 
     async def on_cancel(self, msg: Msg) -> None:
         reply = msg.data.decode(errors="replace")
-        entry = self.in_flight.pop(reply, None)
-        if entry is None:
+        keys = [key for key, entry in self.in_flight.items() if entry[0] == reply]
+        if not keys:
             self.remember_cancel(reply)
             return
-        # Withdraw the local request (asyncmp semantics: the handler never sees it, or its
-        # reply() returns False) and stop waiting for it. The entry is removed here, not
-        # only by handle(): a task cancelled before it first runs never runs its body.
-        task, pending, start = entry
-        if pending is not None:
-            pending.cancel()
-        task.cancel()
-        self.num_cancelled += 1
-        self.count(start, None)
+        # Withdraw the local requests (asyncmp semantics: the handler never sees them, or
+        # its reply() returns False) and stop waiting for them. The entries are removed
+        # here, not only by handle(): a task cancelled before it first runs never runs its
+        # body.
+        for key in keys:
+            _, task, pending, start = self.in_flight.pop(key)
+            if pending is not None:
+                pending.cancel()
+            task.cancel()
+            self.num_cancelled += 1
+            self.count(start, None)
 
     def remember_cancel(self, reply: str) -> None:
         # Its request is not in hand: it may still be on its way (or it was answered already,
@@ -357,7 +372,12 @@ class _Server:
             cancelled.popitem(last=False)
 
     async def handle(
-        self, reply: str, request: object, pending: PendingReply[Any] | None, start: int
+        self,
+        key: int,
+        reply: str,
+        request: object,
+        pending: PendingReply[Any] | None,
+        start: int,
     ) -> None:
         try:
             try:
@@ -369,20 +389,20 @@ class _Server:
                 raise
             except (ServerDisappeared, Closed):
                 self.stopped.set()
-                await self.answer(reply, b"", _GONE_HEADERS, start)
+                await self.answer(key, reply, b"", _GONE_HEADERS, start)
                 return
             except NoReply:
-                await self.answer(reply, b"", _NOREPLY_HEADERS, start)
+                await self.answer(key, reply, b"", _NOREPLY_HEADERS, start)
                 return
             except BaseException as exc:  # whatever the handler passed to rctx.fail()
-                if self.in_flight.pop(reply, None) is not None:
+                if self.in_flight.pop(key, None) is not None:
                     await self.fail(reply, exc, start)
                 return
             try:
                 payload = self.codec.encode(value)
             except Exception as exc:
                 error = TypeError(f"the reply cannot be encoded: {exc}")
-                if self.in_flight.pop(reply, None) is not None:
+                if self.in_flight.pop(key, None) is not None:
                     await self.fail(reply, error, start)
                 return
             if len(payload) > self.nc.max_payload:
@@ -390,21 +410,21 @@ class _Server:
                     f"the reply is {len(payload)} bytes; the NATS server accepts at most "
                     f"{self.nc.max_payload} (its max_payload)"
                 )
-                if self.in_flight.pop(reply, None) is not None:
+                if self.in_flight.pop(key, None) is not None:
                     await self.fail(reply, too_large, start)
                 return
-            await self.answer(reply, payload, None, start)
+            await self.answer(key, reply, payload, None, start)
         finally:
             # Every path above takes the request out of flight (or finds it taken); this is
             # for the one that does not: the task cancelled by its loop shutting down.
-            self.in_flight.pop(reply, None)
+            self.in_flight.pop(key, None)
 
     async def answer(
-        self, reply: str, payload: bytes, headers: dict[str, str] | None, start: int
+        self, key: int, reply: str, payload: bytes, headers: dict[str, str] | None, start: int
     ) -> None:
         """Count and publish the outcome of an in-flight request, unless a cancel or the
         shut-down took it out of flight first (they counted it)."""
-        if self.in_flight.pop(reply, None) is not None:
+        if self.in_flight.pop(key, None) is not None:
             self.count(start, headers)
             await self.publish(reply, payload, headers)
 
@@ -447,13 +467,13 @@ class _Server:
 
     async def withdraw_all(self) -> None:
         """Withdraw the requests in hand and answer them `NoReply` (at the shut-down)."""
-        entries = list(self.in_flight.items())
+        entries = list(self.in_flight.values())
         self.in_flight.clear()
-        for _, (task, pending, _) in entries:
+        for _, task, pending, _ in entries:
             if pending is not None:
                 pending.cancel()
             task.cancel()
-        for reply, (task, _, start) in entries:
+        for reply, task, _, start in entries:
             with contextlib.suppress(BaseException):
                 await task
             self.count(start, _NOREPLY_HEADERS)
