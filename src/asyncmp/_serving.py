@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
 from ._channel import Client, Server, WeakClient, channel
+from ._lowlevel._finalize import finalize
+from ._lowlevel._format import seconds
 from ._lowlevel._outcome import Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
@@ -246,13 +248,10 @@ class JoinHandle(
 
     def __del__(self) -> None:
         # Nothing is lost silently: a loop that died of an exception nobody joined to see.
+        # No lock of asyncmp's (logging's own are reentrant): `finalize` runs it here.
         value = self._cell.value
         if type(value) is Failure and not self._retrieved and not sys.is_finalizing():
-            logger.error(
-                "dispatch loop %r failed and its JoinHandle was never joined",
-                self._name,
-                exc_info=value.error,
-            )
+            finalize((), _log_unjoined, self._name, value.error)
 
     def __repr__(self) -> str:
         value = self._cell.value
@@ -263,6 +262,12 @@ class JoinHandle(
         else:
             state = "done"
         return f"<JoinHandle {self._name!r} {state}>"
+
+
+def _log_unjoined(name: str, error: BaseException) -> None:
+    logger.error(
+        "dispatch loop %r failed and its JoinHandle was never joined", name, exc_info=error
+    )
 
 
 @final
@@ -286,7 +291,9 @@ class _BlockingJoinHandle(Generic[T_co]):
         handle = self._handle
         # An interrupt (Ctrl-C) in the wait leaves no waiter behind, as a timeout.
         if not handle._cell.wait_blocking(timeout, give_up=False):
-            raise TimeoutError(f"dispatch loop {handle._name!r} still running after {timeout} s")
+            raise TimeoutError(
+                f"dispatch loop {handle._name!r} still running after {seconds(timeout)} s"
+            )
         return handle._outcome()
 
 
@@ -334,10 +341,10 @@ class Watchdog:
                 if delay <= 0:
                     warned = current
                     logger.warning(
-                        "dispatch loop %r: proc_req(%s) has been running for more than %g s",
+                        "dispatch loop %r: proc_req(%s) has been running for more than %s s",
                         self._name,
                         current[1],
-                        self._limit,
+                        seconds(self._limit),
                     )
                     continue
             if self._stop.wait(delay):

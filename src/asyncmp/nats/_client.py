@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
 from .._lowlevel._backend import on_trio
+from .._lowlevel._finalize import finalize
+from .._lowlevel._format import seconds
 from .._lowlevel._outcome import Failure
 from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._wake import ThreadWaiter, check_timeout, ensure_blocking_allowed, new_async_waiter
@@ -271,13 +273,20 @@ class Client(
         self._release()
 
     def _release(self) -> asyncio.Task[None] | None:
-        if self._closed:
-            return None
-        self._closed = True
         hub = self._hub
-        with hub.lock:
-            hub.clients -= 1
-            last = hub.clients == 0
+        last = False
+        try:
+            with hub.lock:
+                if self._closed:  # under the lock: one release per client
+                    return None
+                self._closed = True
+                hub.clients -= 1
+                last = hub.clients == 0
+        except BaseException:
+            # Interrupted (Ctrl-C) once it counted itself out: the last one still closes.
+            if last:
+                hub.close()
+            raise
         return hub.close() if last else None
 
     @property
@@ -300,12 +309,28 @@ class Client(
             await asyncio.shield(task)
 
     def __del__(self) -> None:
+        # The collection may have started while this thread holds the hub's lock (a request
+        # allocates under it): `finalize` then defers the work. Never waits for the I/O
+        # thread to end, as close() may.
         if not self._closed and not sys.is_finalizing():
-            self.close()
+            finalize((self._hub.lock,), _release_collected, self._hub)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<asyncmp.nats.Client {self._hub.subject!r} {state}>"
+
+
+def _release_collected(hub: Hub) -> None:
+    """A collected client's finalizer work (`finalize`): count it out; the last one closes
+    the connections, without waiting for the I/O thread to end."""
+    last = False
+    try:
+        with hub.lock:
+            hub.clients -= 1
+            last = hub.clients == 0
+    finally:
+        if last:
+            hub.close(join=False)
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -385,8 +410,14 @@ class _BlockingClient(Generic[Req, Rep]):
         payload = _encode(hub, msg, link)
         waiter = ThreadWaiter()
         call = _Call(hub, client._decoder, waiter)
-        link.publish_soon(hub.subject, payload, call, hub.timeout)
-        # Interrupted (Ctrl-C): the request is given up as on a timeout.
-        if not call.park_blocking(waiter, wait, give_up=True):
-            raise TimeoutError(f"no reply within {limit} seconds")
+        try:
+            link.publish_soon(hub.subject, payload, call, hub.timeout)
+            replied = call.park_blocking(waiter, wait, give_up=True)
+        except BaseException:
+            # Interrupted (Ctrl-C) in any instant: the request is given up as on a timeout
+            # (nothing happens if its outcome is in already).
+            call.give_up()
+            raise
+        if not replied:
+            raise TimeoutError(f"no reply within {seconds(limit)} seconds")
         return call.result()  # type: ignore[no-any-return]
