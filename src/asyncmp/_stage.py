@@ -123,7 +123,6 @@ class Stage(Generic[T, R, B]):
 
     __slots__ = (
         "__weakref__",
-        "_buffer",
         "_buffer_lock",
         "_entries",
         "_head",
@@ -134,7 +133,6 @@ class Stage(Generic[T, R, B]):
 
     def __init__(self, resource: R, buffer: B) -> None:
         self._resource = resource
-        self._buffer = buffer
         self._lock = threading.Lock()
         self._entries: dict[Hashable, _Entry] = {}
         self._parked = WaitQueue(self._lock)  # PARKED entries -> their waiters, oldest first

@@ -35,6 +35,7 @@ import _thread
 import os
 import queue
 import sys
+import types
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -102,22 +103,19 @@ def _run() -> None:
         del action, args
 
 
-class _Unraisable:
-    """What ``sys.unraisablehook`` takes (``sys.UnraisableHookArgs`` has no constructor)."""
-
-    def __init__(self, exc: BaseException, action: object) -> None:
-        self.exc_type = type(exc)
-        self.exc_value = exc
-        self.exc_traceback = exc.__traceback__
-        self.err_msg = "Exception ignored in deferred finalizer work"
-        self.object = action
-
-
 def _report(exc: BaseException, action: object) -> None:
     if sys.is_finalizing():
         return
+    # What sys.unraisablehook takes (sys.UnraisableHookArgs has no public constructor).
+    unraisable = types.SimpleNamespace(
+        exc_type=type(exc),
+        exc_value=exc,
+        exc_traceback=exc.__traceback__,
+        err_msg="Exception ignored in deferred finalizer work",
+        object=action,
+    )
     try:
-        sys.unraisablehook(_Unraisable(exc, action))  # type: ignore[arg-type]
+        sys.unraisablehook(unraisable)
     except BaseException:  # a broken hook must not end the finalizer thread
         pass
 
