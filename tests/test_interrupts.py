@@ -10,6 +10,8 @@ goes on working (a blocking call leaves what its timeout leaves).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -300,3 +302,82 @@ def test_try_recv_interrupted_as_it_takes_the_lock_leaves_the_lock_free() -> Non
     assert receiver.try_recv() is EMPTY
     sender.send_plain("x")
     assert receiver.try_recv() == Plain("x")
+
+
+# -- what the channel still owes ---------------------------------------------------------------
+
+# Run in a child process: with the fault, a trio server thread waits for ever.
+HANDOFF_TO_PARKED_TRIO_SERVER = """
+import sys, threading, trio, asyncmp
+from asyncmp._lowlevel import _wake
+
+server, client = asyncmp.channel()
+parked, done = threading.Event(), threading.Event()
+
+async def serve():
+    async def watch():
+        while not server._core.server_waiters:
+            await trio.sleep(0.001)
+        parked.set()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        with trio.move_on_after(3):
+            await server.wait()
+    done.set()
+
+threading.Thread(target=lambda: trio.run(serve), daemon=True).start()
+assert parked.wait(5)
+if asyncmp.CORE == "pure":
+    from asyncmp._channel_core import _PureChannelCore
+    # Ctrl-C as push let the lock go, having taken the parked server's waiter.
+    where, event, name = _PureChannelCore.push.__code__, "c_return", "release"
+else:
+    # Ctrl-C as the compiled push calls the Python wake-up (a function's first check).
+    where, event, name = _wake.deliver.__code__, "call", None
+armed = [True]
+
+def profile(frame, ev, arg):
+    if armed and ev == event and (
+        (name is None and frame.f_code is where)
+        or (name is not None and frame.f_code is where and getattr(arg, "__name__", "") == name)
+    ):
+        armed.clear()
+        sys.setprofile(None)
+        raise KeyboardInterrupt
+
+sys.setprofile(profile)
+try:
+    client.blocking.send("x", timeout=5)
+except KeyboardInterrupt:
+    pass
+sys.setprofile(None)
+if armed:
+    print("no such instant on this core: the hand-off never reaches this Python code")
+    sys.exit(0)
+if not done.wait(6):
+    print("hung: the trio server's wait never returned, even past its 3 s timeout")
+    sys.exit(1)
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the channel's push (issue 20, its owner fixes it): an interrupt after it took a parked "
+        "server's waiter and before the wake-up went out loses the hand-off; a trio server, "
+        "which refuses its cancellation once a waker took it, then waits for ever"
+    ),
+)
+def test_a_send_interrupted_as_it_hands_off_to_a_parked_trio_server_still_wakes_it() -> None:
+    """`client.blocking.send` on the main thread, interrupted in the instant after it took
+    a parked trio server's waiter (pure core: as it let the channel's lock go; compiled
+    core: as it calls the Python wake-up): the server must be woken (with the request or to
+    look again) and its timeout must end its wait. A profile hook places the interrupt."""
+    proc = subprocess.run(
+        [sys.executable, "-c", HANDOFF_TO_PARKED_TRIO_SERVER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
