@@ -238,7 +238,10 @@ class Stage(Generic[T, R, B]):
                 director = Director._create(self, entry)
         except BaseException:
             if not refused:
-                self._abandon(entry)
+                try:
+                    self._abandon(entry)
+                except BaseException:
+                    self._abandon(entry)  # a second interrupt cut it short: once more
             raise
         if action == _NOTIFIED:
             return Notified()
@@ -681,7 +684,10 @@ class _BlockingStage(Generic[T, R, B]):
                 director = Director._create(stage, entry)
         except BaseException:
             if not refused:
-                stage._abandon(entry)
+                try:
+                    stage._abandon(entry)
+                except BaseException:
+                    stage._abandon(entry)  # a second interrupt cut it short: once more
             raise
         if action == _NOTIFIED:
             return Notified()
