@@ -172,3 +172,25 @@ def wait_until(predicate: Callable[[], object], what: str) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"never: {what}"
         time.sleep(0.0005)
+
+
+@contextmanager
+def interrupt_on_call(fn: Callable[..., Any]) -> Iterator[Window]:
+    """Inside the block, the first call of the Python function *fn* on the main thread
+    raises ``KeyboardInterrupt`` as it starts, before its first line: where Python runs a
+    pending signal handler at a function's start. A profile hook."""
+    assert threading.current_thread() is threading.main_thread()
+    code = _code_of(fn)
+    window = Window()
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is code and not window.tripped:
+            window.tripped = True
+            sys.setprofile(None)
+            raise KeyboardInterrupt
+
+    sys.setprofile(profile)
+    try:
+        yield window
+    finally:
+        sys.setprofile(None)

@@ -21,8 +21,16 @@ import asyncmp
 from asyncmp import Closed, Finished, Notified
 from asyncmp._lowlevel._outcome import OutcomeCell
 from asyncmp._lowlevel._waitqueue import WaitQueue
+from asyncmp._lowlevel._wake import ThreadWaiter
 from asyncmp.dharma import EMPTY, Plain, Receiver, Sender, connect
-from interrupting import WAIT, ctrl_c, interrupt_as_acquired, interrupt_on_return, wait_until
+from interrupting import (
+    WAIT,
+    ctrl_c,
+    interrupt_as_acquired,
+    interrupt_on_call,
+    interrupt_on_return,
+    wait_until,
+)
 
 
 def release_if_stuck(lock: Any) -> bool:
@@ -212,6 +220,36 @@ def test_stage_blocking_enter_interrupted_as_it_parks_leaves_nothing_in_line() -
     assert not stage._parked
     leave.set()
     head_thread.join(WAIT)
+    assert stage._head is None, "the stage is left headed by a waiter that is gone"
+    assert stage.blocking.enter(ticket, lambda director: "a", timeout=WAIT) == Finished("a")
+    ticket.close()
+
+
+def test_an_enter_promoted_as_it_times_out_hands_the_head_on_when_interrupted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`stage.blocking.enter()` promoted in the instant its timeout ran out hands the head
+    on ("timeout wins"), and an interrupt as it starts handing on (a function's first
+    instruction) does not stop it: the stage is free afterwards (before, the stage stayed
+    headed by the interrupted waiter for ever). The promotion and the timeout are placed by
+    a patched wait."""
+    stage, leave, head_thread = headed_stage()
+    ticket = stage.ticket("a")
+    assert ticket is not None
+
+    def wait(self: ThreadWaiter, timeout: float | None) -> bool:
+        leave.set()  # the head leaves: the oldest waiter, this one, is promoted ...
+        head_thread.join(WAIT)
+        return False  # ... in the instant its own timeout runs out
+
+    monkeypatch.setattr(ThreadWaiter, "wait", wait)
+    with (
+        interrupt_on_call(asyncmp.Stage._abandon) as window,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        stage.blocking.enter(ticket, lambda director: "a", timeout=1e-6)
+    monkeypatch.undo()
+    assert window.tripped
     assert stage._head is None, "the stage is left headed by a waiter that is gone"
     assert stage.blocking.enter(ticket, lambda director: "a", timeout=WAIT) == Finished("a")
     ticket.close()

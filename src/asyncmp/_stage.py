@@ -236,6 +236,8 @@ class Stage(Generic[T, R, B]):
                     action, waiter = self._resume(entry, expired, new_async_waiter)
             if action == _HEAD:
                 director = Director._create(self, entry)
+            elif action == _HAND_ON:
+                self._abandon(entry)  # inside: an interrupt in it has it run again below
         except BaseException:
             if not refused:
                 try:
@@ -245,10 +247,7 @@ class Stage(Generic[T, R, B]):
             raise
         if action == _NOTIFIED:
             return Notified()
-        if action == _HAND_ON:
-            self._abandon(entry)
-            return TimedOut()
-        if action == _TIMED_OUT:
+        if action in (_HAND_ON, _TIMED_OUT):
             return TimedOut()
         assert director is not None
         try:
@@ -682,6 +681,8 @@ class _BlockingStage(Generic[T, R, B]):
                     action, waiter = stage._resume(entry, expired, ThreadWaiter)
             if action == _HEAD:
                 director = Director._create(stage, entry)
+            elif action == _HAND_ON:
+                stage._abandon(entry)  # inside: an interrupt in it has it run again below
         except BaseException:
             if not refused:
                 try:
@@ -691,10 +692,7 @@ class _BlockingStage(Generic[T, R, B]):
             raise
         if action == _NOTIFIED:
             return Notified()
-        if action == _HAND_ON:
-            stage._abandon(entry)
-            return TimedOut()
-        if action == _TIMED_OUT:
+        if action in (_HAND_ON, _TIMED_OUT):
             return TimedOut()
         assert director is not None
         try:
