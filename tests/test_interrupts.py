@@ -255,6 +255,39 @@ def test_an_enter_promoted_as_it_times_out_hands_the_head_on_when_interrupted(
     ticket.close()
 
 
+def test_a_head_interrupted_as_it_wakes_the_waiter_it_promoted_still_wakes_it() -> None:
+    """A head on the main thread whose head function returned, interrupted as it starts
+    waking the waiter it promoted (a function's first instruction): the waiter is woken
+    all the same and heads (before, it stayed promoted and asleep: an untimed enter hung)."""
+    stage: asyncmp.Stage[str, None, dict[str, int]] = asyncmp.Stage(None, {})
+    head_ticket, waiter_ticket = stage.ticket("head"), stage.ticket("waiter")
+    assert head_ticket is not None
+    assert waiter_ticket is not None
+    heading = threading.Event()
+    outcome: list[object] = []
+
+    def head(director: object) -> str:
+        heading.set()
+        wait_until(lambda: stage._parked, "the waiter parked behind the head")
+        return "head"
+
+    def wait() -> None:
+        assert heading.wait(WAIT)
+        outcome.append(stage.blocking.enter(waiter_ticket, lambda d: "promoted"))
+
+    worker = threading.Thread(target=wait, daemon=True)
+    worker.start()
+    with (
+        interrupt_on_call(asyncmp.Stage._promote) as window,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        stage.blocking.enter(head_ticket, head, timeout=WAIT)
+    assert window.tripped
+    worker.join(WAIT)
+    assert not worker.is_alive(), "the promoted waiter was never woken"
+    assert outcome == [Finished("promoted")]
+
+
 def test_stage_buffer_interrupted_as_it_takes_the_lock_is_not_left_held() -> None:
     """``with stage.buffer():`` interrupted as it takes the buffer's lock: the interrupt
     propagates and the buffer is free for the next block, on any thread."""

@@ -259,7 +259,11 @@ class Stage(Generic[T, R, B]):
                 )
             value = await result
         finally:
-            self._end_head(director)
+            try:
+                self._end_head(director)
+            except BaseException:
+                self._end_head(director)  # cut short by an interrupt at its start: once more
+                raise
         return Finished(value)
 
     @property
@@ -375,10 +379,16 @@ class Stage(Generic[T, R, B]):
                     entry.waiter = None
                 # A notification stays marked on the ticket for the next enter().
         finally:
-            self._promote(promoted)
+            try:
+                self._promote(promoted)
+            except BaseException:
+                self._promote(promoted)  # cut short by an interrupt at its start: once more
+                raise
 
     def _promote(self, promoted: tuple[_Entry, Waiter] | None) -> None:
-        """Wake a promoted waiter (outside the lock). If the head cannot reach it — its
+        """Wake a promoted waiter (outside the lock, in a ``finally`` whose caller runs it
+        again if an interrupt cut it short: a repeated wake-up is not repeated, see
+        `_wake.deliver`). If the head cannot reach it — its
         event loop is closed, or an asyncio task was cancelled as the wake-up arrived — it is
         passed on to the next waiter, so a stage is never left headed by nobody.
 
@@ -412,20 +422,17 @@ class Stage(Generic[T, R, B]):
                     self._head = promoted[0]
                     del self._parked[promoted[0]]
         finally:
-            self._promote(promoted)
+            try:
+                self._promote(promoted)
+            except BaseException:
+                self._promote(promoted)  # cut short by an interrupt at its start: once more
+                raise
 
     def _end_head(self, director: Director[T, R, B]) -> None:
         """The head function has ended: let the head go and promote the oldest waiter.
 
-        It must complete: interrupted before it let the head go, it runs again (a second run
-        finds the director closed and changes nothing)."""
-        try:
-            self._let_head_go(director)
-        except BaseException:
-            self._let_head_go(director)
-            raise
-
-    def _let_head_go(self, director: Director[T, R, B]) -> None:
+        It must complete: its callers run it again if an interrupt cut it short (a second
+        run finds the director closed and changes nothing; `_promote` wakes a waiter once)."""
         promoted = None
         try:
             with self._lock:
@@ -442,7 +449,11 @@ class Stage(Generic[T, R, B]):
                     self._head = promoted[0]
                     del self._parked[promoted[0]]
         finally:
-            self._promote(promoted)
+            try:
+                self._promote(promoted)
+            except BaseException:
+                self._promote(promoted)  # cut short by an interrupt at its start: once more
+                raise
 
     def __repr__(self) -> str:
         with self._lock:
@@ -705,7 +716,11 @@ class _BlockingStage(Generic[T, R, B]):
                     "an awaitable; await stage.enter() for async functions"
                 )
         finally:
-            stage._end_head(director)
+            try:
+                stage._end_head(director)
+            except BaseException:
+                stage._end_head(director)  # cut short by an interrupt at its start: once more
+                raise
         return Finished(value)
 
 

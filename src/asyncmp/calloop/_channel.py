@@ -89,13 +89,10 @@ class _ChannelState:
         self.room_waiters.take_oldest(n, hints)
 
     def hint(self, hints: list[Any]) -> None:
-        # Outside the lock, in a `finally`: complete what an interrupt cut short.
+        # Outside the lock, in a `finally` whose caller runs it again if an interrupt cut
+        # it short (a hint already out is not repeated: `_wake.deliver`).
         if hints:
-            try:
-                self.room_waiters.hint_all(hints)
-            except BaseException:
-                self.room_waiters.hint_all(hints)
-                raise
+            self.room_waiters.hint_all(hints)
 
     def push(self, value: Any, bounded: bool) -> bool:
         # Under lock. True if queued; False if a bounded queue is full.
@@ -330,7 +327,11 @@ class Channel(
                     raise Disconnected("every sender of this calloop channel is closed")
                 raise WouldBlock("no message is queued")
         finally:
-            core.hint(hints)
+            try:
+                core.hint(hints)
+            except BaseException:
+                core.hint(hints)  # cut short by an interrupt at its start: once more
+                raise
 
     def process_events(
         self,
@@ -360,7 +361,11 @@ class Channel(
                         core.freed(1, hints)
                         value = core.queue.popleft()
                 finally:
-                    core.hint(hints)
+                    try:
+                        core.hint(hints)
+                    except BaseException:
+                        core.hint(hints)  # cut short by an interrupt at its start: once more
+                        raise
                 action = callback_action(callback(Msg(value), None), "Channel")
                 if action is not PostAction.CONTINUE:
                     return action
@@ -391,7 +396,11 @@ class Channel(
                 core.queue.clear()
                 core.fd.close()
         finally:
-            core.hint(hints)
+            try:
+                core.hint(hints)
+            except BaseException:
+                core.hint(hints)  # cut short by an interrupt at its start: once more
+                raise
 
     def __del__(self) -> None:
         # `finalize` defers the close while this thread holds a lock it takes.
