@@ -777,8 +777,18 @@ class Channels:
             print("requests not ended:", {r: (c, self.serves.get(r)) for r, c in unended.items()})
             print("plain server:", self.plain_server.statistics())
             raise
+        # The loops end once their last client is closed or collected: collect meanwhile
+        # (a clone the main thread dropped in a cycle counts until then).
+        deadline = time.monotonic() + WAIT
         for handle in (self.thread_handle, self.task_handle):
-            assert handle.blocking.join(timeout=WAIT) is None
+            while not handle.done() and time.monotonic() < deadline:
+                gc.collect()
+                wait_deferred(WAIT)
+                try:
+                    handle.blocking.join(timeout=0.05)
+                except TimeoutError:
+                    pass
+            assert handle.blocking.join(timeout=0) is None
         assert not rd.errors, rd.errors
         self.check()
 
