@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import itertools
 import os
 import queue
@@ -76,7 +77,6 @@ from asyncmp import (
     TimedOut,
     WouldBlock,
 )
-from asyncmp._cores import load_speedups
 from asyncmp.dharma import (
     EMPTY,
     TIMEOUT,
@@ -711,7 +711,7 @@ class StageEvents:
 # -- interrupts ---------------------------------------------------------------------------
 
 
-_speedups = load_speedups()
+_speedups: Any = None if asyncmp.CORE == "pure" else importlib.import_module("asyncmp._speedups")
 
 
 def in_blocking_wait(frame: FrameType | None) -> bool:
@@ -1191,7 +1191,7 @@ state = {"handed": False, "interrupted": False}
 
 def in_wait(frame):
     return (frame.f_code.co_name == "wait" and "asyncmp" in frame.f_code.co_filename
-            and type(frame.f_locals.get("self")).__name__ == "ThreadWaiter")
+            and type(frame.f_locals.get("self")).__name__ == "Parker")
 
 def profile(frame, event, arg):
     if getattr(arg, "__name__", None) != "acquire" or not in_wait(frame):

@@ -61,12 +61,15 @@ def build(out: Path) -> tuple[Path, Path, Path]:
 def check_wheel_contents(wheel: Path, compiled: bool) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     problems = []
-    speedups = [n for n in names if n.startswith("asyncmp/_speedups.") and n.endswith((".so", ".pyd"))]
-    if compiled and not speedups:
-        problems.append("the compiled core (asyncmp/_speedups.*.so) is missing")
-    if not compiled and (speedups or not wheel.name.endswith("-py3-none-any.whl")):
+    extensions = [n for n in names if n.endswith((".so", ".pyd"))]
+    for module in ("_speedups", "_channel_c"):
+        if compiled and not any(n.startswith(f"asyncmp/{module}.") for n in extensions):
+            problems.append(f"the compiled core (asyncmp/{module}.*.so) is missing")
+    if not compiled and (extensions or not wheel.name.endswith("-py3-none-any.whl")):
         problems.append("the pure-Python wheel is not pure (py3-none-any, no extension)")
-    sources = sorted(n for n in names if n.endswith((".pyx", ".c")))
+    if "asyncmp/_speedups.pyi" not in names:
+        problems.append("asyncmp/_speedups.pyi is missing (type checkers read the primitives there)")
+    sources = sorted(n for n in names if n.endswith((".pyx", ".pxd", ".c")))
     if sources:
         problems.append(f"the extension's sources are shipped: {sources}")
     if "asyncmp/py.typed" not in names:

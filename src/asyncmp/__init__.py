@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._channel import (
-    ChannelStatistics as ChannelStatistics,
     Client as Client,
+    ReplyContext as ReplyContext,
     Server as Server,
     WeakClient as WeakClient,
     channel as channel,
@@ -26,13 +26,13 @@ from ._errors import (
     WouldBlock as WouldBlock,
 )
 from ._lowlevel._public import publish
+from ._pending import PendingReply as PendingReply
 from ._protocols import (
     AnyBlockingClient as AnyBlockingClient,
     AnyBlockingPendingReply as AnyBlockingPendingReply,
     AnyClient as AnyClient,
     AnyPendingReply as AnyPendingReply,
 )
-from ._reply import PendingReply as PendingReply, ReplyContext as ReplyContext
 from ._serving import Break as Break, Continue as Continue, JoinHandle as JoinHandle
 from ._stage import (
     Director as Director,
@@ -42,6 +42,7 @@ from ._stage import (
     Ticket as Ticket,
     TimedOut as TimedOut,
 )
+from ._statistics import ChannelStatistics as ChannelStatistics
 
 __all__ = (
     "CORE",

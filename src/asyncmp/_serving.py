@@ -33,11 +33,10 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
-from ._channel import Client, Server, WeakClient, channel
+from ._channel import Client, ReplyContext, Server, WeakClient, new_channel
 from ._lowlevel._outcome import Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
-from ._reply import ReplyContext
 
 __all__ = ("Break", "Continue", "JoinHandle")
 
@@ -156,7 +155,7 @@ def build(
     """
     if not callable(make_handler):
         raise TypeError(f"make_handler must be callable, not {make_handler!r}")
-    server, client = channel(max_queued=max_queued)
+    server, client = new_channel(max_queued)
     try:
         handler = make_handler(client)
         if not callable(getattr(handler, "proc_req", None)):

@@ -12,18 +12,16 @@ requests of its channel one at a time in FIFO order and hands each to the handle
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, Protocol, TypeVar, final
 
-from ._channel import Client, Server, WeakClient
+from ._channel import Client, ReplyContext, Server, WeakClient
 from ._errors import ClientsDisappeared
 from ._lowlevel._backend import current_library
 from ._lowlevel._finalize import finalize
-from ._reply import ReplyContext
 from ._serving import (
     Break,
     Continue,
@@ -232,7 +230,7 @@ class _Guard:
 
     def __del__(self) -> None:
         if self.armed and not sys.is_finalizing():
-            finalize((self.server._core.lock, self.handle._cell.lock), self.fire)
+            finalize((self.server._channel.lock, self.handle._cell.lock), self.fire)
 
 
 async def _serve(
@@ -287,10 +285,8 @@ async def _dispatch(
     proc_req = handler.proc_req
     wait = server.wait
     if on_asyncio:
-        # This task serves on one loop all its life: tell `receive` which, once.
-        wait = functools.partial(
-            server._core.receive, ClientsDisappeared, asyncio.get_running_loop()
-        )
+        # This task serves on one loop all its life: tell `wait` which, once.
+        wait = server._serving(asyncio.get_running_loop()).wait
     taken = 0
     while True:
         try:

@@ -17,9 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypeVar
 
-from ._channel import Client, Server, WeakClient
+from ._channel import Client, ReplyContext, Server, WeakClient
 from ._errors import ClientsDisappeared
-from ._reply import ReplyContext
 from ._serving import (
     Break,
     Continue,

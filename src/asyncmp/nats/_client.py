@@ -15,7 +15,7 @@ from .._lowlevel._backend import on_trio
 from .._lowlevel._outcome import Failure
 from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._wake import ThreadWaiter, check_timeout, ensure_blocking_allowed, new_async_waiter
-from .._reply import PendingReply as LocalPendingReply
+from .._pending import PendingReply as LocalPendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, Registry, ServiceError
 from ._link import Hub, _Call, _Link

@@ -29,7 +29,7 @@ import anyio
 
 from .._channel import Client as LocalClient
 from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
-from .._reply import PendingReply
+from .._pending import PendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, failure_reply
 from ._link import connect_nats, settle
