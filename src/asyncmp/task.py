@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol, TypeVar, final
 
 from ._channel import Client, Server, WeakClient
 from ._errors import ClientsDisappeared
+from ._loopwatch import watch
 from ._lowlevel._backend import current_library
 from ._lowlevel._finalize import finalize
 from ._reply import ReplyContext
@@ -33,6 +34,9 @@ from ._serving import (
     build,
     check_flow,
     check_options,
+    logger,
+    loop_cancelled,
+    loop_failed,
     loop_name,
     report_failure,
 )
@@ -171,7 +175,7 @@ def spawn(
         raise TypeError(f"task_group must have a start_soon() method, not {task_group!r}")
 
     server, client, weak, handler = build(make_handler, max_queued)
-    handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler))
+    handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler), server)
     guard = _Guard(server, handle)
     args = (guard, weak, handler, limit, library == "asyncio", on_error)
     try:
@@ -186,6 +190,9 @@ def spawn(
         server.close()
         client.close()
         raise
+    if library == "asyncio":
+        # A task lives only while its event loop runs; warn whoever waits for a stopped one.
+        watch(handle, server, asyncio.get_running_loop())
     return client, handle
 
 
@@ -245,24 +252,44 @@ async def _serve(
 ) -> None:
     guard.disarm()
     server, handle = guard.server, guard.handle
-    dog = None if limit is None else Watchdog(limit, handle._name)
+    name = handle._name
+    dog = None if limit is None else Watchdog(limit, name)
+    where = ["init()"]  # where the loop is, for the log line of a failure (see _dispatch)
     try:
         try:
             on_failure = None if on_error == "stop" else on_error
-            rv = await _dispatch(server, weak, handler, dog, on_asyncio, on_failure, handle._name)
+            rv = await _dispatch(server, weak, handler, dog, on_asyncio, on_failure, name, where)
+        except BaseException as exc:
+            # Whatever ended the loop, nothing queued may wait for a loop that is gone, and
+            # every later caller is told why.
+            if isinstance(exc, _cancelled_class()):
+                loop_cancelled(server, name)
+            elif isinstance(exc, Exception):
+                loop_failed(server, name, exc, where[0])
+            # KeyboardInterrupt, SystemExit: they propagate into the event loop, which
+            # reports them; the server is closed plainly below.
+            raise
         finally:
-            # Whatever ended the loop, nothing queued may wait for a loop that is gone.
-            server.close()
+            server.close()  # the normal end (and the plain one); idempotent
             if dog is not None:
                 dog.stop()
         term = getattr(handler, "term", None)
+        where[0] = "term()"
         value = rv if term is None else await _maybe_await(term(rv))
     except BaseException as exc:
         if isinstance(exc, Exception):
-            handle._finish(None, exc)
+            if where[0] == "term()":
+                logger.error(
+                    "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
+                    name,
+                    exc,
+                    exc_info=exc,
+                )
+            # Logged already: the handle needs no log line of its own if nobody joins.
+            handle._finish(None, exc, quiet=True)
             return  # reported to whoever joins; the task group is not torn down by it
         cancelled = isinstance(exc, _cancelled_class())
-        error = RuntimeError(f"dispatch loop {handle._name!r} was cancelled") if cancelled else exc
+        error = RuntimeError(f"dispatch loop {name!r} was cancelled") if cancelled else exc
         handle._finish(None, error, quiet=cancelled)
         raise
     handle._finish(value, None)
@@ -276,14 +303,17 @@ async def _dispatch(
     on_asyncio: bool,
     on_failure: Any,
     name: str,
+    where: list[str],
 ) -> Any:
     """The loop proper: returns the `Break` value, or None once every client has gone.
 
-    *on_failure*: ``on_error`` unless it is "stop" (then None)."""
+    *on_failure*: ``on_error`` unless it is "stop" (then None). *where*: set to where the
+    loop is when it raises (written on the way out, never per request)."""
     init = getattr(handler, "init", None)
     if init is not None:
         await _maybe_await(init(weak))
     del weak
+    where[0] = "server.wait()"
     proc_req = handler.proc_req
     wait = server.wait
     if on_asyncio:
@@ -311,11 +341,14 @@ async def _dispatch(
                 stop = None
         except BaseException as exc:
             abort_request(rctx, exc)
+            where[0] = f"proc_req({type(msg).__qualname__})"
             if on_failure is None or not isinstance(exc, Exception):
                 raise
             if dog is not None:
                 dog.end()
+            where[0] = "on_error()"
             await _maybe_await(report_failure(on_failure, name, exc, msg))
+            where[0] = "server.wait()"
             stop = None  # go on, like a proc_req that returned None
         finally:
             if dog is not None:

@@ -29,6 +29,8 @@ from ._serving import (
     build,
     check_flow,
     check_options,
+    logger,
+    loop_failed,
     report_failure,
 )
 
@@ -135,7 +137,7 @@ def spawn(
     limit = check_options(name, watchdog, on_error)
     server, client, weak, handler = build(make_handler, max_queued, _check_sync)
     thread_name = name if name is not None else f"asyncmp-server-{next(_counter)}"
-    handle: JoinHandle[Any] = JoinHandle._create(thread_name)
+    handle: JoinHandle[Any] = JoinHandle._create(thread_name, server)
     thread = threading.Thread(
         target=_serve,
         args=(server, weak, handler, handle, limit, None if on_error == "stop" else on_error),
@@ -168,21 +170,35 @@ def _serve(
     limit: float | None,
     on_failure: Any,
 ) -> None:
-    dog = None if limit is None else Watchdog(limit, handle._name)
+    name = handle._name
+    dog = None if limit is None else Watchdog(limit, name)
+    where = ["init()"]  # where the loop is, for the log line of a failure (see _dispatch)
     try:
         try:
-            rv = _dispatch(server, weak, handler, dog, on_failure, handle._name)
+            rv = _dispatch(server, weak, handler, dog, on_failure, name, where)
+        except BaseException as exc:
+            # Whatever ended the loop, nothing queued may wait for a loop that is gone, and
+            # every later caller is told why. On a thread nothing else would report it.
+            loop_failed(server, name, exc, where[0])
+            raise
         finally:
-            # Whatever ended the loop, nothing queued may wait for a loop that is gone.
-            server.close()
+            server.close()  # the normal end; idempotent
             if dog is not None:
                 dog.stop()
         term = getattr(handler, "term", None)
+        where[0] = "term()"
         value = rv if term is None else _not_awaitable(term(rv), "term")
     except BaseException as exc:
-        # Reported to whoever joins (and logged if nobody does); re-raising here would only
-        # reach threading.excepthook.
-        handle._finish(None, exc)
+        if where[0] == "term()":
+            logger.error(
+                "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
+                name,
+                exc,
+                exc_info=exc,
+            )
+        # Reported to whoever joins (logged already, so the handle needs no log line of its
+        # own); re-raising here would only reach threading.excepthook.
+        handle._finish(None, exc, quiet=True)
         return
     handle._finish(value, None)
 
@@ -194,14 +210,17 @@ def _dispatch(
     dog: Watchdog | None,
     on_failure: Any,
     name: str,
+    where: list[str],
 ) -> Any:
     """The loop proper: returns the `Break` value, or None once every client has gone.
 
-    *on_failure*: ``on_error`` unless it is "stop" (then None)."""
+    *on_failure*: ``on_error`` unless it is "stop" (then None). *where*: set to where the
+    loop is when it raises (written on the way out, never per request)."""
     init = getattr(handler, "init", None)
     if init is not None:
         _not_awaitable(init(weak), "init")
     del weak
+    where[0] = "server.blocking.wait()"
     proc_req = handler.proc_req
     wait = server.blocking.wait
     while True:
@@ -217,11 +236,14 @@ def _dispatch(
             stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
         except BaseException as exc:
             abort_request(rctx, exc)
+            where[0] = f"proc_req({type(msg).__qualname__})"
             if on_failure is None or not isinstance(exc, Exception):
                 raise
             if dog is not None:
                 dog.end()
+            where[0] = "on_error()"
             _not_awaitable(report_failure(on_failure, name, exc, msg), "on_error")
+            where[0] = "server.blocking.wait()"
             stop = None  # go on, like a proc_req that returned None
         finally:
             if dog is not None:
