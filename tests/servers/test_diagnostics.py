@@ -300,6 +300,7 @@ def test_request_to_server_on_stopped_loop_is_reported(stopped_server: Any) -> N
         # Reported once per stall, not at every look.
         _loopwatch.check()
         assert len(records) == 1
+
         # The loop runs again: the request is served (the report was only a warning).
         async def collect() -> object:
             return await pending
