@@ -475,7 +475,7 @@ class Watchdog:
                 if delay <= 0:
                     warned = current
                     logger.warning(
-                        "dispatch loop %r: proc_req(%s) has been running for more than %g s",
+                        "dispatch loop %r: proc_req(%s) has been running for more than %.3g s",
                         self._name,
                         current[1],
                         self._limit,

@@ -388,5 +388,5 @@ class _BlockingClient(Generic[Req, Rep]):
         link.publish_soon(hub.subject, payload, call, hub.timeout)
         # Interrupted (Ctrl-C): the request is given up as on a timeout.
         if not call.park_blocking(waiter, wait, give_up=True):
-            raise TimeoutError(f"no reply within {limit} seconds")
+            raise TimeoutError(f"no reply within {limit:.3g} seconds")
         return call.result()  # type: ignore[no-any-return]
