@@ -93,8 +93,8 @@ class Closed(Error, RuntimeError):
 
 
 class WouldBlock(Error):
-    """A non-waiting operation (``try_*``, ``*_nowait``, ``request`` on a full bounded
-    channel) could not proceed without waiting.
+    """A non-waiting operation (``request`` on a full bounded channel, a ``try_*``
+    method) could not proceed without waiting.
 
     Unlike the ``Disconnected`` family the channel is fine: try again later, or use the
     waiting form.
