@@ -62,8 +62,8 @@ class Break(Generic[T_co]):
     """Returned by a handler's ``proc_req`` to end the dispatch loop with *value*.
 
     The loop stops taking requests, closes the server (requests still queued get
-    [`ServerDisappeared`][asyncmp.ServerDisappeared]), calls ``term(value)`` if the handler
-    has one, and the [`JoinHandle`][asyncmp.JoinHandle] yields what ``term`` returned
+    `ServerDisappeared`), calls ``term(value)`` if the handler
+    has one, and the `JoinHandle` yields what ``term`` returned
     (*value* itself without ``term``). ump-server's ``ControlFlow::Break(rv)``.
     """
 
@@ -267,8 +267,8 @@ class JoinHandle(
 ):
     """Waits for a dispatch loop to end and gives back its result.
 
-    Returned by [`task.spawn`][asyncmp.task.spawn] and
-    [`thread.spawn`][asyncmp.thread.spawn]. The result is what the handler's ``term``
+    Returned by `task.spawn` and
+    `thread.spawn`. The result is what the handler's ``term``
     returned, or without ``term`` the value of the `Break` that ended the loop (``None`` if
     the loop ended because every client had gone). If ``proc_req``, ``init`` or ``term``
     raised, joining raises that exception.

@@ -1,12 +1,12 @@
 """Dispatch-loop servers that run as a task: ump-server's ``task::spawn``.
 
 ```python
-client, handle = asyncmp.task.spawn(lambda client: Adder(client.weak()))
+client, handle = asyncmp.task.spawn(lambda client: Adder())
 ```
 
 The loop runs on the event loop that called `spawn` (asyncio, uvloop or trio), takes the
 requests of its channel one at a time in FIFO order and hands each to the handler's
-``proc_req``. See [`spawn`][asyncmp.task.spawn] for the whole life cycle.
+``proc_req``. See `spawn` for the whole life cycle.
 """
 
 from __future__ import annotations
@@ -57,15 +57,15 @@ _Coroutine = types.CoroutineType
 
 
 class TaskHandler(Protocol[Req_contra, Rep, RV_co]):
-    """What [`spawn`][asyncmp.task.spawn] needs from the object ``make_handler`` builds.
+    """What `spawn` needs from the object ``make_handler`` builds.
 
     Only ``proc_req`` is required. Two optional methods are looked up by name:
 
     - ``init(self, weak_client) -> None`` runs on the loop once, before the first request,
-      with a [`WeakClient`][asyncmp.WeakClient] of the server.
+      with a `WeakClient` of the server.
     - ``term(self, rv) -> object`` runs on the loop once, after the loop ended by a
-      [`Break`][asyncmp.Break] (``rv`` is its value) or because every client had gone
-      (``rv`` is ``None``). What it returns is what the [`JoinHandle`][asyncmp.JoinHandle]
+      `Break` (``rv`` is its value) or because every client had gone
+      (``rv`` is ``None``). What it returns is what the `JoinHandle`
       yields; without ``term`` the handle yields ``rv``.
 
     In a task server each of the three may be an ``async def`` or a plain ``def``.
@@ -82,11 +82,11 @@ class TaskHandler(Protocol[Req_contra, Rep, RV_co]):
     ):
         """Handle one request: answer it with ``rctx.reply(value)`` / ``rctx.fail(exc)``
         (now, or later from elsewhere), then return ``None`` or
-        [`Continue`][asyncmp.Continue] to go on, or ``Break(value)`` to end the loop.
+        `Continue` to go on, or ``Break(value)`` to end the loop.
 
         The next request is not taken before this call (and, for ``async def``, its
         coroutine) has finished. If it raises, the request gets
-        [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with that
+        `NoReply` unless it was answered, and the loop ends with that
         exception (or goes on: see ``spawn``'s ``on_error``).
         """
         ...
@@ -120,25 +120,26 @@ def spawn(
     (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
     or when every strong client is closed and the queue is drained; then the server is
     closed (anything still queued fails with
-    [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
+    `ServerDisappeared`), ``term`` is called, and the handle
     yields its result.
 
     If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets [`NoReply`][asyncmp.NoReply] whose ``__cause__``
+    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
     is the exception, unless it was answered; then *on_error* decides. By default the
-    server is closed and joining the handle raises that exception; the exception does not
+    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
+    the server is closed — later callers' `ServerDisappeared` names the exception — and joining the handle raises that exception; the exception does not
     propagate into the task group. An exception from ``init`` or ``term`` always ends the
     loop so. If the loop's task is cancelled, the request in hand gets ``NoReply``, the
     server is closed and joining raises ``RuntimeError``.
 
     Args:
-        make_handler: Builds the handler from the server's first client, the one
-            ``spawn`` returns. The handler should keep ``client.weak()``: a clone (or an
-            upgraded weak client) that it keeps counts as a client of its own and keeps
-            the loop alive until a ``Break``; keeping *client* itself keeps the object
-            alive, so the loop ends only when the application closes it, not when it
-            merely drops it.
-        max_queued: Bound of the channel (see [`channel`][asyncmp.channel]).
+        make_handler: Builds the handler: ``make_handler(client)`` with the server's
+            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
+            a class whose ``__init__`` takes the client; not the handler class itself).
+            The handler should not keep *client* or a clone of it: a client it keeps
+            keeps the loop running. A handler that must reach its own server keeps the
+            weak client that its ``init`` receives.
+        max_queued: Bound of the channel (see `channel`).
         name: Name of the task, and of the loop in log messages.
         watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
             warning on the ``asyncmp`` logger (the request still completes).
@@ -155,7 +156,7 @@ def spawn(
             ``SystemExit`` always end the loop.
 
     Returns:
-        The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
+        The application's client and the loop's `JoinHandle`.
 
     Raises:
         TypeError: bad arguments; no ``task_group`` under trio; the handler has no

@@ -1,12 +1,12 @@
 """Dispatch-loop servers that run on their own thread: ump-server's ``thread::spawn``.
 
 ```python
-client, handle = asyncmp.thread.spawn(lambda client: Adder(client.weak()), name="adder")
+client, handle = asyncmp.thread.spawn(lambda client: Adder(), name="adder")
 ```
 
 The loop runs on a new thread, takes the requests of its channel one at a time in FIFO
 order and hands each to the handler's ``proc_req`` (a plain ``def``: it may block). See
-[`spawn`][asyncmp.thread.spawn] for the whole life cycle.
+`spawn` for the whole life cycle.
 """
 
 from __future__ import annotations
@@ -45,20 +45,20 @@ _counter = itertools.count(1)
 
 
 class ThreadHandler(Protocol[Req_contra, Rep, RV_co]):
-    """What [`spawn`][asyncmp.thread.spawn] needs from the object ``make_handler`` builds.
+    """What `spawn` needs from the object ``make_handler`` builds.
 
     Only ``proc_req`` is required. Two optional methods are looked up by name, and run on
     the server's thread:
 
     - ``init(self, weak_client) -> None`` runs once, before the first request, with a
-      [`WeakClient`][asyncmp.WeakClient] of the server.
+      `WeakClient` of the server.
     - ``term(self, rv) -> object`` runs once, after the loop ended by a
-      [`Break`][asyncmp.Break] (``rv`` is its value) or because every client had gone
-      (``rv`` is ``None``). What it returns is what the [`JoinHandle`][asyncmp.JoinHandle]
+      `Break` (``rv`` is its value) or because every client had gone
+      (``rv`` is ``None``). What it returns is what the `JoinHandle`
       yields; without ``term`` the handle yields ``rv``.
 
     All three are plain ``def`` functions; an ``async def`` is refused with ``TypeError``
-    (use [`asyncmp.task.spawn`][asyncmp.task.spawn] for those).
+    (use `asyncmp.task.spawn` for those).
     """
 
     def proc_req(
@@ -66,10 +66,10 @@ class ThreadHandler(Protocol[Req_contra, Rep, RV_co]):
     ) -> Break[RV_co] | Continue | type[Continue] | None:
         """Handle one request: answer it with ``rctx.reply(value)`` / ``rctx.fail(exc)``
         (now, or later from another thread), then return ``None`` or
-        [`Continue`][asyncmp.Continue] to go on, or ``Break(value)`` to end the loop.
+        `Continue` to go on, or ``Break(value)`` to end the loop.
 
         The next request is not taken before this call returns. If it raises, the request
-        gets [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with
+        gets `NoReply` unless it was answered, and the loop ends with
         that exception (or goes on: see ``spawn``'s ``on_error``).
         """
         ...
@@ -94,26 +94,27 @@ def spawn(
     (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
     or when every strong client is closed and the queue is drained; then the server is
     closed (anything still queued fails with
-    [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
+    `ServerDisappeared`), ``term`` is called, and the handle
     yields its result.
 
     If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets [`NoReply`][asyncmp.NoReply] whose ``__cause__``
+    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
     is the exception, unless it was answered; then *on_error* decides. By default the
-    server is closed, the thread ends, and joining the handle raises that exception. An
+    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
+    the server is closed — later callers' `ServerDisappeared` names the exception —, the thread ends, and joining the handle raises that exception. An
     exception from ``init`` or ``term`` always ends the loop so.
 
-    The thread is a daemon thread, like a Rust thread it does not keep the process alive:
-    join the handle to wait for the loop to end.
+    The thread is a daemon thread: it does not keep the process alive; join the handle to
+    wait for the loop to end.
 
     Args:
-        make_handler: Builds the handler from the server's first client, the one
-            ``spawn`` returns. The handler should keep ``client.weak()``: a clone (or an
-            upgraded weak client) that it keeps counts as a client of its own and keeps
-            the loop alive until a ``Break``; keeping *client* itself keeps the object
-            alive, so the loop ends only when the application closes it, not when it
-            merely drops it.
-        max_queued: Bound of the channel (see [`channel`][asyncmp.channel]).
+        make_handler: Builds the handler: ``make_handler(client)`` with the server's
+            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
+            a class whose ``__init__`` takes the client; not the handler class itself).
+            The handler should not keep *client* or a clone of it: a client it keeps
+            keeps the loop running. A handler that must reach its own server keeps the
+            weak client that its ``init`` receives.
+        max_queued: Bound of the channel (see `channel`).
         name: Name of the thread (default ``asyncmp-server-N``), also used in log messages.
         watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
             warning on the ``asyncmp`` logger (the request still completes).
@@ -127,7 +128,7 @@ def spawn(
             loop.
 
     Returns:
-        The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
+        The application's client and the loop's `JoinHandle`.
 
     Raises:
         TypeError: bad arguments; the handler has no plain-``def`` ``proc_req``.
