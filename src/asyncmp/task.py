@@ -127,8 +127,9 @@ def spawn(
     ``Break``), the request in hand gets `NoReply` whose ``__cause__``
     is the exception, unless it was answered; then *on_error* decides. By default the
     exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
-    the server is closed — later callers' `ServerDisappeared` names the exception — and joining the handle raises that exception; the exception does not
-    propagate into the task group. An exception from ``init`` or ``term`` always ends the
+    the server is closed (later callers' `ServerDisappeared` names the exception), and
+    joining the handle raises that exception; the exception does not propagate into the
+    task group. An exception from ``init`` or ``term`` always ends the
     loop so. If the loop's task is cancelled, the request in hand gets ``NoReply``, the
     server is closed and joining raises ``RuntimeError``.
 

@@ -101,7 +101,8 @@ def spawn(
     ``Break``), the request in hand gets `NoReply` whose ``__cause__``
     is the exception, unless it was answered; then *on_error* decides. By default the
     exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
-    the server is closed — later callers' `ServerDisappeared` names the exception —, the thread ends, and joining the handle raises that exception. An
+    the server is closed (later callers' `ServerDisappeared` names the exception), the
+    thread ends, and joining the handle raises that exception. An
     exception from ``init`` or ``term`` always ends the loop so.
 
     The thread is a daemon thread: it does not keep the process alive; join the handle to
