@@ -106,9 +106,31 @@ def check_sdist_contents(sdist: Path) -> None:
 
 
 def twine_check(*dists: Path) -> None:
-    """What the package index checks on upload, warnings included: the metadata, and that
-    the README renders (readme_renderer)."""
+    """What the package index checks on upload, warnings included: the metadata (twine
+    renders only reStructuredText descriptions; `check_readme` renders the Markdown)."""
     run([sys.executable, "-m", "twine", "check", "--strict", *map(str, dists)])
+
+
+def check_readme(html_out: Path | None = None) -> None:
+    """Render README.md as the package index does (readme_renderer, GitHub-flavoured
+    Markdown): it must render, with no Markdown left raw and only absolute links."""
+    import re
+
+    import readme_renderer.markdown
+
+    html = readme_renderer.markdown.render((ROOT / "README.md").read_text(), variant="GFM")
+    if html is None:
+        sys.exit("dist check: README.md does not render (is readme_renderer[md] installed?)")
+    problems = [f"raw Markdown left: {raw!r}" for raw in ("```", "](", "**") if raw in html]
+    problems += [
+        f"relative link: {href}"
+        for href in re.findall(r'href="([^"]+)"', html)
+        if not href.startswith(("https://", "#"))
+    ]
+    if problems:
+        sys.exit("dist check: README.md as the package index renders it:\n- " + "\n- ".join(problems))
+    if html_out is not None:
+        html_out.write_text(html)
 
 
 def check_install(
@@ -141,7 +163,9 @@ def check_install(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--extras", nargs="*", default=EXTRAS, help="'' is the bare install")
+    parser.add_argument("--readme-html", type=Path, help="also write the rendered README here")
     args = parser.parse_args()
+    check_readme(args.readme_html)
     with tempfile.TemporaryDirectory(prefix="asyncmp-dist-") as tmp:
         work = Path(tmp)
         sdist, wheel, pure = build(work / "dist")
