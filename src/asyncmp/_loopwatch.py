@@ -10,7 +10,10 @@ when one has requests or joiners waiting while its event loop is not running.
 
 Invariants:
 - The monitor keeps nothing alive: it holds weak references to the handle, the server and
-  the event loop. An entry leaves when its handle is done or collected.
+  the event loop. An entry leaves when its loop ends (`forget`), or at the next look once
+  its handle is done or collected.
+- `forget` never waits for the monitor's lock: it may run in a finalizer (a loop's
+  coroutine closed by the garbage collector) on a thread that holds that lock already.
 - A stall (the loop is not running and someone waits) is reported once it has lasted
   `GRACE` seconds, and once per stall: the entry is re-armed when its loop is seen running.
 - The thread is started on the first `watch` and never ends (a daemon thread); while
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
     from ._channel import Server
     from ._serving import JoinHandle
 
-__all__ = ("GRACE", "TICK", "check", "stopped_loop_hint", "watch")
+__all__ = ("GRACE", "TICK", "check", "forget", "stopped_loop_hint", "watch")
 
 logger = logging.getLogger("asyncmp")
 
@@ -118,7 +121,7 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 _lock = threading.Condition(threading.Lock())
-_entries: list[_Entry] = []
+_entries: dict[int, _Entry] = {}  # by id() of the handle
 _started = False
 
 
@@ -129,11 +132,23 @@ def watch(
     global _started
     entry = _Entry(handle, server, loop)
     with _lock:
-        _entries.append(entry)
+        _entries[id(handle)] = entry
         if not _started:
             threading.Thread(target=_run, name="asyncmp-loop-monitor", daemon=True).start()
             _started = True
         _lock.notify()
+
+
+def forget(handle: JoinHandle[Any]) -> None:
+    """The loop of *handle* has ended: stop watching it now (or, if the monitor's lock is
+    busy, at the monitor's next look)."""
+    if _lock.acquire(blocking=False):
+        try:
+            entry = _entries.get(id(handle))
+            if entry is not None and entry.handle() is handle:
+                del _entries[id(handle)]
+        finally:
+            _lock.release()
 
 
 def check(now: float | None = None) -> None:
@@ -142,7 +157,9 @@ def check(now: float | None = None) -> None:
         now = time.monotonic()
     reports: list[str] = []
     with _lock:
-        _entries[:] = [entry for entry in _entries if entry.look(now, reports)]
+        for key, entry in list(_entries.items()):
+            if not entry.look(now, reports):
+                del _entries[key]
     for report in reports:  # outside the lock: a logging handler may take its time
         logger.warning(report)
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol, TypeVar, final
 
 from ._channel import Client, Server, WeakClient
 from ._errors import ClientsDisappeared
-from ._loopwatch import watch
+from ._loopwatch import forget, watch
 from ._lowlevel._backend import current_library
 from ._lowlevel._finalize import finalize
 from ._reply import ReplyContext
@@ -238,6 +238,7 @@ class _Guard:
             name = self.handle._name
             error = RuntimeError(f"dispatch loop {name!r} never started")
             self.handle._finish(None, error, quiet=True)
+            forget(self.handle)
 
     def __del__(self) -> None:
         if self.armed and not sys.is_finalizing():
@@ -294,7 +295,10 @@ async def _serve(
         error = RuntimeError(f"dispatch loop {name!r} was cancelled") if cancelled else exc
         handle._finish(None, error, quiet=cancelled)
         raise
-    handle._finish(value, None)
+    else:
+        handle._finish(value, None)
+    finally:
+        forget(handle)  # nothing waits for this loop any more
 
 
 async def _dispatch(
