@@ -55,8 +55,11 @@ class Outcome:
     message: str
 
 
-def run_example(tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]) -> list[Outcome]:
-    """Run *module* (with the shared files) in a child pytest configured by *ini*."""
+def run_example(
+    tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]
+) -> tuple[list[Outcome], str]:
+    """Run *module* (with the shared files) in a child pytest configured by *ini*: the
+    outcome of each test, and what the child printed."""
     for name in (module, *SHARED):
         shutil.copyfile(EXAMPLES / name, tmp_path / name)
     shutil.copyfile(EXAMPLES / ini, tmp_path / "pytest.ini")
@@ -93,7 +96,7 @@ def run_example(tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...])
                 message = child.get("message", "")
         outcomes.append(Outcome(case.get("name", ""), result, message))
     assert outcomes, f"the child pytest ran nothing:\n{proc.stdout}\n{proc.stderr}"
-    return outcomes
+    return outcomes, proc.stdout
 
 
 def defined_tests(module: str) -> set[str]:
@@ -120,7 +123,7 @@ def test_page_example_passes(
     tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]
 ) -> None:
     """Each example the page calls right passes, every test in it, under that configuration."""
-    outcomes = run_example(tmp_path, module, ini, plugins)
+    outcomes, _ = run_example(tmp_path, module, ini, plugins)
 
     assert [o for o in outcomes if o.result != "passed"] == []
     assert {base_name(o.name) for o in outcomes} == defined_tests(module)
@@ -134,14 +137,18 @@ def test_page_wrong_example_hangs(
     tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]
 ) -> None:
     """A module-loop task.spawn fixture used from a function-loop test never gets a reply:
-    the test raises nothing until pytest-timeout ends it (the reply cannot come, since the
-    server's loop does not run during the test, so the bound is not a timing assumption)."""
-    outcomes = run_example(tmp_path, module, ini, plugins)
+    the test waits until pytest-timeout ends it (the reply cannot come, since the server's
+    loop does not run during the test, so the bound is not a timing assumption), and the
+    failure report shows asyncmp's warning, which names the problem and the fix (it comes
+    after a second; the examples' timeout is 5)."""
+    outcomes, printed = run_example(tmp_path, module, ini, plugins)
 
     assert {base_name(o.name) for o in outcomes} == defined_tests(module)
     for o in outcomes:
         assert o.result == "failed"
         assert "Timeout" in o.message, o.message
+    assert "dispatch loop 'Adder' cannot run: 1 request wait" in printed, printed
+    assert "same loop scope" in printed
 
 
 def test_page_includes_exactly_the_examples_that_run() -> None:

@@ -89,6 +89,8 @@ cdef class ChannelState:
     cdef public bint server_closed
     cdef public bint stopped
     cdef public dict server_waiters
+    cdef public object reason
+    cdef public object cause
     cdef object _requeue
 
     cpdef push(self, _Request node, bint nowait, object loop)
@@ -103,7 +105,8 @@ cdef class ChannelState:
     cdef _returning(self, tuple item)
     cpdef try_take(self, object ended)
     cpdef drop_client(self)
-    cpdef close_server(self)
+    cpdef close_server(self, object reason=*, object cause=*)
+    cpdef disappeared(self, str default)
     cpdef bint add_client(self, bint only_if_alive) except -1
     cpdef statistics(self)
 

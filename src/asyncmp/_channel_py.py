@@ -69,6 +69,7 @@ import asyncio
 import functools
 import sys
 import time
+import warnings
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
@@ -90,6 +91,7 @@ from ._errors import (
     ServerDisappeared,
     WouldBlock,
 )
+from ._loopwatch import stopped_loop_hint
 from ._lowlevel._backend import anyio_cancel_pending
 from ._lowlevel._finalize import finalize
 from ._lowlevel._outcome import PENDING, Failure, OutcomeCell
@@ -531,10 +533,12 @@ class ChannelState:
     __slots__ = (
         "_requeue",
         "answered",
+        "cause",
         "clients",
         "lock",
         "max_queued",
         "queue",
+        "reason",
         "server_closed",
         "server_waiters",
         "stopped",
@@ -556,6 +560,10 @@ class ChannelState:
         self.answered = Counter()
         self.server_closed = False
         self.stopped = False
+        # Why the server closed, when whoever closed it said (`Server._close_with`): what
+        # every later `ServerDisappeared` says, and its __cause__.
+        self.reason: str | None = None
+        self.cause: BaseException | None = None
         # Parked servers, oldest first: each waiter (a Future, a Parker, a trio waiter) is
         # its own key.
         self.server_waiters: dict[Any, Any] = {}
@@ -572,11 +580,9 @@ class ChannelState:
         self.lock.acquire()
         try:
             if self.stopped:  # one test for both ends: on the hot path
-                raise ServerDisappeared(
-                    "the server is closed"
-                    if self.server_closed
-                    else "the server has stopped: every client had closed"
-                )
+                if self.server_closed:
+                    raise self.disappeared("the server is closed")
+                raise ServerDisappeared("the server has stopped: every client had closed")
             if not self.server_waiters:
                 if nowait and self.max_queued is not None and len(self.queue) >= self.max_queued:
                     self._purge()
@@ -612,6 +618,15 @@ class ChannelState:
             if is_running_here(loop):
                 _HandOff(fut, node, self)()
             else:
+                if not loop.is_running() and not loop.is_closed():
+                    # A server task parked on a loop that does not run (a loop of an earlier
+                    # run_until_complete, a pytest fixture's): say so now, not never.
+                    warnings.warn(
+                        "the server's event loop is not running, so this request waits until "
+                        f"it runs again; {stopped_loop_hint()}",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
                 _schedule(loop, _HandOff(fut, node, self))
         else:
             deliver(waiter, node, self._requeue)
@@ -678,7 +693,16 @@ class ChannelState:
         if next_server is not None:
             self.hand_over(next_server, node)
         elif to is not None:
-            settle(to, _Failure(ServerDisappeared("the server closed before taking it")))
+            settle(to, _Failure(self.disappeared("the server closed before taking it")))
+
+    def disappeared(self, default: str) -> ServerDisappeared:
+        """The error of a request that the closed server will not take: with the reason it
+        closed for (`Server._close_with`) and its cause, where one was given."""
+        if self.reason is None:
+            return ServerDisappeared(default)
+        error = ServerDisappeared(self.reason)
+        error.__cause__ = self.cause
+        return error
 
     def unpark(self, waiter: object) -> bool:
         """The ``deregister()`` of the wake protocol for a parked server: True if it was still
@@ -832,12 +856,16 @@ class ChannelState:
         for waiter in waiters:
             wake(waiter)
 
-    def close_server(self) -> None:
+    def close_server(self, reason: str | None = None, cause: BaseException | None = None) -> None:
+        """Close the server end: queued requests fail, later ones are refused (with *reason*
+        and *cause*, if given, instead of a plain "closed"). The first close wins."""
         self.lock.acquire()
         try:
             if self.server_closed:
                 return
             self.server_closed = self.stopped = True
+            self.reason = reason
+            self.cause = cause
             requesters = []
             for node in self.queue:
                 if not _withdrawn(node):
@@ -849,7 +877,7 @@ class ChannelState:
         finally:
             self.lock.release()
         for to in requesters:
-            settle(to, _Failure(ServerDisappeared("the server closed before taking it")))
+            settle(to, _Failure(self.disappeared("the server closed before taking it")))
         for waiter in waiters:
             wake(waiter)
 
@@ -1047,8 +1075,17 @@ class Client(
 
     @cython.locals(self=_ClientFields, state=ChannelState)
     def __del__(self) -> None:
-        """Collected open: counts as closed (see `close`)."""
+        """Collected open: counts as closed (see `close`), and warns `ResourceWarning`, as an
+        unclosed file does (shown in Python's development mode): the server waits for the
+        last client to go, and a client left to the garbage collector goes late."""
         if not self._closed and not sys.is_finalizing():
+            warnings.warn(
+                f"{self!r} was never closed; close it with client.close(), `with client:` or "
+                "`async with client:`",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
             self._closed = True
             state = self._channel
             finalize((state.lock,), state.drop_client)
@@ -1256,6 +1293,12 @@ class Server(
     def close(self) -> None:
         """Fail every queued request with `ServerDisappeared` and refuse new ones. Idempotent."""
         self._channel.close_server()
+
+    @cython.locals(self=_ServerFields)
+    def _close_with(self, reason: str, cause: BaseException | None) -> None:
+        """`close`, saying why: every `ServerDisappeared` the channel raises from now on says
+        *reason*, with *cause* as its ``__cause__`` (a dispatch loop that stopped on an error)."""
+        self._channel.close_server(reason, cause)
 
     @property
     @cython.locals(self=_ServerFields)

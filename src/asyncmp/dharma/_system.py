@@ -1,6 +1,6 @@
 """System signals: dharma's ``system`` module.
 
-[`SignalEventHandler`][asyncmp.dharma.SignalEventHandler] turns SIGINT and SIGTERM into a
+`SignalEventHandler` turns SIGINT and SIGTERM into a
 clean shutdown: added to a dispatcher, it stops the dispatcher and terminates the signaler,
 so that every event loop finalizes its modules and ends.
 
@@ -54,7 +54,7 @@ def block_signals() -> None:
     """Block SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 on the calling thread.
 
     Event loop threads call this (as dharma's do). Do not call it on the main thread if a
-    [`SignalEventHandler`][asyncmp.dharma.SignalEventHandler] should see those signals.
+    `SignalEventHandler` should see those signals.
     A no-op where threads have no signal masks (Windows).
     """
     if _HAVE_MASK:

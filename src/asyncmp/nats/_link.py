@@ -233,7 +233,7 @@ class _Link:
             expired = [call for call in self.calls.values() if call.deadline <= now]
             more = len(self.calls) > len(expired)
         for call in expired:
-            error = TimeoutError(f"no reply within {self.hub.timeout} seconds")
+            error = TimeoutError(f"no reply within {self.hub.timeout:.3g} seconds")
             if self.finish(call, None, error):
                 self.notify_cancel(call.token)
         if more and not self.closed:
@@ -346,7 +346,7 @@ class ConnectionLog:
             )
             error.__cause__ = self.refused
             return error
-        when = "" if within is None else f" within {within} seconds"
+        when = "" if within is None else f" within {within:.3g} seconds"
         cause = "no answer" if self.last is None else describe(self.last)
         error = ServerDisappeared(f"cannot connect to NATS at {servers}{when}: {cause}")
         error.__cause__ = self.last
