@@ -33,6 +33,7 @@ def test_client_collected_unclosed_warns_resource_warning() -> None:
     ResourceWarning (shown in Python's development mode and by pytest), as an unclosed file
     does."""
     server, client = asyncmp.channel()
+    gc.collect()  # earlier tests' garbage (their clients) is collected first, not below
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del client

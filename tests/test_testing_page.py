@@ -133,22 +133,21 @@ def test_page_example_passes(
 @pytest.mark.parametrize(
     ("module", "ini", "plugins"), HANGING, ids=[f"{m}-{i}" for m, i, _ in HANGING]
 )
-def test_page_wrong_example_hangs(
+def test_page_wrong_example_fails_at_once(
     tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]
 ) -> None:
-    """A module-loop task.spawn fixture used from a function-loop test never gets a reply:
-    the test waits until pytest-timeout ends it (the reply cannot come, since the server's
-    loop does not run during the test, so the bound is not a timing assumption), and the
-    failure report shows asyncmp's warning, which names the problem and the fix (it comes
-    after a second; the examples' timeout is 5)."""
+    """A module-loop task.spawn fixture used from a function-loop test never gets a reply
+    (the server's loop does not run during the test): the send says so at once with a
+    RuntimeWarning naming the problem and the fix, which the examples' configuration
+    (``-W error``, as warning-free suites run) turns into the test's failure."""
     outcomes, printed = run_example(tmp_path, module, ini, plugins)
 
     assert {base_name(o.name) for o in outcomes} == defined_tests(module)
     for o in outcomes:
         assert o.result == "failed"
-        assert "Timeout" in o.message, o.message
-    assert "dispatch loop 'Adder' cannot run: 1 request wait" in printed, printed
-    assert "same loop scope" in printed
+        assert "RuntimeWarning" in o.message, o.message
+        assert "event loop is not running" in o.message, o.message
+    assert "same loop scope" in printed, printed
 
 
 def test_page_includes_exactly_the_examples_that_run() -> None:

@@ -7,6 +7,8 @@ cimport cython
 from asyncmp._speedups cimport (
     LOST,
     Counter,
+    abort_fn,
+    step_fn,
     Delegate,
     Mutex,
     Parker,
@@ -39,13 +41,16 @@ cdef object reclaim(object fut, object exc)
 cdef object new_request(ChannelState state, object msg, object to, unsigned long tid)
 cdef bint _withdrawn(_Request node) except -1
 cdef object _pop_oldest(dict waiters)
+cdef _warn_stopped_loop(_Request node)
 cdef _schedule(object loop, _HandOff hand_off)
-cdef object _send_start(object client, object msg)
+# The steps of send and wait, typed: the shell passes them only what they expect (a cast of
+# the function pointers to the shell's object-typed ones, in the source).
+cdef object _send_start(_ClientFields client, object msg)
 cdef object _send_finish(object client, object value)
 cdef object _send_abort(object client, object fut, object exc)
-cdef object _wait_start(object server, object unused)
-cdef object _wait_resume(object server, object got)
-cdef object _wait_abort(object server, object waiter, object exc)
+cdef object _wait_start(_ServerFields server, object unused)
+cdef object _wait_resume(_ServerFields server, object got)
+cdef object _wait_abort(_ServerFields server, object waiter, object exc)
 
 
 @cython.final

@@ -207,15 +207,17 @@ class _BlockingCall:
 
     def leave(self) -> bool:
         """The thread stops waiting: give the call up (True) or, if the answer came first,
-        take the wake-up it sent (False). Either way the parker is clean afterwards."""
-        # Made before the lock is taken: nothing may raise while it is held.
-        given_up = _Failure(Closed("this request was cancelled"))
+        take the wake-up it sent (False). Either way the parker is clean afterwards.
+
+        It runs no Python code before it has given the call up (no value is made for a given
+        up call: the thread that gave it up raises, nobody reads it), so that a signal
+        handler cannot interrupt it half-way on the compiled core, where this is where an
+        interrupted wait ends up."""
         self.lock.acquire()
         try:
             pending = self.state == PENDING
             if pending:
                 self.state = 2  # GIVEN_UP
-                self.value = given_up
         finally:
             self.lock.release()
         if not pending:
@@ -520,6 +522,27 @@ class _HandOff:
             finalize((self.state.lock,), self.state.requeue, node)
 
 
+def _warn_stopped_loop(node: _Request) -> None:
+    """*node* was handed to a server task parked on a loop that does not run (a loop of an
+    earlier run_until_complete, a pytest fixture's): say so now, not never. Under an error
+    filter (``-W error``) the warning raises out of the send: its requester is given up
+    first, since nobody will wait for the answer."""
+    try:
+        warnings.warn(
+            "the server's event loop is not running, so this request waits until it runs "
+            f"again; {stopped_loop_hint()}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    except BaseException:
+        to = node._to
+        if type(to) is _Future:
+            to.cancel()
+        elif type(to) is _ReplyCell:
+            to.give_up()
+        raise  # (a blocking send gives its call up itself when push raises)
+
+
 def _pop_oldest(waiters: dict[Any, Any]) -> Any:
     """Take the oldest parked waiter out (one waits: check first). Lock held."""
     for key in waiters:
@@ -618,16 +641,10 @@ class ChannelState:
             if is_running_here(loop):
                 _HandOff(fut, node, self)()
             else:
-                if not loop.is_running() and not loop.is_closed():
-                    # A server task parked on a loop that does not run (a loop of an earlier
-                    # run_until_complete, a pytest fixture's): say so now, not never.
-                    warnings.warn(
-                        "the server's event loop is not running, so this request waits until "
-                        f"it runs again; {stopped_loop_hint()}",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
+                stopped = not loop.is_running() and not loop.is_closed()
                 _schedule(loop, _HandOff(fut, node, self))
+                if stopped:
+                    _warn_stopped_loop(node)
         else:
             deliver(waiter, node, self._requeue)
 
@@ -1434,13 +1451,12 @@ class _BlockingServer(Generic[Req, Rep]):
 # ``asyncmp._speedups.StepOp`` (no coroutine per request). Both run exactly these.
 
 
-@cython.locals(me=_ClientFields, state=ChannelState)
-def _send_start(client: Any, msg: object) -> Any:
+@cython.locals(state=ChannelState)
+def _send_start(client: _ClientFields, msg: object) -> Any:
     """A send's first step: push the request, return the future its reply resolves."""
-    me = client
-    if me._closed:
+    if client._closed:
         raise Closed("this client is closed")
-    state = me._channel
+    state = client._channel
     loop = None if trio_may_run() else running_loop()
     if loop is None:  # trio (or no asyncio loop): its own way of waiting
         return Delegate(_send_other(state, msg))
@@ -1481,16 +1497,15 @@ async def _send_other(state: ChannelState, msg: object) -> Any:
     return cell.result()
 
 
-@cython.locals(me=_ServerFields, state=ChannelState, node=_Request)
-def _wait_start(server: Any, unused: object) -> Any:
+@cython.locals(state=ChannelState, node=_Request)
+def _wait_start(server: _ServerFields, unused: object) -> Any:
     """A wait's first step: the next request, or the future a request will be handed to."""
-    me = server
-    state = me._channel
-    loop = me._loop
+    state = server._channel
+    loop = server._loop
     if loop is None and not trio_may_run():
         loop = running_loop()
     if loop is None:  # trio (or no asyncio loop)
-        return Delegate(state.receive_other(me._ended))
+        return Delegate(state.receive_other(server._ended))
     state.lock.acquire()
     try:
         queue = state.queue
@@ -1503,9 +1518,9 @@ def _wait_start(server: Any, unused: object) -> Any:
                 node._phase = ACTIVE
                 state.taken += 1
                 return node._msg, node
-            item = state.take(me._ended)
+            item = state.take(server._ended)
         elif state.server_closed or not state.clients:
-            item = state.take(me._ended)
+            item = state.take(server._ended)
         else:
             item = None  # nothing queued and nothing ended: park (the hot path)
         if item is not None:
@@ -1517,12 +1532,11 @@ def _wait_start(server: Any, unused: object) -> Any:
         state.lock.release()
 
 
-@cython.locals(me=_ServerFields, state=ChannelState, node=_Request)
-def _wait_resume(server: Any, got: Any) -> Any:
+@cython.locals(state=ChannelState, node=_Request)
+def _wait_resume(server: _ServerFields, got: Any) -> Any:
     """A wait's next step, with what its future delivered: a request handed over (or None:
     look again). The request, or a new future to wait for."""
-    me = server
-    state = me._channel
+    state = server._channel
     if got is not None:
         node = got
         # The hot path: handed a live request by an asyncio client.
@@ -1535,37 +1549,37 @@ def _wait_resume(server: Any, got: Any) -> Any:
             return item
     state.lock.acquire()
     try:
-        item = state.take(me._ended)
+        item = state.take(server._ended)
         if item is not None:
             return item
-        waiter: asyncio.Future[Any] = _Future(loop=me._loop or running_loop())
+        waiter: asyncio.Future[Any] = _Future(loop=server._loop or running_loop())
         state.server_waiters[waiter] = waiter
         return waiter
     finally:
         state.lock.release()
 
 
-@cython.locals(me=_ServerFields)
-def _wait_abort(server: Any, waiter: Any, exc: BaseException) -> Any:
+def _wait_abort(server: _ServerFields, waiter: Any, exc: BaseException) -> Any:
     """A wait leaves (cancelled) while parked: still parked, it just goes; a request handed
     to it goes back (`ChannelState.leave_parked`). Nothing to return instead."""
-    me = server
-    me._channel.leave_parked(waiter)
+    server._channel.leave_parked(waiter)
     return LOST
 
 
 # The compiled core runs `send` and `wait` in the awaitable shell of asyncmp._speedups
 # (`StepOp`) instead of a coroutine: the same steps, with the face of the ``async def`` above
 # (its code object, so `inspect` sees a coroutine function, its signature and docstring).
+# (`new_op`, `step_fn`, `abort_fn` and `_set_code` come from _channel_c.pxd: this block runs
+# only compiled, and type checkers and linters are told so line by line.)
 if cython.compiled:
 
     def _send_op(self: Client[Any, Any], msg: object) -> Any:
         return new_op(  # type: ignore[name-defined]  # noqa: F821 (asyncmp._speedups')
             self,
             msg,
-            cython.address(_send_start),
-            cython.address(_send_finish),
-            cython.address(_send_abort),
+            cython.cast(step_fn, cython.address(_send_start)),  # type: ignore[name-defined]  # noqa: F821
+            cython.cast(step_fn, cython.address(_send_finish)),  # type: ignore[name-defined]  # noqa: F821
+            cython.cast(abort_fn, cython.address(_send_abort)),  # type: ignore[name-defined]  # noqa: F821
             False,
             "Client.send",
         )
@@ -1574,9 +1588,9 @@ if cython.compiled:
         return new_op(  # type: ignore[name-defined]  # noqa: F821 (asyncmp._speedups')
             self,
             None,
-            cython.address(_wait_start),
-            cython.address(_wait_resume),
-            cython.address(_wait_abort),
+            cython.cast(step_fn, cython.address(_wait_start)),  # type: ignore[name-defined]  # noqa: F821
+            cython.cast(step_fn, cython.address(_wait_resume)),  # type: ignore[name-defined]  # noqa: F821
+            cython.cast(abort_fn, cython.address(_wait_abort)),  # type: ignore[name-defined]  # noqa: F821
             True,
             "Server.wait",
         )

@@ -1,6 +1,7 @@
 # The primitives of asyncmp's compiled core (_speedups.pyx), for the Cython code that uses
 # them: the channel compiled from its Python source (_channel_c.pxd cimports these in place
 # of asyncmp._lowlevel._primitives).
+from cpython.object cimport PyObject
 from cpython.pythread cimport PyThread_type_lock
 
 cdef object running_loop()
@@ -49,6 +50,40 @@ cdef class Delegate:
 
 
 cdef object LOST
-cdef object new_op(
+
+
+cimport cython
+
+
+@cython.final
+cdef class StepOp:
+    cdef object owner
+    cdef object arg
+    cdef object fut
+    cdef object it  # the future's iterator, or the delegate's, while waiting
+    cdef step_fn start
+    cdef step_fn resume
+    cdef abort_fn abort
+    cdef str name
+    cdef int state
+    cdef bint loops
+
+    cdef object leave(self, object exc)
+    cdef int step(self, object arg, PyObject** out) except -1
+    cdef int wait(self, object fut, PyObject** out) except -1
+    cdef int finish(self, object result, PyObject** out) except -1
+
+
+cdef inline object new_op(
     object owner, object arg, step_fn start, step_fn resume, abort_fn abort, bint loops, str name
-)
+):
+    """A fresh `StepOp` (see _speedups.pyx) for the steps *start*, *resume*, *abort*."""
+    cdef StepOp op = StepOp.__new__(StepOp)
+    op.owner = owner
+    op.arg = arg
+    op.start = start
+    op.resume = resume
+    op.abort = abort
+    op.loops = loops
+    op.name = name
+    return op

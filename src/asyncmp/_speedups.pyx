@@ -310,6 +310,9 @@ def _set_mutex_hook(hook):
 # -- a thread's parker ------------------------------------------------------------------------
 
 cdef unsigned long _main_ident = threading.main_thread().ident
+# How long the main thread blocks before it looks for a signal that came just before it
+# blocked (see Parker.wait), in microseconds: the most a Ctrl-C can wait in that case.
+cdef unsigned long long SLICE = 20000
 cdef bint _main_in_wait = False
 
 
@@ -382,18 +385,23 @@ cdef class Parker:
             # before reaching the wait, or the wait would block without it.
             PyErr_CheckSignals()
             while True:
+                # The main thread (where signal handlers run) waits in slices: a signal that
+                # arrives between the check above and the moment the thread blocks does not
+                # interrupt the block, and would otherwise wait until the wait ends.
                 with nogil:
-                    got = PyThread_acquire_lock_timed(self._lock, micros, 1)
+                    got = PyThread_acquire_lock_timed(
+                        self._lock, min(<unsigned long long>micros, SLICE) if main else micros, 1
+                    )
                 if got == PY_LOCK_ACQUIRED:
                     return True
-                if got == PY_LOCK_FAILURE:
-                    return False
-                PyErr_CheckSignals()  # interrupted by a signal: run its handler (may raise)
+                PyErr_CheckSignals()  # a signal, or a slice's end: run handlers (may raise)
                 if timeout > 0.0:
                     left = deadline - _monotonic()
                     if left <= 0.0:
                         return PyThread_acquire_lock(self._lock, NOWAIT_LOCK) == 1
                     micros = <long long>min(left * 1e6, <double>PY_TIMEOUT_MAX)
+                elif got == PY_LOCK_FAILURE and not main:
+                    return False
         finally:
             if main:
                 _main_in_wait = False
@@ -468,23 +476,14 @@ cdef class StepOp:
     result, or (when *loops*) another Future to wait for. Leaving while it waits — an
     exception thrown in, the future's own (cancelled), ``close()`` — calls ``abort(owner,
     future, exc)``, which cleans up and returns ``LOST`` to raise *exc*, or a value to finish
-    with instead (through ``resume``, like a future's result). This is exactly what the pure core's ``async def`` around the same steps
-    does; the op is a ``collections.abc.Coroutine`` (asyncio, anyio and trio take it) and
+    with instead (through ``resume``, like a future's result). This is exactly what the pure
+    core's ``async def`` around the same steps does; the op is a ``collections.abc.Coroutine`` (asyncio, anyio and trio take it) and
     warns, as a coroutine does, when it is dropped unawaited.
 
-    States: 0 not started; 1 waiting on ``fut``; 2 finished; 3 delegating.
+    States: 0 not started; 1 waiting on ``fut``; 2 finished; 3 delegating. (Its fields are
+    declared in ``_speedups.pxd``, where `new_op`, inlined in the code that makes ops, sets
+    them.)
     """
-
-    cdef object owner
-    cdef object arg
-    cdef object fut
-    cdef object it  # the future's iterator, or the delegate's, while waiting
-    cdef step_fn start
-    cdef step_fn resume
-    cdef abort_fn abort
-    cdef str name
-    cdef int state
-    cdef bint loops
 
     def __await__(self):
         return self
@@ -612,7 +611,7 @@ cdef class StepOp:
         self.state = 1
         return self.step(None, out)
 
-    cdef inline int finish(self, object result, PyObject** out) except -1:
+    cdef int finish(self, object result, PyObject** out) except -1:
         self.state = 2
         Py_INCREF(result)
         out[0] = <PyObject*>result
@@ -661,20 +660,6 @@ cdef PySendResult stepop_am_send(PyObject* op, PyObject* arg, PyObject** out) no
         asyncmp_reraise_handled()
         return PYGEN_ERROR
     return PYGEN_NEXT if r == 1 else PYGEN_RETURN
-
-
-cdef object new_op(
-    object owner, object arg, step_fn start, step_fn resume, abort_fn abort, bint loops, str name
-):
-    cdef StepOp op = StepOp.__new__(StepOp)
-    op.owner = owner
-    op.arg = arg
-    op.start = start
-    op.resume = resume
-    op.abort = abort
-    op.loops = loops
-    op.name = name
-    return op
 
 
 asyncmp_set_am_send(<PyTypeObject*>StepOp, stepop_am_send)

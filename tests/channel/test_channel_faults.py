@@ -748,3 +748,25 @@ def test_interrupt_scheduling_a_hand_off_loses_no_server(when: str) -> None:
         serving.join(WAIT)
         loop.close()
     assert not serving.is_alive()
+
+
+def test_a_hand_off_to_a_loop_closed_before_it_ran_goes_back_to_the_queue() -> None:
+    """A request handed to a server task parked on another loop, whose loop is then closed
+    without running the hand-off, goes back to the queue (design.md: a handed-off request is
+    never lost): the next server to look takes it, and its requester gets the reply.
+    (Before, it ended in NoReply.)"""
+    server, client = asyncmp.channel()
+    loop = asyncio.new_event_loop()
+    parked = loop.create_task(server.wait())
+    loop.run_until_complete(asyncio.sleep(0))  # the task's first step parks it on `loop`
+    with pytest.warns(RuntimeWarning, match="not running"):
+        pending = client.request("handed")  # to the parked task: a callback on `loop`
+    loop.close()  # its callbacks are dropped unrun
+    del parked
+    gc.collect()
+    item = server.try_pop()
+    assert item is not None
+    msg, rctx = item
+    assert msg == "handed"
+    assert rctx.reply("ok") is True
+    assert pending.blocking.wait(timeout=WAIT) == "ok"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from typing import Any, final
 
 from ._backend import library_mark
@@ -56,6 +57,10 @@ Mutex = threading.Lock
 
 
 _BaseEventLoop = asyncio.BaseEventLoop
+_MAIN_IDENT = threading.main_thread().ident
+SLICE = 0.02
+"""How long the main thread blocks in a `Parker` before it looks for a signal that came just
+before it blocked: the most a Ctrl-C can wait in that case."""
 
 
 def is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
@@ -112,8 +117,25 @@ class Parker:
 
     def wait(self, timeout: float) -> bool:
         """Block until woken (``True``) or for *timeout* seconds (``False``; no limit if
-        negative). An exception raised while blocked (a signal handler's) propagates."""
-        return self._lock.acquire(True, timeout)
+        negative). An exception raised while blocked (a signal handler's) propagates.
+
+        The main thread (where signal handlers run) waits in slices of `SLICE` seconds: a
+        signal that arrives just before it blocks does not interrupt the block, and Python
+        runs its handler as each slice's acquire returns."""
+        acquire = self._lock.acquire
+        if thread_ident() != _MAIN_IDENT:
+            return acquire(True, timeout)
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while True:
+            if deadline is None:
+                if acquire(True, SLICE):
+                    return True
+            else:
+                left = deadline - time.monotonic()
+                if acquire(True, min(SLICE, max(0.0, left))):
+                    return True
+                if left <= SLICE:
+                    return False
 
     def consume(self) -> None:
         """A waker took this parker: take its wake-up, which is a few instructions away,
