@@ -387,7 +387,7 @@ parked, done = threading.Event(), threading.Event()
 
 async def serve():
     async def watch():
-        while not server._core.server_waiters:
+        while not server._channel.server_waiters:
             await trio.sleep(0.001)
         parked.set()
     async with trio.open_nursery() as nursery:
@@ -399,9 +399,9 @@ async def serve():
 threading.Thread(target=lambda: trio.run(serve), daemon=True).start()
 assert parked.wait(5)
 if asyncmp.CORE == "pure":
-    from asyncmp._channel_core import _PureChannelCore
+    from asyncmp._channel_py import ChannelState
     # Ctrl-C as push let the lock go, having taken the parked server's waiter.
-    where, event, name = _PureChannelCore.push.__code__, "c_return", "release"
+    where, event, name = ChannelState.push.__code__, "c_return", "release"
 else:
     # Ctrl-C as the compiled push calls the Python wake-up (a function's first check).
     where, event, name = _wake.deliver.__code__, "call", None

@@ -105,9 +105,9 @@ class _Entry:
 class Stage(Generic[T, R, B]):
     """Many tasks and threads wait for "their" events from a resource only one may read.
 
-    One caller of [`enter`][asyncmp.Stage.enter] at a time *heads* the stage: its head
+    One caller of `enter` at a time *heads* the stage: its head
     function reads the resource, puts what belongs to others into the buffer and notifies
-    their tokens through the [`Director`][asyncmp.Director]; what belongs to itself it
+    their tokens through the `Director`; what belongs to itself it
     returns. Everyone else waits, parked, until notified, promoted to head (oldest waiter
     first) or timed out.
 
@@ -187,7 +187,7 @@ class Stage(Generic[T, R, B]):
         """Wait until this ticket's token is notified, or head the stage, or time out.
 
         Args:
-            ticket: from [`ticket`][asyncmp.Stage.ticket]; it stays held afterwards, for the
+            ticket: from `ticket`; it stays held afterwards, for the
                 next ``enter``, until you close it.
             head: ``async def head(director) -> value``: run if this caller heads the stage
                 (at once if nobody heads, or when promoted); it reads the resource and
@@ -498,7 +498,7 @@ class _BufferLock(_RLock, Generic[B]):  # type: ignore[misc]
 class Ticket(Closing, Generic[T], metaclass=NoPublicConstructor, made_by="stage.ticket()"):
     """A held token: notifications for it are recorded until the ticket is closed.
 
-    Made by [`Stage.ticket`][asyncmp.Stage.ticket]. One ticket serves any number of
+    Made by `Stage.ticket`. One ticket serves any number of
     ``enter`` calls, one at a time; close it (``close()``, ``with``, or garbage collection)
     to free the token.
     """
@@ -560,7 +560,7 @@ class Director(Generic[T, R, B], metaclass=NoPublicConstructor, made_by="Stage.e
     """What a head function gets: the resource, the buffer, and `notify` for the others.
 
     Valid only while the head function runs; afterwards every method raises
-    [`Closed`][asyncmp.Closed]. Update the buffer *before* notifying the token it is for.
+    `Closed`. Update the buffer *before* notifying the token it is for.
     """
 
     __slots__ = ("_closed", "_entry", "_stage")
@@ -590,7 +590,7 @@ class Director(Generic[T, R, B], metaclass=NoPublicConstructor, made_by="Stage.e
 
     def buffer(self) -> AbstractContextManager[B]:
         """``with director.buffer() as buf:`` — the same as
-        [`Stage.buffer`][asyncmp.Stage.buffer]."""
+        `Stage.buffer`."""
         if self._closed:
             raise Closed("this head has left the stage")
         return self._stage.buffer()
@@ -657,7 +657,7 @@ class _BlockingStage(Generic[T, R, B]):
         head: Callable[[Director[T, R, B]], Ret],
         timeout: float | None = None,
     ) -> Finished[Ret] | Notified | TimedOut:
-        """Like [`Stage.enter`][asyncmp.Stage.enter], blocking the calling thread, with a
+        """Like `Stage.enter`, blocking the calling thread, with a
         plain ``def head(director) -> value`` (it reads the resource with blocking calls,
         with a timeout or a readiness check of its own).
 

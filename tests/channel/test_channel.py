@@ -706,7 +706,7 @@ def test_handles_cannot_be_constructed_directly() -> None:
         asyncmp.Client,
         asyncmp.Server,
         asyncmp.WeakClient,
-        ReplyContext,
+        asyncmp.ReplyContext,
         asyncmp.PendingReply,
     ):
         with pytest.raises(TypeError):

@@ -1,18 +1,18 @@
 """Senders and receivers connected freely: dharma's bridge.
 
-A [`Receiver`][asyncmp.dharma.Receiver] owns one unbounded FIFO. A
-[`Sender`][asyncmp.dharma.Sender] pushes each message to *every* receiver it was
-[`connect`][asyncmp.dharma.connect]ed to (in connection order); a
-[`DirectSender`][asyncmp.dharma.DirectSender] pushes to *at most one*, the last one it was
-[`direct_connect`][asyncmp.dharma.direct_connect]ed to. Many senders may feed one receiver
+A `Receiver` owns one unbounded FIFO. A
+`Sender` pushes each message to *every* receiver it was
+`connect`ed to (in connection order); a
+`DirectSender` pushes to *at most one*, the last one it was
+`direct_connect`ed to. Many senders may feed one receiver
 and one sender many receivers. Sending never blocks and works from any thread; a message
 sent where nobody is connected is dropped, as in dharma.
 
-What a receiver returns is one of the result classes [`Plain`][asyncmp.dharma.Plain],
-[`Defined`][asyncmp.dharma.Defined], [`Custom`][asyncmp.dharma.Custom],
-[`Special`][asyncmp.dharma.Special], or one of the outcome values
-[`EMPTY`][asyncmp.dharma.EMPTY] (``try_recv`` found nothing) and
-[`TIMEOUT`][asyncmp.dharma.TIMEOUT] (a wait with a timeout ran out). They are frozen
+What a receiver returns is one of the result classes `Plain`,
+`Defined`, `Custom`,
+`Special`, or one of the outcome values
+`EMPTY` (``try_recv`` found nothing) and
+`TIMEOUT` (a wait with a timeout ran out). They are frozen
 dataclasses, so both ``==`` and ``match`` work::
 
     match await receiver.recv():
@@ -216,7 +216,7 @@ class Receiver(Generic[T]):
         self._queue = _Queue()
 
     def try_recv(self) -> ReceiveResult[T] | Literal[NoMessage.EMPTY]:
-        """The oldest queued message, or [`EMPTY`][asyncmp.dharma.EMPTY]."""
+        """The oldest queued message, or `EMPTY`."""
         queue = self._queue
         with queue.lock:
             if queue.items:
@@ -234,7 +234,7 @@ class Receiver(Generic[T]):
             timeout: seconds to wait at most; ``None`` waits for ever.
 
         Returns:
-            The message, or [`TIMEOUT`][asyncmp.dharma.TIMEOUT] if *timeout* ran out with
+            The message, or `TIMEOUT` if *timeout* ran out with
             nothing queued (never while a message is queued). Without a timeout it never
             returns ``TIMEOUT``.
 
@@ -284,10 +284,10 @@ class _BlockingReceiver(Generic[T]):
         self._receiver = receiver
 
     def recv(self, timeout: float | None = None) -> ReceiveResult[T] | Literal[NoMessage.TIMEOUT]:
-        """Block until the next message arrives, as [`Receiver.recv`][asyncmp.dharma.Receiver.recv].
+        """Block until the next message arrives, as `Receiver.recv`.
 
         Returns:
-            The message, or [`TIMEOUT`][asyncmp.dharma.TIMEOUT] if *timeout* seconds passed
+            The message, or `TIMEOUT` if *timeout* seconds passed
             with nothing queued.
 
         An exception raised inside the wait (``KeyboardInterrupt``) propagates and leaves
@@ -356,7 +356,7 @@ class Sender(Generic[T]):
 class DirectSender(Generic[T]):
     """Sends each message to at most one receiver: the one it was last connected to.
 
-    Unlike [`Sender`][asyncmp.dharma.Sender] it can also send control commands
+    Unlike `Sender` it can also send control commands
     (``send_special``). Reconnecting moves future messages only: those already queued stay
     in the old receiver. Safe to use from any thread.
     """

@@ -1,7 +1,7 @@
 """File-descriptor events dispatched to handlers: dharma's Dispatcher (an epoll wrapper).
 
-A [`Dispatcher`][asyncmp.dharma.Dispatcher] watches the file descriptors of its
-[`EventHandler`][asyncmp.dharma.EventHandler]s and calls ``process_event(kind)`` when
+A `Dispatcher` watches the file descriptors of its
+`EventHandler`s and calls ``process_event(kind)`` when
 one is ready, level-triggered: a handler that does not consume its readiness is called
 again. Run it on a thread of its own with `run()`, or as a task with
 ``await dispatcher.run_async()``, which watches the same handlers through the running
@@ -238,7 +238,7 @@ class Dispatcher(Closing):
 
     Use it from one thread that runs it (`run` or `run_async`); add and delete sources and
     stop it from anywhere, directly or through a
-    [`DispatcherController`][asyncmp.dharma.DispatcherController]. Close it with
+    `DispatcherController`. Close it with
     `close()` (or `with`) to release its epoll set and wake-up pipe; garbage collection
     does it too once no controller is left. Handlers' own fds are never closed.
     """
@@ -369,15 +369,15 @@ class DispatcherController(metaclass=NoPublicConstructor, made_by="Dispatcher.ge
         return self
 
     def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
-        """As [`Dispatcher.add_source`][asyncmp.dharma.Dispatcher.add_source]."""
+        """As `Dispatcher.add_source`."""
         return self._core.add_source(handler, kind)
 
     def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
-        """As [`Dispatcher.delete_source`][asyncmp.dharma.Dispatcher.delete_source]."""
+        """As `Dispatcher.delete_source`."""
         return self._core.delete_source(handler_id)
 
     def stop(self) -> None:
-        """As [`Dispatcher.stop`][asyncmp.dharma.Dispatcher.stop]."""
+        """As `Dispatcher.stop`."""
         self._core.stop()
 
     def __repr__(self) -> str:

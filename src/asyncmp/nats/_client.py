@@ -17,7 +17,7 @@ from .._lowlevel._format import seconds
 from .._lowlevel._outcome import Failure
 from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._wake import ThreadWaiter, check_timeout, ensure_blocking_allowed, new_async_waiter
-from .._reply import PendingReply as LocalPendingReply
+from .._pending import PendingReply as LocalPendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, Registry, ServiceError
 from ._link import Hub, _Call, _Link
@@ -52,7 +52,7 @@ def connect(
     errors: Iterable[type[BaseException]] = (),
     **nats_options: Any,
 ) -> Client[Any, Any]:
-    """A client for the asyncmp server(s) that [`serve`][asyncmp.nats.serve] *subject*.
+    """A client for the asyncmp server(s) that `serve` *subject*.
 
     Nothing connects yet: each event loop that uses the client opens its own NATS
     connection on first use (nats-py is asyncio-only), and plain threads and trio tasks
@@ -62,7 +62,7 @@ def connect(
     Args:
         subject: the NATS subject the servers listen on.
         servers: NATS server URL(s), as for `nats.connect`.
-        codec: ``"json"`` (default), ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec];
+        codec: ``"json"`` (default), ``"msgpack"`` or a `Codec`;
             the servers must use the same.
         timeout: seconds each request may take before it raises `TimeoutError` (and the
             server is told to withdraw it), or ``None`` for no limit. Over a network a
@@ -72,7 +72,7 @@ def connect(
             `ServerDisappeared` naming the URL and the cause.
         errors: exception classes that a server's `rctx.fail(exc)` may raise here as
             themselves (constructed from the exception's ``args``). Any other failure is
-            raised as [`RemoteError`][asyncmp.nats.RemoteError].
+            raised as `RemoteError`.
         **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
             ``name``, ``reconnect_time_wait``, ``max_reconnect_attempts``, ``tls`` …).
     """
@@ -140,9 +140,9 @@ def _encode(hub: Hub, msg: object, link: _Link | None) -> bytes:
 class Client(
     Closing, Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="asyncmp.nats.connect()"
 ):
-    """A client of a NATS service: the API of [`asyncmp.Client`][asyncmp.Client].
+    """A client of a NATS service: the API of `asyncmp.Client`.
 
-    Made by [`connect`][asyncmp.nats.connect]. Usable from any thread and any asyncio
+    Made by `connect`. Usable from any thread and any asyncio
     loop; trio tasks are supported through the client's I/O thread. The errors are those of
     the local channel, mapped: no server on the subject → `ServerDisappeared`; a reply
     context closed unanswered → `NoReply`; `rctx.fail(exc)` → the registered type or
@@ -390,7 +390,7 @@ class _BlockingClient(Generic[Req, Rep]):
             TimeoutError: no reply in time; the server is told to withdraw the request.
             RuntimeError: called on a thread that runs an event loop.
             ServerDisappeared, NoReply, RemoteError, PayloadTooLarge, Closed: as for
-                [`Client.send`][asyncmp.nats.Client.send].
+                `Client.send`.
         """
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("client.blocking.send()")

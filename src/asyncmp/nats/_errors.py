@@ -6,7 +6,7 @@ JSON can carry them), and the NATS Services framework's ``Nats-Service-Error`` (
 description) and ``Nats-Service-Error-Code`` (an HTTP-like code) for every other client.
 The client raises the original type only when that type was registered with the client
 (``errors=``) or belongs to asyncmp; any other failure becomes a
-[`RemoteError`][asyncmp.nats.RemoteError], because constructing arbitrary named classes
+`RemoteError`, because constructing arbitrary named classes
 from network data is how deserialisation attacks start.
 """
 
@@ -51,7 +51,7 @@ class RemoteError(Error):
 
     type_name: str
     """The remote exception's type as ``module.QualName`` (just ``QualName`` for builtins);
-    empty for a [`ServiceError`][asyncmp.nats.ServiceError] from a service that is not
+    empty for a `ServiceError` from a service that is not
     asyncmp's."""
     message: str
     """``str()`` of the remote exception (a service error's description)."""
@@ -79,7 +79,7 @@ class ServiceError(RemoteError):
     ``Nats-Service-Error-Code: 404`` and ``Nats-Service-Error: no such item``, the
     convention of services written with nats.go, nats.js or nats-py's ``micro``. An asyncmp
     client raises it for such a reply from any service, asyncmp's or not (it is a
-    [`RemoteError`][asyncmp.nats.RemoteError] whose `type_name` is empty).
+    `RemoteError` whose `type_name` is empty).
 
     Args:
         code: an HTTP-like error code, a positive integer (or its decimal digits).
@@ -128,7 +128,7 @@ class MalformedMessage(Error, ValueError):
     """A payload could not be decoded: a malformed request (the server answers with this
     error and keeps serving) or a malformed reply (raised by the client's `send`).
 
-    Also a `ValueError`. Unlike [`RemoteError`][asyncmp.nats.RemoteError] no handler ran.
+    Also a `ValueError`. Unlike `RemoteError` no handler ran.
     """
 
 

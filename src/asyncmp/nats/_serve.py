@@ -33,7 +33,7 @@ import anyio
 
 from .._channel import Client as LocalClient
 from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
-from .._reply import PendingReply
+from .._pending import PendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, failure_reply
 from ._link import connect_nats, settle
@@ -117,7 +117,7 @@ async def serve(
             going to one of them (default ``"asyncmp"``). ``None`` gives every server every
             request, and the first reply wins.
         codec: ``"json"`` (default), ``"msgpack"``, ``"bytes"`` or a
-            [`Codec`][asyncmp.nats.Codec]; the clients must use the same.
+            `Codec`; the clients must use the same.
         task_status: for `TaskGroup.start`: reported once the subscription is active.
         **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
             ``max_reconnect_attempts``, ``reconnect_time_wait`` …).
@@ -140,7 +140,7 @@ async def serve(
     ``Nats-Service-Error`` and ``Nats-Service-Error-Code`` headers (see the table of codes
     on the NATS services page), so that any NATS client reads it as an error; to serve as
     a discoverable service with statistics, use
-    [`serve_service`][asyncmp.nats.serve_service].
+    `serve_service`.
     """
     check_asyncio("serve")
     if not isinstance(client, LocalClient):
