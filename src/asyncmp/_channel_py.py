@@ -1498,7 +1498,7 @@ async def _send_other(state: ChannelState, msg: object) -> Any:
 
 
 @cython.locals(state=ChannelState, node=_Request)
-def _wait_start(server: _ServerFields, unused: object) -> Any:
+def _wait_start(server: _ServerFields, _unused: object) -> Any:
     """A wait's first step: the next request, or the future a request will be handed to."""
     state = server._channel
     loop = server._loop
