@@ -113,7 +113,7 @@ cdef class ChannelState:
     cpdef close_server(self, object reason=*, object cause=*)
     cpdef disappeared(self, str default)
     cpdef bint add_client(self, bint only_if_alive) except -1
-    cpdef statistics(self)
+    cpdef statistics(self, bint locked=*)
 
 
 cdef class _ClientFields:
