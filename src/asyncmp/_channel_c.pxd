@@ -48,7 +48,7 @@ cdef _schedule(object loop, _HandOff hand_off)
 cdef object _send_start(_ClientFields client, object msg)
 cdef object _send_finish(object client, object value)
 cdef object _send_abort(object client, object fut, object exc)
-cdef object _wait_start(_ServerFields server, object unused)
+cdef object _wait_start(_ServerFields server, object _unused)
 cdef object _wait_resume(_ServerFields server, object got)
 cdef object _wait_abort(_ServerFields server, object waiter, object exc)
 
@@ -113,7 +113,7 @@ cdef class ChannelState:
     cpdef close_server(self, object reason=*, object cause=*)
     cpdef disappeared(self, str default)
     cpdef bint add_client(self, bint only_if_alive) except -1
-    cpdef statistics(self)
+    cpdef statistics(self, bint locked=*)
 
 
 cdef class _ClientFields:

@@ -910,17 +910,31 @@ class ChannelState:
         finally:
             self.lock.release()
 
-    def statistics(self) -> tuple[int, int, int, int]:
-        """(queued, clients, weak_clients, in_flight)."""
-        self.lock.acquire()
+    def statistics(self, locked: bool = True) -> ChannelStatistics:
+        """A snapshot of the channel (see `ChannelStatistics`). With *locked* false (for a
+        repr, which must not wait for the lock) each number is read as it was at some
+        instant, not all at the same one."""
+        if locked:
+            self.lock.acquire()
         try:
-            queued = sum([1 for node in self.queue if not _withdrawn(node)])
+            queue = list(self.queue)  # one C call: the queue as it is at one instant
+            queued = sum([1 for node in queue if not _withdrawn(node)])
+            if self.max_queued is not None:
+                queued = min(queued, self.max_queued)
             in_flight = self.taken - self.answered.value()
             dropped = self.weak_dropped.value()  # first: made ≥ dropped, never negative
-            weak_clients = self.weak_made.value() - dropped
-            return queued, self.clients, weak_clients, in_flight
+            return ChannelStatistics(
+                queued=queued,
+                max_queued=self.max_queued,
+                clients=self.clients,
+                weak_clients=self.weak_made.value() - dropped,
+                in_flight=max(in_flight, 0),
+                servers_waiting=len(self.server_waiters),
+                closed=self.server_closed,
+            )
         finally:
-            self.lock.release()
+            if locked:
+                self.lock.release()
 
 
 def _schedule(loop: asyncio.AbstractEventLoop, hand_off: _HandOff) -> None:
@@ -1083,6 +1097,11 @@ class Client(
         if not self._closed:
             self._closed = True
             self._channel.drop_client()
+
+    @cython.locals(self=_ClientFields)
+    def statistics(self) -> ChannelStatistics:
+        """A snapshot of the channel this client sends on (see `Server.statistics`)."""
+        return self._channel.statistics(True)
 
     @property
     @cython.locals(self=_ClientFields)
@@ -1299,12 +1318,9 @@ class Server(
 
     @cython.locals(self=_ServerFields, state=ChannelState)
     def statistics(self) -> ChannelStatistics:
-        """A snapshot of the queue and the clients."""
-        state = self._channel
-        queued, clients, weak_clients, in_flight = state.statistics()
-        if state.max_queued is not None:
-            queued = min(queued, state.max_queued)
-        return ChannelStatistics(queued, clients, weak_clients, in_flight)
+        """A snapshot of the channel: its queue and bound, clients, requests in flight, and
+        the server waits parked for a request."""
+        return self._channel.statistics(True)
 
     @cython.locals(self=_ServerFields)
     def close(self) -> None:
@@ -1359,12 +1375,13 @@ class Server(
             finalize((state.lock,), state.close_server)
 
     def __repr__(self) -> str:
-        """The server's state and `statistics`: ``<Server open [queued: 0, …]>``."""
-        s = self.statistics()
-        state = "closed" if self.closed else "open"
+        """The server's state and `statistics`: ``<Server open [queued: 0, …]>`` (read
+        without the channel's lock: a repr never waits)."""
+        me: _ServerFields = self
+        s = me._channel.statistics(False)
         return (
-            f"<Server {state} [queued: {s.queued}, in flight: {s.in_flight} | "
-            f"clients: {s.clients}, weak: {s.weak_clients}]>"
+            f"<Server {'closed' if s.closed else 'open'} [queued: {s.queued}, "
+            f"in flight: {s.in_flight} | clients: {s.clients}, weak: {s.weak_clients}]>"
         )
 
 
@@ -1498,7 +1515,7 @@ async def _send_other(state: ChannelState, msg: object) -> Any:
 
 
 @cython.locals(state=ChannelState, node=_Request)
-def _wait_start(server: _ServerFields, unused: object) -> Any:
+def _wait_start(server: _ServerFields, _unused: object) -> Any:
     """A wait's first step: the next request, or the future a request will be handed to."""
     state = server._channel
     loop = server._loop

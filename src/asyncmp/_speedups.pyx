@@ -465,7 +465,7 @@ LOST = object()
 
 
 @cython.final
-@cython.freelist(8)
+@cython.freelist(64)  # one per concurrent operation: 64 clients reuse theirs
 @cython.no_gc_clear  # __dealloc__ gives up through the fields (a collected cycle included)
 cdef class StepOp:
     """An async operation of the compiled core: the steps of a protocol, run as an awaitable.

@@ -26,7 +26,7 @@ def address(value: object) -> Any:
     raise NotImplementedError("cython.address() runs only where Cython compiled it")
 
 
-def cast(type_: object, value: _T) -> _T:
+def cast(_type: object, value: _T) -> _T:
     """``cython.cast(type, value)``: *value* itself in Python."""
     return value
 
