@@ -1,5 +1,7 @@
-"""Builds asyncmp's optional compiled core, asyncmp._speedups (Cython), next to the pure-Python
-package that pyproject.toml describes.
+"""Builds asyncmp's optional compiled core next to the pure-Python package that
+pyproject.toml describes: the channel's one source, ``src/asyncmp/_channel_py.py``, compiled by
+Cython into ``asyncmp._channel_c`` (typed by ``_channel_c.pxd``), and the hand-written
+primitives it uses, ``asyncmp._speedups``.
 
 - Set ASYNCMP_NO_EXTENSIONS=1 to build the pure-Python wheel (py3-none-any).
 - Without a C compiler the extension is skipped (`optional=True`) and asyncmp runs on its
@@ -15,8 +17,19 @@ if not os.environ.get("ASYNCMP_NO_EXTENSIONS"):
     from Cython.Build import cythonize
 
     ext_modules = cythonize(
-        [Extension("asyncmp._speedups", ["src/asyncmp/_speedups.pyx"])],
-        compiler_directives={"language_level": "3"},
+        [
+            Extension("asyncmp._speedups", ["src/asyncmp/_speedups.pyx"]),
+            Extension("asyncmp._channel_c", ["src/asyncmp/_channel_py.py"]),
+        ],
+        compiler_directives={
+            "language_level": "3",
+            "binding": True,  # functions with __code__, signatures, docstrings: as in Python
+            "embedsignature": False,
+            "auto_pickle": False,  # nothing of the channel is picklable
+            # Annotations are for type checkers: C types come from the .pxd and
+            # @cython.locals, so that arguments are checked alike on both cores.
+            "annotation_typing": False,
+        },
     )
     for extension in ext_modules:
         extension.optional = True  # (cythonize does not carry the flag over)

@@ -14,11 +14,19 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,trio,uvloop,nats,msgpack,bench]"
     touch "$stamp"
 fi
-# The compiled core (asyncmp._speedups) is built in place; rebuild it when its source is
-# newer than the built module (or it is missing). Without a C compiler it stays unbuilt and
-# asyncmp runs on its pure-Python core.
-built=$(ls src/asyncmp/_speedups.*.so 2>/dev/null | head -n 1 || true)
-if [ -z "$built" ] || [ src/asyncmp/_speedups.pyx -nt "$built" ]; then
+# The compiled core (asyncmp._channel_c, compiled from src/asyncmp/_channel_py.py, and its
+# primitives asyncmp._speedups) is built in place; rebuild it when a source is newer than a
+# built module (or one is missing). Without a C compiler it stays unbuilt and asyncmp runs on
+# its pure-Python core.
+stale=""
+for module in _speedups _channel_c; do
+    built=$(ls src/asyncmp/$module.*.so 2>/dev/null | head -n 1 || true)
+    for source in src/asyncmp/_speedups.pyx src/asyncmp/_speedups.pxd \
+        src/asyncmp/_channel_py.py src/asyncmp/_channel_c.pxd; do
+        if [ -z "$built" ] || [ "$source" -nt "$built" ]; then stale=1; fi
+    done
+done
+if [ -n "$stale" ]; then
     .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>&1 \
         || echo "scripts: the compiled core did not build; asyncmp runs on pure Python" >&2
 fi

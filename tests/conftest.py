@@ -1,14 +1,17 @@
 """Every async test runs on asyncio, asyncio+uvloop and trio (anyio's pytest plugin, in
-auto mode: see ``anyio_mode`` in pyproject.toml)."""
+auto mode: see ``anyio_mode`` in pyproject.toml); the channel and server tests run on both of
+the channel's cores, in this one process (the `core` fixture)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from asyncmp._cores import load_speedups
+from core_switch import CORES, use_core
 
 BACKENDS = [
     pytest.param(("asyncio", {"debug": True}), id="asyncio"),
@@ -22,7 +25,18 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 
 
-_speedups = load_speedups()
+try:
+    _speedups: Any = importlib.import_module("asyncmp._speedups")
+except ImportError:
+    _speedups = None
+
+
+@pytest.fixture(params=list(CORES))
+def core(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """The channel module of one core (`asyncmp._channel_py` or `asyncmp._channel_c`), in use
+    for the test: ``asyncmp.channel()`` makes its channels."""
+    with use_core(CORES[request.param]) as module:
+        yield module
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ zero exit status is the guarantee that the documented code works.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,67 @@ def test_docs_page_shows_no_private_object_as_api(page: Path) -> None:
         if target.rsplit(".", 1)[-1].startswith("_"):
             assert "show_root_heading: false" in options, f"{page.name}: ::: {target}"
             assert "show_root_toc_entry: false" in options, f"{page.name}: ::: {target}"
+
+
+# -- the inline snippets of every page ----------------------------------------------------
+
+ROOT = DOCS.parent
+NOT_RUNNABLE = re.compile(r"<!-- snippet: not runnable \((?P<why>[^)]+)\) -->\s*$")
+SNIPPET = re.compile(r"^```python[^\n]*\n(?P<code>.*?)^```", re.S | re.M)
+
+
+def snippets(page: Path) -> list[tuple[int, str, str | None]]:
+    """The inline ```python blocks of *page*: (line, code, why it is not runnable or None).
+
+    A block that only includes a file (``--8<-- "docs/examples/…"``) is not inline: the file
+    is tested on its own. A block is exempt only when the line before it says so, visibly,
+    with a reason: ``<!-- snippet: not runnable (reason) -->``."""
+    text = page.read_text()
+    found = []
+    for match in SNIPPET.finditer(text):
+        code = match.group("code")
+        if all(line.startswith("--8<--") for line in code.strip().splitlines()):
+            continue
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        exempt = NOT_RUNNABLE.match(before)
+        line = text.count("\n", 0, match.start()) + 2
+        found.append((line, code, exempt.group("why") if exempt else None))
+    return found
+
+
+SNIPPETS = [
+    pytest.param(page, line, code, why, id=f"{page.name}:{line}")
+    for page in [*PAGES, ROOT / "README.md"]
+    for line, code, why in snippets(page)
+]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(("page", "line", "code", "why"), SNIPPETS)
+def test_docs_inline_snippet_runs_as_printed(
+    page: Path, line: int, code: str, why: str | None, tmp_path: Path
+) -> None:
+    """Every inline Python snippet of every page (and of the README) runs, exactly as
+    printed, in a fresh interpreter, and exits with status 0 — unless it is marked, visibly
+    and with its reason, as not runnable."""
+    if why is not None:
+        pytest.skip(f"marked not runnable: {why}")
+    script = tmp_path / f"{page.stem}_{line}.py"
+    script.write_text(code)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True, text=True, timeout=50, check=False, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert proc.returncode == 0, f"{page.name}:{line} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_few_snippets_are_exempt() -> None:
+    """Exemptions stay the exception: at most a few per page, and fewer than a fifth of all."""
+    exempt = [p for p in SNIPPETS if p.values[3] is not None]
+    per_page: dict[str, int] = {}
+    for p in exempt:
+        per_page[p.values[0].name] = per_page.get(p.values[0].name, 0) + 1  # type: ignore[union-attr]
+
+    assert all(n <= 3 for n in per_page.values()), per_page
+    assert len(exempt) * 5 < len(SNIPPETS), (len(exempt), len(SNIPPETS))

@@ -29,12 +29,35 @@ def test_all_lists_exactly_the_public_names_of_asyncmp() -> None:
     public = {
         name
         for name, value in vars(asyncmp).items()
-        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+        if not name.startswith("_") and not inspect.ismodule(value)
     }
 
     assert isinstance(asyncmp.__all__, tuple)
     assert set(asyncmp.__all__) == public
     assert list(asyncmp.__all__) == sorted(asyncmp.__all__, key=_isort_key)
+
+
+def test_dir_shows_only_the_public_names() -> None:
+    """`dir(asyncmp)` (and so tab completion) shows the public names, the public submodules
+    and `__version__`: no helper, no `annotations`, nothing private."""
+    submodules = {m.split(".")[1] for m in PUBLIC_MODULES}
+
+    assert set(dir(asyncmp)) == {*asyncmp.__all__, *submodules, "__version__"}
+    assert "annotations" not in vars(asyncmp)
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    """`asyncmp.__version__` is the installed distribution's version, which is the one in
+    pyproject.toml (read from the metadata, so it cannot drift from a copy)."""
+    import importlib.metadata
+    from pathlib import Path
+
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"]["version"]
+
+    assert asyncmp.__version__ == importlib.metadata.version("asyncmp") == declared
 
 
 def test_top_level_names_report_the_public_module() -> None:

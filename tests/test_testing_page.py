@@ -55,8 +55,11 @@ class Outcome:
     message: str
 
 
-def run_example(tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]) -> list[Outcome]:
-    """Run *module* (with the shared files) in a child pytest configured by *ini*."""
+def run_example(
+    tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]
+) -> tuple[list[Outcome], str]:
+    """Run *module* (with the shared files) in a child pytest configured by *ini*: the
+    outcome of each test, and what the child printed."""
     for name in (module, *SHARED):
         shutil.copyfile(EXAMPLES / name, tmp_path / name)
     shutil.copyfile(EXAMPLES / ini, tmp_path / "pytest.ini")
@@ -93,7 +96,7 @@ def run_example(tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...])
                 message = child.get("message", "")
         outcomes.append(Outcome(case.get("name", ""), result, message))
     assert outcomes, f"the child pytest ran nothing:\n{proc.stdout}\n{proc.stderr}"
-    return outcomes
+    return outcomes, proc.stdout
 
 
 def defined_tests(module: str) -> set[str]:
@@ -120,7 +123,7 @@ def test_page_example_passes(
     tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]
 ) -> None:
     """Each example the page calls right passes, every test in it, under that configuration."""
-    outcomes = run_example(tmp_path, module, ini, plugins)
+    outcomes, _ = run_example(tmp_path, module, ini, plugins)
 
     assert [o for o in outcomes if o.result != "passed"] == []
     assert {base_name(o.name) for o in outcomes} == defined_tests(module)
@@ -130,18 +133,21 @@ def test_page_example_passes(
 @pytest.mark.parametrize(
     ("module", "ini", "plugins"), HANGING, ids=[f"{m}-{i}" for m, i, _ in HANGING]
 )
-def test_page_wrong_example_hangs(
+def test_page_wrong_example_fails_at_once(
     tmp_path: Path, module: str, ini: str, plugins: tuple[str, ...]
 ) -> None:
-    """A module-loop task.spawn fixture used from a function-loop test never gets a reply:
-    the test raises nothing until pytest-timeout ends it (the reply cannot come, since the
-    server's loop does not run during the test, so the bound is not a timing assumption)."""
-    outcomes = run_example(tmp_path, module, ini, plugins)
+    """A module-loop task.spawn fixture used from a function-loop test never gets a reply
+    (the server's loop does not run during the test): the send says so at once with a
+    RuntimeWarning naming the problem and the fix, which the examples' configuration
+    (``-W error``, as warning-free suites run) turns into the test's failure."""
+    outcomes, printed = run_example(tmp_path, module, ini, plugins)
 
     assert {base_name(o.name) for o in outcomes} == defined_tests(module)
     for o in outcomes:
         assert o.result == "failed"
-        assert "Timeout" in o.message, o.message
+        assert "RuntimeWarning" in o.message, o.message
+        assert "event loop is not running" in o.message, o.message
+    assert "same loop scope" in printed, printed
 
 
 def test_page_includes_exactly_the_examples_that_run() -> None:

@@ -45,12 +45,13 @@ Reply = int | None
 class KVStore:
     """The handler: owns the dict, answers each request, stops on Shutdown."""
 
-    def __init__(self, weak: WeakClient[Request, Reply]) -> None:
-        # Keep the weak client only: a strong clone would keep the server running for ever.
-        self.weak = weak
+    def __init__(self) -> None:
         self.data: dict[str, int] = {}
 
     def init(self, weak_client: WeakClient[Request, Reply]) -> None:
+        # Runs on the loop before the first request. A handler that must reach its own
+        # server keeps *weak_client* (never a strong client: that would keep the loop
+        # running for ever); this one does not need to.
         print("  kv: dispatch loop started")
 
     async def proc_req(self, msg: Request, rctx: ReplyContext[Reply]) -> Break[str] | None:
@@ -91,7 +92,7 @@ async def async_worker(client: Client[Request, Reply], times: int) -> None:
 
 
 async def main() -> None:
-    client, handle = task.spawn(lambda client: KVStore(client.weak()), name="kv")
+    client, handle = task.spawn(lambda client: KVStore(), name="kv")
 
     print("1. async code talks to the store")
     assert await client.send(Put("answer", 42)) is None
@@ -121,7 +122,7 @@ async def main() -> None:
     print(f"   final store has {len(final)} keys")
 
     print("4. a second store, stopped by a request that makes the handler return Break")
-    client, handle = task.spawn(lambda client: KVStore(client.weak()))
+    client, handle = task.spawn(lambda client: KVStore())
     await client.send(Put("x", 1))
     assert await client.send(Shutdown()) == 1
     assert await handle == {"x": 1}

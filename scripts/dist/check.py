@@ -9,6 +9,9 @@ Run by scripts/test (from the project's venv). Three builds, three kinds of user
   Python with no error.
 
 Exits non-zero, naming the failure, if:
+- ``twine check --strict`` finds the sdist or a wheel unfit for the package index (its
+  metadata, or a README that the index would not render);
+- the sdist ships tests (they need the whole repository) or lacks a file the build needs;
 - a wheel lacks ``py.typed`` or a module of ``src/asyncmp``, ships tests or sources of the
   extension, or the platform wheel lacks the compiled core (the pure one has it);
 - a bare ``pip install`` cannot import a public module (an undeclared runtime dependency);
@@ -23,6 +26,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -61,12 +65,15 @@ def build(out: Path) -> tuple[Path, Path, Path]:
 def check_wheel_contents(wheel: Path, compiled: bool) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     problems = []
-    speedups = [n for n in names if n.startswith("asyncmp/_speedups.") and n.endswith((".so", ".pyd"))]
-    if compiled and not speedups:
-        problems.append("the compiled core (asyncmp/_speedups.*.so) is missing")
-    if not compiled and (speedups or not wheel.name.endswith("-py3-none-any.whl")):
+    extensions = [n for n in names if n.endswith((".so", ".pyd"))]
+    for module in ("_speedups", "_channel_c"):
+        if compiled and not any(n.startswith(f"asyncmp/{module}.") for n in extensions):
+            problems.append(f"the compiled core (asyncmp/{module}.*.so) is missing")
+    if not compiled and (extensions or not wheel.name.endswith("-py3-none-any.whl")):
         problems.append("the pure-Python wheel is not pure (py3-none-any, no extension)")
-    sources = sorted(n for n in names if n.endswith((".pyx", ".c")))
+    if "asyncmp/_speedups.pyi" not in names:
+        problems.append("asyncmp/_speedups.pyi is missing (type checkers read the primitives there)")
+    sources = sorted(n for n in names if n.endswith((".pyx", ".pxd", ".c")))
     if sources:
         problems.append(f"the extension's sources are shipped: {sources}")
     if "asyncmp/py.typed" not in names:
@@ -80,6 +87,53 @@ def check_wheel_contents(wheel: Path, compiled: bool) -> None:
         problems.append(f"tests are shipped: {shipped_tests[:3]}")
     if problems:
         sys.exit(f"dist check: {wheel.name} is wrong:\n- " + "\n- ".join(problems))
+
+
+def check_sdist_contents(sdist: Path) -> None:
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    problems = []
+    for needed in ("README.md", "pyproject.toml", "setup.py", "src/asyncmp/_speedups.pyx"):
+        if needed not in names:
+            problems.append(f"{needed} is missing")
+    for source in (ROOT / "src").rglob("*.py"):
+        rel = source.relative_to(ROOT).as_posix()
+        if rel not in names:
+            problems.append(f"{rel} is missing")
+    shipped_tests = sorted(n for n in names if n.startswith("tests/"))
+    if shipped_tests:
+        problems.append(f"tests are shipped (they cannot run without the repository): "
+                        f"{shipped_tests[:3]}")  # fmt: skip
+    if problems:
+        sys.exit(f"dist check: {sdist.name} is wrong:\n- " + "\n- ".join(problems))
+
+
+def twine_check(*dists: Path) -> None:
+    """What the package index checks on upload, warnings included: the metadata (twine
+    renders only reStructuredText descriptions; `check_readme` renders the Markdown)."""
+    run([sys.executable, "-m", "twine", "check", "--strict", *map(str, dists)])
+
+
+def check_readme(html_out: Path | None = None) -> None:
+    """Render README.md as the package index does (readme_renderer, GitHub-flavoured
+    Markdown): it must render, with no Markdown left raw and only absolute links."""
+    import re
+
+    import readme_renderer.markdown
+
+    html = readme_renderer.markdown.render((ROOT / "README.md").read_text(), variant="GFM")
+    if html is None:
+        sys.exit("dist check: README.md does not render (is readme_renderer[md] installed?)")
+    problems = [f"raw Markdown left: {raw!r}" for raw in ("```", "](", "**") if raw in html]
+    problems += [
+        f"relative link: {href}"
+        for href in re.findall(r'href="([^"]+)"', html)
+        if not href.startswith(("https://", "#"))
+    ]
+    if problems:
+        sys.exit("dist check: README.md as the package index renders it:\n- " + "\n- ".join(problems))
+    if html_out is not None:
+        html_out.write_text(html)
 
 
 def check_install(
@@ -112,10 +166,14 @@ def check_install(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--extras", nargs="*", default=EXTRAS, help="'' is the bare install")
+    parser.add_argument("--readme-html", type=Path, help="also write the rendered README here")
     args = parser.parse_args()
+    check_readme(args.readme_html)
     with tempfile.TemporaryDirectory(prefix="asyncmp-dist-") as tmp:
         work = Path(tmp)
         sdist, wheel, pure = build(work / "dist")
+        twine_check(sdist, wheel, pure)
+        check_sdist_contents(sdist)
         check_wheel_contents(wheel, compiled=True)
         check_wheel_contents(pure, compiled=False)
         print(f"  built {sdist.name}, {wheel.name} and {pure.name}")

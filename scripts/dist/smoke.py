@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
 import importlib.util
 import io
 import pkgutil
@@ -32,6 +33,8 @@ def check_installed_from_wheel() -> None:
     location = Path(asyncmp.__file__).resolve()
     assert "site-packages" in location.parts, f"asyncmp imported from {location}, not the venv"
     assert asyncmp.CORE == CORE, f"asyncmp runs on its {asyncmp.CORE} core, not the {CORE} one"
+    installed = importlib.metadata.version("asyncmp")
+    assert asyncmp.__version__ == installed, (asyncmp.__version__, installed)
     for extra, module in PROVIDES.items():
         present = importlib.util.find_spec(module) is not None
         assert present == (extra == EXTRA), f"{module} installed: {present} with extra {EXTRA!r}"
@@ -57,14 +60,17 @@ def check_public_modules() -> None:
 
 
 def run_readme_example() -> None:
-    """The README's "A taste" example, exactly as printed there."""
+    """The README's "A taste" examples, exactly as printed there."""
     text = README.read_text()
-    code = re.search(r"## A taste\s+```python\n(.*?)```", text, re.S)
-    assert code is not None, "README.md has no python block under 'A taste'"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code.group(1), "README.md", "exec"), {"__name__": "__main__"})
-    assert out.getvalue().split() == ["42"], out.getvalue()
+    taste = re.search(r"## A taste\n(.*?)\n## ", text, re.S)
+    assert taste is not None, "README.md has no 'A taste' section"
+    blocks = re.findall(r"```python\n(.*?)```", taste.group(1), re.S)
+    assert blocks, "README.md has no python block under 'A taste'"
+    for code in blocks:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})
+        assert out.getvalue().split() == ["42"], out.getvalue()
     # …and its one-line blocking spelling, from a plain thread.
     server, client = asyncmp.channel()
     worker = threading.Thread(target=lambda: [r.reply(m * 2) for m, r in server.blocking])

@@ -1,15 +1,16 @@
 """asyncmp: message passing between asyncio tasks, trio tasks and plain threads.
 
 This module only re-exports; the implementation lives in private modules.
+
+Documentation: https://asyncmp.readthedocs.io/
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: it would show as `asyncmp.annotations`.
 from typing import TYPE_CHECKING
 
 from ._channel import (
-    ChannelStatistics as ChannelStatistics,
     Client as Client,
+    ReplyContext as ReplyContext,
     Server as Server,
     WeakClient as WeakClient,
     channel as channel,
@@ -26,13 +27,13 @@ from ._errors import (
     WouldBlock as WouldBlock,
 )
 from ._lowlevel._public import publish
+from ._pending import PendingReply as PendingReply
 from ._protocols import (
     AnyBlockingClient as AnyBlockingClient,
     AnyBlockingPendingReply as AnyBlockingPendingReply,
     AnyClient as AnyClient,
     AnyPendingReply as AnyPendingReply,
 )
-from ._reply import PendingReply as PendingReply, ReplyContext as ReplyContext
 from ._serving import Break as Break, Continue as Continue, JoinHandle as JoinHandle
 from ._stage import (
     Director as Director,
@@ -42,6 +43,7 @@ from ._stage import (
     Ticket as Ticket,
     TimedOut as TimedOut,
 )
+from ._statistics import ChannelStatistics as ChannelStatistics
 
 __all__ = (
     "CORE",
@@ -91,13 +93,30 @@ if TYPE_CHECKING:
         thread as thread,
     )
 
+    __version__: str
+
 
 def __getattr__(name: str) -> object:
     if name in _SUBMODULES:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "__version__":
+        # From the installed package's metadata (a wheel or an editable install), read on
+        # first use: importlib.metadata is not cheap to import.
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(__name__)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "0+unknown"
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # What `dir(asyncmp)` and tab completion show: the public names, the lazy submodules
+    # and the version, not the module's own helpers.
+    return sorted([*__all__, *_SUBMODULES, "__version__"])
 
 
 # Tracebacks and docs name the public path (asyncmp.Client), not the private module.

@@ -1,11 +1,12 @@
 """Which core runs the channel: the compiled one, or pure Python.
 
-asyncmp ships its hot paths twice: in pure Python (``_channel_core.py``, ``_reply.py``,
-``_channel.py`` — the reference, always there) and compiled with Cython
-(``asyncmp._speedups``, built where a C compiler is available). The compiled core is used
-when it can be imported, unless the environment variable ``ASYNCMP_NO_EXTENSIONS`` is set to
-a non-empty value (the convention of aiohttp, yarl and multidict); both pass the same tests.
-`CORE` says which one runs: ``asyncmp.CORE``.
+asyncmp's channel is one Python source, `asyncmp._channel_py`. Where a C compiler was at hand
+when asyncmp was built, that source is also compiled by Cython, as ``asyncmp._channel_c``, on
+the primitives of ``asyncmp._speedups``. The compiled core is used when it can be imported,
+unless the environment variable ``ASYNCMP_NO_EXTENSIONS`` is set to a non-empty value (the
+convention of aiohttp, yarl and multidict). Both cores are one library: they run the same
+code and show the same face (documentation, signatures, errors). `CORE` says which one runs:
+``asyncmp.CORE``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,42 @@ import os
 from types import ModuleType
 from typing import Final, Literal
 
-__all__ = ("CORE", "load_speedups")
+__all__ = ("CORE", "CoreName", "channel_module", "cores")
+
+CoreName = Literal["compiled", "pure"]
 
 
-def load_speedups() -> ModuleType | None:
-    """The compiled core, or ``None`` (not built, or ``ASYNCMP_NO_EXTENSIONS`` set)."""
-    if os.environ.get("ASYNCMP_NO_EXTENSIONS"):
-        return None
+def _compiled() -> ModuleType | None:
+    """The compiled channel, or ``None`` when it was not built."""
     try:
-        from . import _speedups
+        from . import _channel_c
     except ImportError:
         return None
-    return _speedups
+    return _channel_c
 
 
-CORE: Final[Literal["compiled", "pure"]] = "pure" if load_speedups() is None else "compiled"
-"""``"compiled"`` when the channel runs on ``asyncmp._speedups``, ``"pure"`` otherwise."""
+def cores() -> dict[CoreName, ModuleType]:
+    """Every core this install has, by name — whatever ``ASYNCMP_NO_EXTENSIONS`` says (the
+    tests run both in one process)."""
+    from . import _channel_py
+
+    found: dict[CoreName, ModuleType] = {"pure": _channel_py}
+    compiled = _compiled()
+    if compiled is not None:
+        found["compiled"] = compiled
+    return found
+
+
+def channel_module() -> ModuleType:
+    """The channel module the library runs on (see the module doc)."""
+    if not os.environ.get("ASYNCMP_NO_EXTENSIONS"):
+        compiled = _compiled()
+        if compiled is not None:
+            return compiled
+    from . import _channel_py
+
+    return _channel_py
+
+
+CORE: Final[CoreName] = "compiled" if channel_module().__name__.endswith("_c") else "pure"
+"""``"compiled"`` when the channel runs on its compiled core, ``"pure"`` otherwise."""

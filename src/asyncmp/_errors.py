@@ -51,8 +51,8 @@ class ServerDisappeared(Disconnected):
     Raised by a send on a channel whose server is gone, and to every request still queued
     when the server closes. Also raised by a send that races the close of the last strong
     client (its own) and loses: once the server has seen
-    [`ClientsDisappeared`][asyncmp.ClientsDisappeared] it takes no more requests. Unlike
-    [`NoReply`][asyncmp.NoReply], the server never saw the request, so it is always safe to
+    `ClientsDisappeared` it takes no more requests. Unlike
+    `NoReply`, the server never saw the request, so it is always safe to
     retry elsewhere.
     """
 
@@ -60,7 +60,7 @@ class ServerDisappeared(Disconnected):
 class ClientsDisappeared(Disconnected):
     """Server side: every strong client is closed and the queue is drained.
 
-    Unlike [`ServerDisappeared`][asyncmp.ServerDisappeared] this is raised to the
+    Unlike `ServerDisappeared` this is raised to the
     *server*, only after it has received every request that was queued. Weak clients
     do not count.
     """
@@ -70,7 +70,7 @@ class NoReply(Disconnected):
     """Client side: the server picked the request up but closed its reply context
     without answering.
 
-    Unlike [`ServerDisappeared`][asyncmp.ServerDisappeared], the server *did* see the
+    Unlike `ServerDisappeared`, the server *did* see the
     request, so it may have acted on it. If the reply context was closed by leaving a
     ``with`` block through an exception, that exception is this error's ``__cause__``.
     """
@@ -87,14 +87,14 @@ class AlreadyReplied(Error, RuntimeError):
 class Closed(Error, RuntimeError):
     """You used a handle that your own code has already closed.
 
-    Unlike [`Disconnected`][asyncmp.Disconnected], nothing went wrong at the other end:
+    Unlike `Disconnected`, nothing went wrong at the other end:
     this handle (a client, a server, a ticket …) was closed here and cannot be used again.
     """
 
 
 class WouldBlock(Error):
-    """A non-waiting operation (``try_*``, ``*_nowait``, ``request`` on a full bounded
-    channel) could not proceed without waiting.
+    """A non-waiting operation (``request`` on a full bounded channel, a ``try_*``
+    method) could not proceed without waiting.
 
     Unlike the ``Disconnected`` family the channel is fine: try again later, or use the
     waiting form.

@@ -1,6 +1,6 @@
 """What every asyncmp client offers, as protocols: for code that takes "a client".
 
-A local [`Client`][asyncmp.Client] and an [`asyncmp.nats.Client`][asyncmp.nats.Client]
+A local `Client` and an `asyncmp.nats.Client`
 (and their pending replies) satisfy these structurally, so a function annotated with
 ``AnyClient[Req, Rep]`` accepts either, and type checkers check the message and reply
 types as they do for the concrete classes::
@@ -62,8 +62,8 @@ class AnyBlockingClient(Protocol[Req_contra, Rep_co]):
 
 
 class AnyClient(Protocol[Req_contra, Rep_co]):
-    """Any asyncmp client: a local [`Client`][asyncmp.Client] or an
-    [`asyncmp.nats.Client`][asyncmp.nats.Client].
+    """Any asyncmp client: a local `Client` or an
+    `asyncmp.nats.Client`.
 
     Annotate a parameter with it to accept either; the methods behave as documented on
     each class.

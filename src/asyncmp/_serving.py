@@ -18,26 +18,35 @@ Invariants:
   application's clients keep the loop alive (ump-server's rule).
 - The server is closed the moment the loop ends, for any reason, before ``term`` runs, so
   requests queued behind a ``Break`` or a raise fail with `ServerDisappeared` at once.
+- A loop that ends by an exception (not a cancellation) logs it at ERROR, with its
+  traceback, at that moment, and closes the server *with a reason*: every
+  `ServerDisappeared` its callers get from then on says which loop stopped and why, with
+  the exception as its ``__cause__``. Nothing about a failure waits for a join.
 - A `JoinHandle` is finished exactly once, after the server was closed; its outcome is
   stored before any joiner is woken, so a woken joiner reads it without the lock.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
-from ._channel import Client, Server, WeakClient, channel
+import anyio
+
+from ._channel import Client, ReplyContext, Server, WeakClient, new_channel
+from ._lowlevel._finalize import finalize
+from ._lowlevel._format import seconds
 from ._lowlevel._outcome import Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
-from ._reply import ReplyContext
 
 __all__ = ("Break", "Continue", "JoinHandle")
 
@@ -54,8 +63,8 @@ class Break(Generic[T_co]):
     """Returned by a handler's ``proc_req`` to end the dispatch loop with *value*.
 
     The loop stops taking requests, closes the server (requests still queued get
-    [`ServerDisappeared`][asyncmp.ServerDisappeared]), calls ``term(value)`` if the handler
-    has one, and the [`JoinHandle`][asyncmp.JoinHandle] yields what ``term`` returned
+    `ServerDisappeared`), calls ``term(value)`` if the handler
+    has one, and the `JoinHandle` yields what ``term`` returned
     (*value* itself without ``term``). ump-server's ``ControlFlow::Break(rv)``.
     """
 
@@ -156,7 +165,8 @@ def build(
     """
     if not callable(make_handler):
         raise TypeError(f"make_handler must be callable, not {make_handler!r}")
-    server, client = channel(max_queued=max_queued)
+    check_factory(make_handler)
+    server, client = new_channel(max_queued)
     try:
         handler = make_handler(client)
         if not callable(getattr(handler, "proc_req", None)):
@@ -171,9 +181,78 @@ def build(
     return server, client, weak, handler
 
 
+def check_factory(make_handler: Callable[..., object]) -> None:
+    """Refuse, with what to write instead, a *make_handler* that cannot take the client:
+    typically the handler class itself, ``spawn(Adder)``, whose ``__init__`` takes nothing.
+
+    Only the signature is checked (no call), so a ``TypeError`` raised inside a good
+    factory still comes out of ``spawn`` as it is."""
+    try:
+        signature = inspect.signature(make_handler)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): the call will tell
+    try:
+        signature.bind(None)
+    except TypeError:
+        pass
+    else:
+        return
+    if isinstance(make_handler, type):
+        what = f"the class {make_handler.__qualname__}, whose constructor"
+        example = f"lambda client: {make_handler.__qualname__}()"
+    else:
+        what = f"{getattr(make_handler, '__qualname__', repr(make_handler))}, which"
+        example = "lambda client: MyHandler(client.weak())"
+    raise TypeError(
+        f"make_handler is {what} does not take the client: spawn() calls "
+        f"make_handler(client) to build the handler, so pass a factory, e.g. {example}"
+    )
+
+
 def loop_name(name: str | None, handler: object) -> str:
     """The name the loop goes by in log messages."""
     return name if name is not None else type(handler).__qualname__
+
+
+def _short(exc: BaseException) -> str:
+    """``repr(exc)``, cut to a length that suits a one-line message."""
+    text = repr(exc)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def close_server(server: Server[Any, Any], reason: str | None, cause: BaseException | None) -> None:
+    """Close *server*; with a *reason*, every `ServerDisappeared` the channel raises from
+    now on — to the requests queued now and to every later send — says *reason* and has
+    *cause* as its ``__cause__`` (``Server._close_with``)."""
+    if reason is None:
+        server.close()
+    else:
+        server._close_with(reason, cause)
+
+
+def loop_failed(server: Server[Any, Any], name: str, exc: BaseException, where: str) -> None:
+    """The loop *name* ends because *exc* was raised in *where* (``proc_req(Get)``,
+    ``init()`` …): log it now, with its traceback, and close the server with the reason."""
+    reason = f"dispatch loop {name!r} stopped: {_short(exc)}"
+    logger.error(
+        "%s, raised in %s; requests still queued and every later one get ServerDisappeared, "
+        "and joining the loop's handle raises the exception",
+        reason,
+        where,
+        exc_info=exc,
+    )
+    close_server(server, reason, exc)
+
+
+def loop_cancelled(server: Server[Any, Any], name: str) -> None:
+    """The loop's task was cancelled: close the server, telling later callers why."""
+    close_server(
+        server,
+        f"dispatch loop {name!r} was cancelled: a task.spawn server ends with its task "
+        "group, or with its event loop (asyncio.run() cancels every task when it returns); "
+        "use asyncmp.thread.spawn for a server that outlives event loops",
+        None,
+    )
 
 
 # -- the join handle -------------------------------------------------------------------
@@ -185,8 +264,8 @@ class JoinHandle(
 ):
     """Waits for a dispatch loop to end and gives back its result.
 
-    Returned by [`task.spawn`][asyncmp.task.spawn] and
-    [`thread.spawn`][asyncmp.thread.spawn]. The result is what the handler's ``term``
+    Returned by `task.spawn` and
+    `thread.spawn`. The result is what the handler's ``term``
     returned, or without ``term`` the value of the `Break` that ended the loop (``None`` if
     the loop ended because every client had gone). If ``proc_req``, ``init`` or ``term``
     raised, joining raises that exception.
@@ -196,19 +275,22 @@ class JoinHandle(
     from a plain thread. Cancelling a join only stops that wait; the server runs on.
     """
 
-    __slots__ = ("__weakref__", "_cell", "_name", "_retrieved", "_task")
+    __slots__ = ("__weakref__", "_cell", "_name", "_retrieved", "_server", "_task")
     _cell: OutcomeCell
     _retrieved: bool
     _name: str
+    _server: Callable[[], Server[Any, Any] | None]
     _task: object
 
     @classmethod
-    def _create(cls, name: str) -> JoinHandle[Any]:
+    def _create(cls, name: str, server: Server[Any, Any] | None = None) -> JoinHandle[Any]:
         self: JoinHandle[Any] = object.__new__(cls)
         # The loop's outcome: its result, or a Failure with the exception it died of.
         self._cell = OutcomeCell()
         self._retrieved = False
         self._name = name
+        # The loop's server, weakly: what repr() and the join hint report while it runs.
+        self._server = _no_server if server is None else weakref.ref(server)
         self._task = None  # the asyncio task, when spawn created one: keeps it alive
         return self
 
@@ -232,8 +314,35 @@ class JoinHandle(
 
     async def join(self) -> T_co:
         """Wait until the loop ends and return its result (or raise its exception)."""
+        if _dev_mode() and not self._cell.done():
+            # Python's development mode: a join that waits long says what the loop waits for.
+            with anyio.move_on_after(JOIN_HINT_AFTER):
+                await self._cell.wait(give_up=False)
+            if not self._cell.done():
+                logger.warning(self._join_hint())
         await self._cell.wait(give_up=False)
         return self._outcome()
+
+    def _state(self) -> str:
+        """``running [clients: 1, queued: 0, in flight: 0]`` (while the server is known)."""
+        server = self._server()
+        if server is None or server.closed:
+            return "running"
+        s = server.statistics()
+        return f"running [clients: {s.clients}, queued: {s.queued}, in flight: {s.in_flight}]"
+
+    def _join_hint(self) -> str:
+        server = self._server()
+        clients = ""
+        if server is not None:
+            clients = f" with {_plural(server.statistics().clients, 'client')} open"
+        return (
+            f"dispatch loop {self._name!r}: a join has waited {JOIN_HINT_AFTER:.3g} s; the "
+            f"loop still runs{clients}. A dispatch loop ends when every client is closed "
+            "(client.close(), `with client:`, `async with client:`) or when proc_req "
+            "returns Break(value); a clone or an upgraded weak client that the handler keeps "
+            "is a client too"
+        )
 
     def __await__(self) -> Generator[Any, None, T_co]:
         result: T_co = yield from self.join().__await__()
@@ -246,23 +355,26 @@ class JoinHandle(
 
     def __del__(self) -> None:
         # Nothing is lost silently: a loop that died of an exception nobody joined to see.
+        # No lock of asyncmp's (logging's own are reentrant): `finalize` runs it here.
         value = self._cell.value
         if type(value) is Failure and not self._retrieved and not sys.is_finalizing():
-            logger.error(
-                "dispatch loop %r failed and its JoinHandle was never joined",
-                self._name,
-                exc_info=value.error,
-            )
+            finalize((), _log_unjoined, self._name, value.error)
 
     def __repr__(self) -> str:
         value = self._cell.value
         if not self._cell.done():
-            state = "running"
+            state = self._state()
         elif type(value) is Failure:
             state = f"failed: {value.error!r}"
         else:
             state = "done"
         return f"<JoinHandle {self._name!r} {state}>"
+
+
+def _log_unjoined(name: str, error: BaseException) -> None:
+    logger.error(
+        "dispatch loop %r failed and its JoinHandle was never joined", name, exc_info=error
+    )
 
 
 @final
@@ -284,10 +396,39 @@ class _BlockingJoinHandle(Generic[T_co]):
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("handle.blocking.join()")
         handle = self._handle
+        cell = handle._cell
         # An interrupt (Ctrl-C) in the wait leaves no waiter behind, as a timeout.
-        if not handle._cell.wait_blocking(timeout, give_up=False):
-            raise TimeoutError(f"dispatch loop {handle._name!r} still running after {timeout} s")
+        done = True
+        if _dev_mode() and not cell.done() and (timeout is None or timeout > JOIN_HINT_AFTER):
+            # Python's development mode: a join that waits long says what the loop waits for.
+            if not cell.wait_blocking(JOIN_HINT_AFTER, give_up=False):
+                logger.warning(handle._join_hint())
+                left = None if timeout is None else timeout - JOIN_HINT_AFTER
+                done = cell.wait_blocking(left, give_up=False)
+        else:
+            done = cell.wait_blocking(timeout, give_up=False)
+        if not done:
+            name = handle._name
+            raise TimeoutError(f"dispatch loop {name!r} still running after {seconds(timeout)} s")
         return handle._outcome()
+
+
+JOIN_HINT_AFTER = 10.0
+"""In Python's development mode, seconds a join waits before it logs what the loop waits for."""
+
+
+def _dev_mode() -> bool:
+    """Python's development mode (``python -X dev``, ``PYTHONDEVMODE=1``): asyncmp's debug aids
+    are on."""
+    return sys.flags.dev_mode
+
+
+def _no_server() -> None:
+    return None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # -- the watchdog ----------------------------------------------------------------------
@@ -334,10 +475,10 @@ class Watchdog:
                 if delay <= 0:
                     warned = current
                     logger.warning(
-                        "dispatch loop %r: proc_req(%s) has been running for more than %g s",
+                        "dispatch loop %r: proc_req(%s) has been running for more than %s s",
                         self._name,
                         current[1],
-                        self._limit,
+                        seconds(self._limit),
                     )
                     continue
             if self._stop.wait(delay):

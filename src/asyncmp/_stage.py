@@ -18,7 +18,7 @@ Invariants:
 - At most one entry is HEAD, and it is ``stage._head``. ``stage._parked`` holds exactly the
   PARKED entries, oldest first, each with its ``waiter``.
 - If anyone is parked, someone heads (``_parked`` non-empty ⇒ ``_head`` is not None): the
-  head leaves only through `_release_head`, which promotes the oldest parked entry, and a
+  head leaves only through `_end_head` or `_abandon`, which promote the oldest parked entry, and a
   promoted entry that will not head (its timeout passed, it was cancelled) releases again.
 - Whoever takes an entry out of ``_parked`` (notify, promotion) owns the one wake-up of its
   waiter; a timed-out or cancelled waiter that finds itself no longer parked was already
@@ -43,6 +43,7 @@ import math
 import sys
 import threading
 import time
+from _thread import RLock as _RLock
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractContextManager
 from typing import Any, Final, Generic, TypeVar, final
@@ -51,6 +52,7 @@ import anyio
 
 from ._closing import Closing
 from ._errors import Closed
+from ._lowlevel._finalize import finalize
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._waitqueue import WaitQueue
 from ._lowlevel._wake import (
@@ -103,9 +105,9 @@ class _Entry:
 class Stage(Generic[T, R, B]):
     """Many tasks and threads wait for "their" events from a resource only one may read.
 
-    One caller of [`enter`][asyncmp.Stage.enter] at a time *heads* the stage: its head
+    One caller of `enter` at a time *heads* the stage: its head
     function reads the resource, puts what belongs to others into the buffer and notifies
-    their tokens through the [`Director`][asyncmp.Director]; what belongs to itself it
+    their tokens through the `Director`; what belongs to itself it
     returns. Everyone else waits, parked, until notified, promoted to head (oldest waiter
     first) or timed out.
 
@@ -121,9 +123,7 @@ class Stage(Generic[T, R, B]):
 
     __slots__ = (
         "__weakref__",
-        "_buffer",
         "_buffer_lock",
-        "_buffer_owner",
         "_entries",
         "_head",
         "_lock",
@@ -133,13 +133,12 @@ class Stage(Generic[T, R, B]):
 
     def __init__(self, resource: R, buffer: B) -> None:
         self._resource = resource
-        self._buffer = buffer
         self._lock = threading.Lock()
         self._entries: dict[Hashable, _Entry] = {}
         self._parked = WaitQueue(self._lock)  # PARKED entries -> their waiters, oldest first
         self._head: _Entry | None = None
-        self._buffer_lock = threading.Lock()
-        self._buffer_owner: int | None = None
+        self._buffer_lock: _BufferLock[B] = _BufferLock()
+        self._buffer_lock.buffer = buffer
 
     @property
     def resource(self) -> R:
@@ -156,12 +155,17 @@ class Stage(Generic[T, R, B]):
         Raises:
             TypeError: *token* is not hashable.
         """
+        hash(token)  # an unhashable token raises TypeError before anything is made
         entry = _Entry(token)
+        # Made first: interrupted once the token is taken, the ticket is dropped unseen and
+        # its finalizer frees the token again.
+        ticket: Ticket[T] = Ticket._create(self, entry)
         with self._lock:
             if token in self._entries:
+                entry.closed = True  # never held: its finalizer must leave the token alone
                 return None
             self._entries[token] = entry
-        return Ticket._create(self, entry)
+        return ticket
 
     def buffer(self) -> AbstractContextManager[B]:
         """``with stage.buffer() as buf:`` — the buffer, under its lock.
@@ -172,7 +176,7 @@ class Stage(Generic[T, R, B]):
             RuntimeError: this thread holds the buffer already (a nested ``with``, or a task
                 that awaited inside the block); a plain lock would deadlock here.
         """
-        return _BufferBlock(self)
+        return self._buffer_lock
 
     async def enter(
         self,
@@ -183,7 +187,7 @@ class Stage(Generic[T, R, B]):
         """Wait until this ticket's token is notified, or head the stage, or time out.
 
         Args:
-            ticket: from [`ticket`][asyncmp.Stage.ticket]; it stays held afterwards, for the
+            ticket: from `ticket`; it stays held afterwards, for the
                 next ``enter``, until you close it.
             head: ``async def head(director) -> value``: run if this caller heads the stage
                 (at once if nobody heads, or when promoted); it reads the resource and
@@ -207,33 +211,45 @@ class Stage(Generic[T, R, B]):
         entry = self._own(ticket, head)
         await trio_checkpoint()
         deadline = None if timeout is None else anyio.current_time() + timeout
-        with self._lock:
-            action, waiter = self._begin(entry, timeout == 0, new_async_waiter)
-        while action == _PARK:
-            assert waiter is not None
-            assert not isinstance(waiter, ThreadWaiter)
-            deregister = functools.partial(self._deregister, entry, waiter)
-            try:
+        # From the first change to the entry until the head function runs (or enter returns),
+        # whatever ends the call early — a cancellation, an interrupt in any instant — passes
+        # on what the entry was given (`_abandon`).
+        refused = True
+        director: Director[T, R, B] | None = None
+        try:
+            with self._lock:
+                self._check(entry)
+                refused = False  # no call since the check: only a refused enter skips this
+                action, waiter = self._begin(entry, timeout == 0, new_async_waiter)
+            while action == _PARK:
+                assert waiter is not None
+                assert not isinstance(waiter, ThreadWaiter)
+                deregister = functools.partial(self._deregister, entry, waiter)
                 with anyio.CancelScope(
                     deadline=math.inf if deadline is None else deadline
                 ) as scope:
                     await park(waiter, deregister)
-            except BaseException:
-                self._abandon(entry)
-                raise
-            expired = deadline is not None and (
-                scope.cancel_called or anyio.current_time() >= deadline
-            )
-            with self._lock:
-                action, waiter = self._resume(entry, expired, new_async_waiter)
+                expired = deadline is not None and (
+                    scope.cancel_called or anyio.current_time() >= deadline
+                )
+                with self._lock:
+                    action, waiter = self._resume(entry, expired, new_async_waiter)
+            if action == _HEAD:
+                director = Director._create(self, entry)
+            elif action == _HAND_ON:
+                self._abandon(entry)  # inside: an interrupt in it has it run again below
+        except BaseException:
+            if not refused:
+                try:
+                    self._abandon(entry)
+                except BaseException:
+                    self._abandon(entry)  # a second interrupt cut it short: once more
+            raise
         if action == _NOTIFIED:
             return Notified()
-        if action == _HAND_ON:
-            self._abandon(entry)
+        if action in (_HAND_ON, _TIMED_OUT):
             return TimedOut()
-        if action == _TIMED_OUT:
-            return TimedOut()
-        director: Director[T, R, B] = Director._create(self, entry)
+        assert director is not None
         try:
             result = head(director)
             if not inspect.isawaitable(result):
@@ -243,7 +259,11 @@ class Stage(Generic[T, R, B]):
                 )
             value = await result
         finally:
-            self._end_head(director)
+            try:
+                self._end_head(director)
+            except BaseException:
+                self._end_head(director)  # cut short by an interrupt at its start: once more
+                raise
         return Finished(value)
 
     @property
@@ -262,14 +282,25 @@ class Stage(Generic[T, R, B]):
             raise TypeError(f"head must be a function taking a Director, not {head!r}")
         return ticket._entry
 
-    def _begin(
-        self, entry: _Entry, expired: bool, new_waiter: Callable[[], Waiter]
-    ) -> tuple[int, Waiter | None]:
-        """First look, under the lock: return at once, head at once, or park."""
+    def _check(self, entry: _Entry) -> None:
+        """Under the lock: may *entry* enter? (Raises before anything changes.)"""
         if entry.closed:
             raise Closed("this ticket is closed")
         if entry.state != IDLE:
             raise RuntimeError("this ticket is already inside enter()")
+
+    # Interrupts (docs/design.md, "Interrupts and finalizers"): each method below that
+    # changes the state under the lock first looks (calls allowed), then changes it with no
+    # call, so that an exception raised by a signal handler strikes before the change or
+    # after it, never half way. Whoever calls them keeps a handler that passes on what an
+    # interrupted enter was given (`_abandon`), and wakes whom it took out of line in a
+    # `finally` (`_wake_surely`).
+
+    def _begin(
+        self, entry: _Entry, expired: bool, new_waiter: Callable[[], Waiter]
+    ) -> tuple[int, Waiter | None]:
+        """First look, under the lock (after `_check`): return at once, head at once, or
+        park."""
         if entry.notified:
             entry.notified = False
             return _NOTIFIED, None
@@ -280,9 +311,10 @@ class Stage(Generic[T, R, B]):
             return _HEAD, None
         if expired:
             return _TIMED_OUT, None
-        waiter = entry.waiter = new_waiter()
+        waiter = new_waiter()
+        entry.waiter = waiter
         entry.state = PARKED
-        self._parked.park(waiter, entry)
+        self._parked[entry] = waiter
         return _PARK, waiter
 
     def _resume(
@@ -299,12 +331,13 @@ class Stage(Generic[T, R, B]):
         if entry.state == PARKED:
             # A spurious wake-up: still in line, keep our place with a fresh waiter.
             if expired:
-                self._parked.unpark(entry)
+                del self._parked[entry]
                 entry.state = IDLE
                 entry.waiter = None
                 return _TIMED_OUT, None
-            waiter = entry.waiter = new_waiter()
-            self._parked.park(waiter, entry)  # a parked key keeps its place in line
+            waiter = new_waiter()
+            entry.waiter = waiter
+            self._parked[entry] = waiter  # a parked key keeps its place in line
             return _PARK, waiter
         # IDLE: notified, or taken out of line by our own timeout.
         if entry.notified and not expired:
@@ -317,66 +350,110 @@ class Stage(Generic[T, R, B]):
         with self._lock:
             if entry.state != PARKED or entry.waiter is not waiter:
                 return False
-            self._parked.unpark(entry)
+            del self._parked[entry]
             entry.state = IDLE
             entry.waiter = None
             return True
 
     def _abandon(self, entry: _Entry) -> None:
-        """A waiter leaves by an exception (cancellation): pass on what it was given."""
+        """A waiter leaves by an exception (a cancellation, an interrupt): pass on what it
+        was given. Does nothing for an entry that holds nothing (IDLE), so a handler may
+        call it whatever instant the exception struck."""
         promoted = None
-        with self._lock:
-            if entry.state == HEAD:
-                entry.state = IDLE
-                entry.waiter = None
-                promoted = self._release_head()
-            elif entry.state == PARKED:
-                self._parked.unpark(entry)
-                entry.state = IDLE
-                entry.waiter = None
-            # A notification stays marked on the ticket for the next enter().
-        self._promote(promoted)
-
-    def _release_head(self) -> tuple[_Entry, Waiter] | None:
-        """The head leaves: promote the oldest parked entry; return it and its waiter.
-
-        Call with the lock held, then pass the result to `_promote` (outside the lock). The
-        promoted entry keeps its waiter in ``entry.waiter`` until it takes the head up
-        (`_resume`): that marks *this* promotion, so a report that it never arrived
-        (`_lost_promotion`) is told apart from a later one.
-        """
-        self._head = None
-        if not self._parked:
-            return None
-        entry, waiter = self._parked.pop_oldest_entry()
-        entry.state = HEAD
-        self._head = entry
-        return entry, waiter
+        try:
+            with self._lock:
+                nxt = self._parked.oldest() if entry.state == HEAD and self._parked else None
+                # No call from here to the end of the block.
+                if entry.state == HEAD:
+                    entry.state = IDLE
+                    entry.waiter = None
+                    self._head = None
+                    if nxt is not None:
+                        promoted = nxt
+                        promoted[0].state = HEAD
+                        self._head = promoted[0]
+                        del self._parked[promoted[0]]
+                elif entry.state == PARKED:
+                    del self._parked[entry]
+                    entry.state = IDLE
+                    entry.waiter = None
+                # A notification stays marked on the ticket for the next enter().
+        finally:
+            try:
+                self._promote(promoted)
+            except BaseException:
+                self._promote(promoted)  # cut short by an interrupt at its start: once more
+                raise
 
     def _promote(self, promoted: tuple[_Entry, Waiter] | None) -> None:
-        """Wake a promoted waiter (outside the lock). If the head cannot reach it — its
+        """Wake a promoted waiter (outside the lock, in a ``finally`` whose caller runs it
+        again if an interrupt cut it short: a repeated wake-up is not repeated, see
+        `_wake.deliver`). If the head cannot reach it — its
         event loop is closed, or an asyncio task was cancelled as the wake-up arrived — it is
-        passed on to the next waiter, so a stage is never left headed by nobody."""
+        passed on to the next waiter, so a stage is never left headed by nobody.
+
+        The promoted entry keeps its waiter in ``entry.waiter`` until it takes the head up
+        (`_resume`): that marks *this* promotion, so a report that it never arrived
+        (`_lost_promotion`) is told apart from a later one — and a second report of it (a
+        wake-up repeated after an interrupt, see `_wake.deliver`) finds it handed on."""
         if promoted is not None:
             entry, waiter = promoted
-            deliver(waiter, None, functools.partial(self._lost_promotion, entry, waiter))
+            lost = functools.partial(self._lost_promotion, entry, waiter)
+            try:
+                deliver(waiter, None, lost)
+            except BaseException:
+                deliver(waiter, None, lost)  # complete what an interrupt cut short
+                raise
 
     def _lost_promotion(self, entry: _Entry, waiter: Waiter, _value: object) -> None:
         """``undelivered`` of `_promote`: the promotion never reached *waiter*."""
-        with self._lock:
-            if entry.state != HEAD or entry.waiter is not waiter:
-                return  # already taken up or handed on (by `_abandon` of a cancelled task)
-            entry.state = IDLE
-            entry.waiter = None
-            promoted = self._release_head()
-        self._promote(promoted)
+        promoted = None
+        try:
+            with self._lock:
+                if entry.state != HEAD or entry.waiter is not waiter:
+                    return  # already taken up or handed on (by `_abandon` of a cancelled task)
+                nxt = self._parked.oldest() if self._parked else None
+                entry.state = IDLE
+                entry.waiter = None
+                self._head = None
+                if nxt is not None:
+                    promoted = nxt
+                    promoted[0].state = HEAD
+                    self._head = promoted[0]
+                    del self._parked[promoted[0]]
+        finally:
+            try:
+                self._promote(promoted)
+            except BaseException:
+                self._promote(promoted)  # cut short by an interrupt at its start: once more
+                raise
 
     def _end_head(self, director: Director[T, R, B]) -> None:
-        with self._lock:
-            director._closed = True
-            director._entry.state = IDLE
-            promoted = self._release_head()
-        self._promote(promoted)
+        """The head function has ended: let the head go and promote the oldest waiter.
+
+        It must complete: its callers run it again if an interrupt cut it short (a second
+        run finds the director closed and changes nothing; `_promote` wakes a waiter once)."""
+        promoted = None
+        try:
+            with self._lock:
+                if director._closed:
+                    return
+                nxt = self._parked.oldest() if self._parked else None
+                # No call from here to the end of the block.
+                director._closed = True
+                director._entry.state = IDLE
+                self._head = None
+                if nxt is not None:
+                    promoted = nxt
+                    promoted[0].state = HEAD
+                    self._head = promoted[0]
+                    del self._parked[promoted[0]]
+        finally:
+            try:
+                self._promote(promoted)
+            except BaseException:
+                self._promote(promoted)  # cut short by an interrupt at its start: once more
+                raise
 
     def __repr__(self) -> str:
         with self._lock:
@@ -385,42 +462,43 @@ class Stage(Generic[T, R, B]):
 
 
 @final
-class _BufferBlock(Generic[B]):
-    """One ``with stage.buffer() as buf:`` block: holds the stage's buffer lock.
+class _BufferLock(_RLock, Generic[B]):  # type: ignore[misc]
+    """The buffer's lock, and what ``with stage.buffer() as buf:`` enters: a C ``RLock``
+    whose ``__enter__`` returns the buffer.
 
-    A small class rather than a ``@contextmanager`` generator, which costs several times as
-    much — and heads route every event through such a block.
+    Interrupts: ``with`` protects a C ``__enter__`` (no signal handler runs between it and
+    the block), not one written in Python, which an interrupt can strike after its acquire
+    returned. So the acquire is in a ``try`` whose handler lets go of the lock if this thread
+    holds it — which an owner-aware lock can tell — and the ``__exit__`` is the C one: no
+    signal handler runs between the block's end and the release. Nesting is refused, not
+    re-entered: the lock only stands in for a plain one (buffer lock → stage lock, never the
+    other way).
     """
 
-    __slots__ = ("_stage",)
+    __slots__ = ("buffer",)
+    buffer: B
 
-    def __init__(self, stage: Stage[Any, Any, B]) -> None:
-        self._stage = stage
-
-    def __enter__(self) -> B:
-        stage = self._stage
-        me = threading.get_ident()
-        # Only this thread can have stored its own ident, so this read needs no lock.
-        if stage._buffer_owner == me:
+    def __enter__(self) -> B:  # type: ignore[override]
+        if self._is_owned():  # type: ignore[attr-defined]
             raise RuntimeError(
                 "this thread already holds the stage's buffer: do not nest buffer() blocks "
                 "or await inside one"
             )
-        stage._buffer_lock.acquire()
-        stage._buffer_owner = me
-        return stage._buffer
-
-    def __exit__(self, *exc_info: object) -> None:
-        stage = self._stage
-        stage._buffer_owner = None
-        stage._buffer_lock.release()
+        try:
+            self.acquire()
+        except BaseException:
+            # An interrupt as the acquire returned: no `with` block holds it, let it go.
+            if self._is_owned():  # type: ignore[attr-defined]
+                self.release()
+            raise
+        return self.buffer
 
 
 @final
 class Ticket(Closing, Generic[T], metaclass=NoPublicConstructor, made_by="stage.ticket()"):
     """A held token: notifications for it are recorded until the ticket is closed.
 
-    Made by [`Stage.ticket`][asyncmp.Stage.ticket]. One ticket serves any number of
+    Made by `Stage.ticket`. One ticket serves any number of
     ``enter`` calls, one at a time; close it (``close()``, ``with``, or garbage collection)
     to free the token.
     """
@@ -460,15 +538,17 @@ class Ticket(Closing, Generic[T], metaclass=NoPublicConstructor, made_by="stage.
                 return
             if entry.state != IDLE:
                 raise RuntimeError("cannot close a ticket while it is inside enter()")
+            del stage._entries[entry.token]  # the one call (the token's hash) comes first
             entry.closed = True
-            del stage._entries[entry.token]
 
     def __del__(self) -> None:
         # enter() holds a reference while it runs (and leaves the entry IDLE even when its
-        # coroutine is closed), so the entry is IDLE here; never raise from a finalizer.
+        # coroutine is closed), so the entry is IDLE here. The collection may have started
+        # while this thread holds the stage's lock (the stage allocates under it): `finalize`
+        # then defers the work. Never raise from a finalizer.
         entry = self._entry
-        if not entry.closed and entry.state == IDLE and not sys.is_finalizing():
-            self.close()
+        if not entry.closed and not sys.is_finalizing():
+            finalize((self._stage._lock,), _free_token, self._stage, entry)
 
     def __repr__(self) -> str:
         state = "closed" if self._entry.closed else "held"
@@ -480,7 +560,7 @@ class Director(Generic[T, R, B], metaclass=NoPublicConstructor, made_by="Stage.e
     """What a head function gets: the resource, the buffer, and `notify` for the others.
 
     Valid only while the head function runs; afterwards every method raises
-    [`Closed`][asyncmp.Closed]. Update the buffer *before* notifying the token it is for.
+    `Closed`. Update the buffer *before* notifying the token it is for.
     """
 
     __slots__ = ("_closed", "_entry", "_stage")
@@ -510,7 +590,7 @@ class Director(Generic[T, R, B], metaclass=NoPublicConstructor, made_by="Stage.e
 
     def buffer(self) -> AbstractContextManager[B]:
         """``with director.buffer() as buf:`` — the same as
-        [`Stage.buffer`][asyncmp.Stage.buffer]."""
+        `Stage.buffer`."""
         if self._closed:
             raise Closed("this head has left the stage")
         return self._stage.buffer()
@@ -529,23 +609,32 @@ class Director(Generic[T, R, B], metaclass=NoPublicConstructor, made_by="Stage.e
         """
         stage = self._stage
         waiter = None
-        with stage._lock:
-            if self._closed:
-                raise Closed("this head has left the stage")
-            entry = stage._entries.get(token)
-            if entry is None:
-                return False
-            if entry is self._entry:
-                raise ValueError(
-                    f"a head cannot notify its own token {token!r}: return the event instead"
-                )
-            entry.notified = True
-            if entry.state == PARKED:
-                stage._parked.unpark(entry)
-                entry.state = IDLE
-                waiter, entry.waiter = entry.waiter, None
-        if waiter is not None:
-            wake(waiter)
+        try:
+            with stage._lock:
+                if self._closed:
+                    raise Closed("this head has left the stage")
+                entry = stage._entries.get(token)
+                if entry is None:
+                    return False
+                if entry is self._entry:
+                    raise ValueError(
+                        f"a head cannot notify its own token {token!r}: return the event instead"
+                    )
+                # No call from here to the end of the block (see `Stage._begin`).
+                entry.notified = True
+                if entry.state == PARKED:
+                    waiter = entry.waiter
+                    del stage._parked[entry]
+                    entry.state = IDLE
+                    entry.waiter = None
+        finally:
+            # Whoever took a waiter out of line owns its wake-up, interrupted or not.
+            if waiter is not None:
+                try:
+                    wake(waiter)
+                except BaseException:
+                    wake(waiter)  # complete what an interrupt cut short (`_wake.deliver`)
+                    raise
         return True
 
     def __repr__(self) -> str:
@@ -568,7 +657,7 @@ class _BlockingStage(Generic[T, R, B]):
         head: Callable[[Director[T, R, B]], Ret],
         timeout: float | None = None,
     ) -> Finished[Ret] | Notified | TimedOut:
-        """Like [`Stage.enter`][asyncmp.Stage.enter], blocking the calling thread, with a
+        """Like `Stage.enter`, blocking the calling thread, with a
         plain ``def head(director) -> value`` (it reads the resource with blocking calls,
         with a timeout or a readiness check of its own).
 
@@ -582,29 +671,41 @@ class _BlockingStage(Generic[T, R, B]):
         stage = self._stage
         entry = stage._own(ticket, head)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with stage._lock:
-            action, waiter = stage._begin(entry, timeout == 0, ThreadWaiter)
-        while action == _PARK:
-            assert isinstance(waiter, ThreadWaiter)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                woken = waiter.wait(left)
-            except BaseException:  # KeyboardInterrupt in the wait
-                stage._abandon(entry)
-                raise
-            if not woken and stage._deregister(entry, waiter):
-                return TimedOut()
-            expired = deadline is not None and time.monotonic() >= deadline
+        # As in `Stage.enter`: whatever ends the call early — an interrupt (Ctrl-C) in any
+        # instant from the first change to the entry until the head function runs — passes on
+        # what the entry was given, and leaves it as a timeout would.
+        refused = True
+        director: Director[T, R, B] | None = None
+        try:
             with stage._lock:
-                action, waiter = stage._resume(entry, expired, ThreadWaiter)
+                stage._check(entry)
+                refused = False  # no call since the check: only a refused enter skips this
+                action, waiter = stage._begin(entry, timeout == 0, ThreadWaiter)
+            while action == _PARK:
+                assert isinstance(waiter, ThreadWaiter)
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                woken = waiter.wait(left)
+                if not woken and stage._deregister(entry, waiter):
+                    return TimedOut()
+                expired = deadline is not None and time.monotonic() >= deadline
+                with stage._lock:
+                    action, waiter = stage._resume(entry, expired, ThreadWaiter)
+            if action == _HEAD:
+                director = Director._create(stage, entry)
+            elif action == _HAND_ON:
+                stage._abandon(entry)  # inside: an interrupt in it has it run again below
+        except BaseException:
+            if not refused:
+                try:
+                    stage._abandon(entry)
+                except BaseException:
+                    stage._abandon(entry)  # a second interrupt cut it short: once more
+            raise
         if action == _NOTIFIED:
             return Notified()
-        if action == _HAND_ON:
-            stage._abandon(entry)
+        if action in (_HAND_ON, _TIMED_OUT):
             return TimedOut()
-        if action == _TIMED_OUT:
-            return TimedOut()
-        director: Director[T, R, B] = Director._create(stage, entry)
+        assert director is not None
         try:
             value = head(director)
             if inspect.isawaitable(value):
@@ -615,5 +716,19 @@ class _BlockingStage(Generic[T, R, B]):
                     "an awaitable; await stage.enter() for async functions"
                 )
         finally:
-            stage._end_head(director)
+            try:
+                stage._end_head(director)
+            except BaseException:
+                stage._end_head(director)  # cut short by an interrupt at its start: once more
+                raise
         return Finished(value)
+
+
+def _free_token(stage: Stage[Any, Any, Any], entry: _Entry) -> None:
+    """A collected ticket's finalizer work (`finalize`): free its token, unless it was
+    closed meanwhile (or never held it)."""
+    with stage._lock:
+        if entry.closed or entry.state != IDLE or stage._entries.get(entry.token) is not entry:
+            return
+        del stage._entries[entry.token]
+        entry.closed = True

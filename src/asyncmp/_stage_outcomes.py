@@ -1,4 +1,4 @@
-"""What [`Stage.enter`][asyncmp.Stage.enter] returns: one of three small frozen records.
+"""What `Stage.enter` returns: one of three small frozen records.
 
 They are plain dataclasses so that ``match`` works on them and tests can build and compare
 them: ``case Finished(value):``, ``case Notified():``, ``case TimedOut():``.
@@ -19,7 +19,7 @@ Ret = TypeVar("Ret")
 class Finished(Generic[Ret]):
     """This caller headed the stage; ``value`` is what its head function returned.
 
-    Unlike [`Notified`][asyncmp.Notified], the caller did the reading itself: whatever it
+    Unlike `Notified`, the caller did the reading itself: whatever it
     found for its own token is in ``value``, not in the buffer.
     """
 
@@ -43,6 +43,6 @@ class TimedOut:
     """The timeout passed before this caller was notified or got to head the stage.
 
     A notification that arrived as the timeout fired stays marked on the ticket (the next
-    ``enter`` returns [`Notified`][asyncmp.Notified] at once), and a promotion to head that
+    ``enter`` returns `Notified` at once), and a promotion to head that
     arrived as it fired was handed on to the next waiter: nothing is lost.
     """

@@ -1,29 +1,28 @@
 """Dispatch-loop servers that run as a task: ump-server's ``task::spawn``.
 
 ```python
-client, handle = asyncmp.task.spawn(lambda client: Adder(client.weak()))
+client, handle = asyncmp.task.spawn(lambda client: Adder())
 ```
 
 The loop runs on the event loop that called `spawn` (asyncio, uvloop or trio), takes the
 requests of its channel one at a time in FIFO order and hands each to the handler's
-``proc_req``. See [`spawn`][asyncmp.task.spawn] for the whole life cycle.
+``proc_req``. See `spawn` for the whole life cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, Protocol, TypeVar, final
 
-from ._channel import Client, Server, WeakClient
+from ._channel import Client, ReplyContext, Server, WeakClient
 from ._errors import ClientsDisappeared
+from ._loopwatch import forget, watch
 from ._lowlevel._backend import current_library
 from ._lowlevel._finalize import finalize
-from ._reply import ReplyContext
 from ._serving import (
     Break,
     Continue,
@@ -33,6 +32,9 @@ from ._serving import (
     build,
     check_flow,
     check_options,
+    logger,
+    loop_cancelled,
+    loop_failed,
     loop_name,
     report_failure,
 )
@@ -53,15 +55,15 @@ _Coroutine = types.CoroutineType
 
 
 class TaskHandler(Protocol[Req_contra, Rep, RV_co]):
-    """What [`spawn`][asyncmp.task.spawn] needs from the object ``make_handler`` builds.
+    """What `spawn` needs from the object ``make_handler`` builds.
 
     Only ``proc_req`` is required. Two optional methods are looked up by name:
 
     - ``init(self, weak_client) -> None`` runs on the loop once, before the first request,
-      with a [`WeakClient`][asyncmp.WeakClient] of the server.
+      with a `WeakClient` of the server.
     - ``term(self, rv) -> object`` runs on the loop once, after the loop ended by a
-      [`Break`][asyncmp.Break] (``rv`` is its value) or because every client had gone
-      (``rv`` is ``None``). What it returns is what the [`JoinHandle`][asyncmp.JoinHandle]
+      `Break` (``rv`` is its value) or because every client had gone
+      (``rv`` is ``None``). What it returns is what the `JoinHandle`
       yields; without ``term`` the handle yields ``rv``.
 
     In a task server each of the three may be an ``async def`` or a plain ``def``.
@@ -78,11 +80,11 @@ class TaskHandler(Protocol[Req_contra, Rep, RV_co]):
     ):
         """Handle one request: answer it with ``rctx.reply(value)`` / ``rctx.fail(exc)``
         (now, or later from elsewhere), then return ``None`` or
-        [`Continue`][asyncmp.Continue] to go on, or ``Break(value)`` to end the loop.
+        `Continue` to go on, or ``Break(value)`` to end the loop.
 
         The next request is not taken before this call (and, for ``async def``, its
         coroutine) has finished. If it raises, the request gets
-        [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with that
+        `NoReply` unless it was answered, and the loop ends with that
         exception (or goes on: see ``spawn``'s ``on_error``).
         """
         ...
@@ -116,25 +118,27 @@ def spawn(
     (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
     or when every strong client is closed and the queue is drained; then the server is
     closed (anything still queued fails with
-    [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
+    `ServerDisappeared`), ``term`` is called, and the handle
     yields its result.
 
     If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets [`NoReply`][asyncmp.NoReply] whose ``__cause__``
+    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
     is the exception, unless it was answered; then *on_error* decides. By default the
-    server is closed and joining the handle raises that exception; the exception does not
-    propagate into the task group. An exception from ``init`` or ``term`` always ends the
+    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
+    the server is closed (later callers' `ServerDisappeared` names the exception), and
+    joining the handle raises that exception; the exception does not propagate into the
+    task group. An exception from ``init`` or ``term`` always ends the
     loop so. If the loop's task is cancelled, the request in hand gets ``NoReply``, the
     server is closed and joining raises ``RuntimeError``.
 
     Args:
-        make_handler: Builds the handler from the server's first client, the one
-            ``spawn`` returns. The handler should keep ``client.weak()``: a clone (or an
-            upgraded weak client) that it keeps counts as a client of its own and keeps
-            the loop alive until a ``Break``; keeping *client* itself keeps the object
-            alive, so the loop ends only when the application closes it, not when it
-            merely drops it.
-        max_queued: Bound of the channel (see [`channel`][asyncmp.channel]).
+        make_handler: Builds the handler: ``make_handler(client)`` with the server's
+            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
+            a class whose ``__init__`` takes the client; not the handler class itself).
+            The handler should not keep *client* or a clone of it: a client it keeps
+            keeps the loop running. A handler that must reach its own server keeps the
+            weak client that its ``init`` receives.
+        max_queued: Bound of the channel (see `channel`).
         name: Name of the task, and of the loop in log messages.
         watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
             warning on the ``asyncmp`` logger (the request still completes).
@@ -151,7 +155,7 @@ def spawn(
             ``SystemExit`` always end the loop.
 
     Returns:
-        The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
+        The application's client and the loop's `JoinHandle`.
 
     Raises:
         TypeError: bad arguments; no ``task_group`` under trio; the handler has no
@@ -171,7 +175,7 @@ def spawn(
         raise TypeError(f"task_group must have a start_soon() method, not {task_group!r}")
 
     server, client, weak, handler = build(make_handler, max_queued)
-    handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler))
+    handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler), server)
     guard = _Guard(server, handle)
     args = (guard, weak, handler, limit, library == "asyncio", on_error)
     try:
@@ -186,6 +190,9 @@ def spawn(
         server.close()
         client.close()
         raise
+    if library == "asyncio":
+        # A task lives only while its event loop runs; warn whoever waits for a stopped one.
+        watch(handle, server, asyncio.get_running_loop())
     return client, handle
 
 
@@ -229,10 +236,11 @@ class _Guard:
             name = self.handle._name
             error = RuntimeError(f"dispatch loop {name!r} never started")
             self.handle._finish(None, error, quiet=True)
+            forget(self.handle)
 
     def __del__(self) -> None:
         if self.armed and not sys.is_finalizing():
-            finalize((self.server._core.lock, self.handle._cell.lock), self.fire)
+            finalize((self.server._channel.lock, self.handle._cell.lock), self.fire)
 
 
 async def _serve(
@@ -245,27 +253,50 @@ async def _serve(
 ) -> None:
     guard.disarm()
     server, handle = guard.server, guard.handle
-    dog = None if limit is None else Watchdog(limit, handle._name)
+    name = handle._name
+    dog = None if limit is None else Watchdog(limit, name)
+    where = ["init()"]  # where the loop is, for the log line of a failure (see _dispatch)
     try:
         try:
             on_failure = None if on_error == "stop" else on_error
-            rv = await _dispatch(server, weak, handler, dog, on_asyncio, on_failure, handle._name)
+            rv = await _dispatch(server, weak, handler, dog, on_asyncio, on_failure, name, where)
+        except BaseException as exc:
+            # Whatever ended the loop, nothing queued may wait for a loop that is gone, and
+            # every later caller is told why.
+            if isinstance(exc, _cancelled_class()):
+                loop_cancelled(server, name)
+            elif isinstance(exc, Exception):
+                loop_failed(server, name, exc, where[0])
+            # KeyboardInterrupt, SystemExit: they propagate into the event loop, which
+            # reports them; the server is closed plainly below.
+            raise
         finally:
-            # Whatever ended the loop, nothing queued may wait for a loop that is gone.
-            server.close()
+            server.close()  # the normal end (and the plain one); idempotent
             if dog is not None:
                 dog.stop()
         term = getattr(handler, "term", None)
+        where[0] = "term()"
         value = rv if term is None else await _maybe_await(term(rv))
     except BaseException as exc:
         if isinstance(exc, Exception):
-            handle._finish(None, exc)
+            if where[0] == "term()":
+                logger.error(
+                    "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
+                    name,
+                    exc,
+                    exc_info=exc,
+                )
+            # Logged already: the handle needs no log line of its own if nobody joins.
+            handle._finish(None, exc, quiet=True)
             return  # reported to whoever joins; the task group is not torn down by it
         cancelled = isinstance(exc, _cancelled_class())
-        error = RuntimeError(f"dispatch loop {handle._name!r} was cancelled") if cancelled else exc
+        error = RuntimeError(f"dispatch loop {name!r} was cancelled") if cancelled else exc
         handle._finish(None, error, quiet=cancelled)
         raise
-    handle._finish(value, None)
+    else:
+        handle._finish(value, None)
+    finally:
+        forget(handle)  # nothing waits for this loop any more
 
 
 async def _dispatch(
@@ -276,21 +307,22 @@ async def _dispatch(
     on_asyncio: bool,
     on_failure: Any,
     name: str,
+    where: list[str],
 ) -> Any:
     """The loop proper: returns the `Break` value, or None once every client has gone.
 
-    *on_failure*: ``on_error`` unless it is "stop" (then None)."""
+    *on_failure*: ``on_error`` unless it is "stop" (then None). *where*: set to where the
+    loop is when it raises (written on the way out, never per request)."""
     init = getattr(handler, "init", None)
     if init is not None:
         await _maybe_await(init(weak))
     del weak
+    where[0] = "server.wait()"
     proc_req = handler.proc_req
     wait = server.wait
     if on_asyncio:
-        # This task serves on one loop all its life: tell `receive` which, once.
-        wait = functools.partial(
-            server._core.receive, ClientsDisappeared, asyncio.get_running_loop()
-        )
+        # This task serves on one loop all its life: tell `wait` which, once.
+        wait = server._serving(asyncio.get_running_loop()).wait
     taken = 0
     while True:
         try:
@@ -311,11 +343,14 @@ async def _dispatch(
                 stop = None
         except BaseException as exc:
             abort_request(rctx, exc)
+            where[0] = f"proc_req({type(msg).__qualname__})"
             if on_failure is None or not isinstance(exc, Exception):
                 raise
             if dog is not None:
                 dog.end()
+            where[0] = "on_error()"
             await _maybe_await(report_failure(on_failure, name, exc, msg))
+            where[0] = "server.wait()"
             stop = None  # go on, like a proc_req that returned None
         finally:
             if dog is not None:

@@ -1,12 +1,12 @@
 """Dispatch-loop servers that run on their own thread: ump-server's ``thread::spawn``.
 
 ```python
-client, handle = asyncmp.thread.spawn(lambda client: Adder(client.weak()), name="adder")
+client, handle = asyncmp.thread.spawn(lambda client: Adder(), name="adder")
 ```
 
 The loop runs on a new thread, takes the requests of its channel one at a time in FIFO
 order and hands each to the handler's ``proc_req`` (a plain ``def``: it may block). See
-[`spawn`][asyncmp.thread.spawn] for the whole life cycle.
+`spawn` for the whole life cycle.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypeVar
 
-from ._channel import Client, Server, WeakClient
+from ._channel import Client, ReplyContext, Server, WeakClient
 from ._errors import ClientsDisappeared
-from ._reply import ReplyContext
 from ._serving import (
     Break,
     Continue,
@@ -29,6 +28,8 @@ from ._serving import (
     build,
     check_flow,
     check_options,
+    logger,
+    loop_failed,
     report_failure,
 )
 
@@ -43,20 +44,20 @@ _counter = itertools.count(1)
 
 
 class ThreadHandler(Protocol[Req_contra, Rep, RV_co]):
-    """What [`spawn`][asyncmp.thread.spawn] needs from the object ``make_handler`` builds.
+    """What `spawn` needs from the object ``make_handler`` builds.
 
     Only ``proc_req`` is required. Two optional methods are looked up by name, and run on
     the server's thread:
 
     - ``init(self, weak_client) -> None`` runs once, before the first request, with a
-      [`WeakClient`][asyncmp.WeakClient] of the server.
+      `WeakClient` of the server.
     - ``term(self, rv) -> object`` runs once, after the loop ended by a
-      [`Break`][asyncmp.Break] (``rv`` is its value) or because every client had gone
-      (``rv`` is ``None``). What it returns is what the [`JoinHandle`][asyncmp.JoinHandle]
+      `Break` (``rv`` is its value) or because every client had gone
+      (``rv`` is ``None``). What it returns is what the `JoinHandle`
       yields; without ``term`` the handle yields ``rv``.
 
     All three are plain ``def`` functions; an ``async def`` is refused with ``TypeError``
-    (use [`asyncmp.task.spawn`][asyncmp.task.spawn] for those).
+    (use `asyncmp.task.spawn` for those).
     """
 
     def proc_req(
@@ -64,10 +65,10 @@ class ThreadHandler(Protocol[Req_contra, Rep, RV_co]):
     ) -> Break[RV_co] | Continue | type[Continue] | None:
         """Handle one request: answer it with ``rctx.reply(value)`` / ``rctx.fail(exc)``
         (now, or later from another thread), then return ``None`` or
-        [`Continue`][asyncmp.Continue] to go on, or ``Break(value)`` to end the loop.
+        `Continue` to go on, or ``Break(value)`` to end the loop.
 
         The next request is not taken before this call returns. If it raises, the request
-        gets [`NoReply`][asyncmp.NoReply] unless it was answered, and the loop ends with
+        gets `NoReply` unless it was answered, and the loop ends with
         that exception (or goes on: see ``spawn``'s ``on_error``).
         """
         ...
@@ -92,26 +93,28 @@ def spawn(
     (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
     or when every strong client is closed and the queue is drained; then the server is
     closed (anything still queued fails with
-    [`ServerDisappeared`][asyncmp.ServerDisappeared]), ``term`` is called, and the handle
+    `ServerDisappeared`), ``term`` is called, and the handle
     yields its result.
 
     If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets [`NoReply`][asyncmp.NoReply] whose ``__cause__``
+    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
     is the exception, unless it was answered; then *on_error* decides. By default the
-    server is closed, the thread ends, and joining the handle raises that exception. An
+    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
+    the server is closed (later callers' `ServerDisappeared` names the exception), the
+    thread ends, and joining the handle raises that exception. An
     exception from ``init`` or ``term`` always ends the loop so.
 
-    The thread is a daemon thread, like a Rust thread it does not keep the process alive:
-    join the handle to wait for the loop to end.
+    The thread is a daemon thread: it does not keep the process alive; join the handle to
+    wait for the loop to end.
 
     Args:
-        make_handler: Builds the handler from the server's first client, the one
-            ``spawn`` returns. The handler should keep ``client.weak()``: a clone (or an
-            upgraded weak client) that it keeps counts as a client of its own and keeps
-            the loop alive until a ``Break``; keeping *client* itself keeps the object
-            alive, so the loop ends only when the application closes it, not when it
-            merely drops it.
-        max_queued: Bound of the channel (see [`channel`][asyncmp.channel]).
+        make_handler: Builds the handler: ``make_handler(client)`` with the server's
+            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
+            a class whose ``__init__`` takes the client; not the handler class itself).
+            The handler should not keep *client* or a clone of it: a client it keeps
+            keeps the loop running. A handler that must reach its own server keeps the
+            weak client that its ``init`` receives.
+        max_queued: Bound of the channel (see `channel`).
         name: Name of the thread (default ``asyncmp-server-N``), also used in log messages.
         watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
             warning on the ``asyncmp`` logger (the request still completes).
@@ -125,7 +128,7 @@ def spawn(
             loop.
 
     Returns:
-        The application's client and the loop's [`JoinHandle`][asyncmp.JoinHandle].
+        The application's client and the loop's `JoinHandle`.
 
     Raises:
         TypeError: bad arguments; the handler has no plain-``def`` ``proc_req``.
@@ -135,7 +138,7 @@ def spawn(
     limit = check_options(name, watchdog, on_error)
     server, client, weak, handler = build(make_handler, max_queued, _check_sync)
     thread_name = name if name is not None else f"asyncmp-server-{next(_counter)}"
-    handle: JoinHandle[Any] = JoinHandle._create(thread_name)
+    handle: JoinHandle[Any] = JoinHandle._create(thread_name, server)
     thread = threading.Thread(
         target=_serve,
         args=(server, weak, handler, handle, limit, None if on_error == "stop" else on_error),
@@ -168,21 +171,35 @@ def _serve(
     limit: float | None,
     on_failure: Any,
 ) -> None:
-    dog = None if limit is None else Watchdog(limit, handle._name)
+    name = handle._name
+    dog = None if limit is None else Watchdog(limit, name)
+    where = ["init()"]  # where the loop is, for the log line of a failure (see _dispatch)
     try:
         try:
-            rv = _dispatch(server, weak, handler, dog, on_failure, handle._name)
+            rv = _dispatch(server, weak, handler, dog, on_failure, name, where)
+        except BaseException as exc:
+            # Whatever ended the loop, nothing queued may wait for a loop that is gone, and
+            # every later caller is told why. On a thread nothing else would report it.
+            loop_failed(server, name, exc, where[0])
+            raise
         finally:
-            # Whatever ended the loop, nothing queued may wait for a loop that is gone.
-            server.close()
+            server.close()  # the normal end; idempotent
             if dog is not None:
                 dog.stop()
         term = getattr(handler, "term", None)
+        where[0] = "term()"
         value = rv if term is None else _not_awaitable(term(rv), "term")
     except BaseException as exc:
-        # Reported to whoever joins (and logged if nobody does); re-raising here would only
-        # reach threading.excepthook.
-        handle._finish(None, exc)
+        if where[0] == "term()":
+            logger.error(
+                "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
+                name,
+                exc,
+                exc_info=exc,
+            )
+        # Reported to whoever joins (logged already, so the handle needs no log line of its
+        # own); re-raising here would only reach threading.excepthook.
+        handle._finish(None, exc, quiet=True)
         return
     handle._finish(value, None)
 
@@ -194,14 +211,17 @@ def _dispatch(
     dog: Watchdog | None,
     on_failure: Any,
     name: str,
+    where: list[str],
 ) -> Any:
     """The loop proper: returns the `Break` value, or None once every client has gone.
 
-    *on_failure*: ``on_error`` unless it is "stop" (then None)."""
+    *on_failure*: ``on_error`` unless it is "stop" (then None). *where*: set to where the
+    loop is when it raises (written on the way out, never per request)."""
     init = getattr(handler, "init", None)
     if init is not None:
         _not_awaitable(init(weak), "init")
     del weak
+    where[0] = "server.blocking.wait()"
     proc_req = handler.proc_req
     wait = server.blocking.wait
     while True:
@@ -217,11 +237,14 @@ def _dispatch(
             stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
         except BaseException as exc:
             abort_request(rctx, exc)
+            where[0] = f"proc_req({type(msg).__qualname__})"
             if on_failure is None or not isinstance(exc, Exception):
                 raise
             if dog is not None:
                 dog.end()
+            where[0] = "on_error()"
             _not_awaitable(report_failure(on_failure, name, exc, msg), "on_error")
+            where[0] = "server.blocking.wait()"
             stop = None  # go on, like a proc_req that returned None
         finally:
             if dog is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import threading
+import types
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -20,6 +22,8 @@ from asyncmp import (
     ServerDisappeared,
     WouldBlock,
 )
+
+WAIT = 10.0  # seconds: the bound of every wait in this file
 
 
 async def serve_forever(server: asyncmp.Server[Any, Any], fn: Any = lambda m: m * 2) -> None:
@@ -665,7 +669,16 @@ def test_statistics_count_clients_weak_clients_queue_and_in_flight() -> None:
 
     stats = server.statistics()
 
-    assert stats == asyncmp.ChannelStatistics(queued=1, clients=2, weak_clients=1, in_flight=1)
+    assert stats == asyncmp.ChannelStatistics(
+        queued=1,
+        max_queued=None,
+        clients=2,
+        weak_clients=1,
+        in_flight=1,
+        servers_waiting=0,
+        closed=False,
+    )
+    assert client.statistics() == stats
     assert "queued: 1" in repr(server)
     del weak
     gc.collect()
@@ -706,7 +719,7 @@ def test_handles_cannot_be_constructed_directly() -> None:
         asyncmp.Client,
         asyncmp.Server,
         asyncmp.WeakClient,
-        ReplyContext,
+        asyncmp.ReplyContext,
         asyncmp.PendingReply,
     ):
         with pytest.raises(TypeError):
@@ -855,3 +868,43 @@ async def test_cancelled_wait_on_a_queued_request_leaves_it_queued() -> None:
     with anyio.fail_after(5):
         assert await pending in ("kept", "served")
     assert server.statistics().in_flight == 0
+
+
+def test_statistics_show_the_bound_and_the_parked_servers(core: ModuleType) -> None:
+    """statistics() reports the channel's bound, the server waits parked for a request (as
+    trio's channel statistics report waiting tasks) and whether the server is closed."""
+    server, client = asyncmp.channel(max_queued=3)
+    parked = threading.Event()
+    done: list[object] = []
+    # The channel's hook runs once the wait is parked, right before its thread blocks.
+    core._set_hooks(types.SimpleNamespace(before_push=id, before_wait=parked.set))
+    thread = threading.Thread(target=lambda: done.append(server.blocking.wait(timeout=WAIT)))
+    try:
+        thread.start()
+        assert parked.wait(WAIT)
+        stats = server.statistics()
+        assert (stats.max_queued, stats.servers_waiting, stats.closed) == (3, 1, False)
+        pending = client.request("x")
+        thread.join(WAIT)
+    finally:
+        core._set_hooks(None)
+    assert done
+    assert done[0][0] == "x"  # type: ignore[index]
+    assert server.statistics().servers_waiting == 0
+    assert not pending.done()
+    server.close()
+    assert server.statistics().closed
+
+
+def test_repr_of_a_server_takes_no_lock() -> None:
+    """repr(server) reads the channel without its lock: it returns even while another
+    thread holds the lock (a debugger, a log line, a deadlock report)."""
+    server, client = asyncmp.channel()
+    pending = client.request(1)
+    lock = server._channel.lock
+    assert lock.acquire(timeout=WAIT)
+    try:
+        assert repr(server) == "<Server open [queued: 1, in flight: 0 | clients: 1, weak: 0]>"
+    finally:
+        lock.release()
+    assert not pending.done()

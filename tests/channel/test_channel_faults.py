@@ -3,19 +3,23 @@ send racing the last client's close, finalizers run while the channel lock is he
 scope landing while a reply is on its way, a loop moved to another thread, a send collected
 after its loop closed.
 
-Each race is made deterministic by widening its window: a monkeypatched wait that raises
-where Ctrl-C would, a hook run inside `push`, a lock held on purpose, a thread that replies
-while the loop is blocked.
+Each race is made deterministic by widening its window: the channel's fault-injection hooks
+(one mechanism for both cores: a wait that raises where Ctrl-C would, a hook run first in
+`push`), a lock held on purpose, a thread that replies while the loop is blocked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import operator
 import signal
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -24,8 +28,6 @@ import uvloop
 
 import asyncmp
 from asyncmp import ClientsDisappeared, Closed, NoReply, ServerDisappeared, thread
-from asyncmp._channel_core import ChannelCore as _Core
-from asyncmp._cores import load_speedups
 from asyncmp._lowlevel._wake import ThreadWaiter
 
 WAIT = 5  # seconds: the bound of every wait in this file
@@ -33,14 +35,43 @@ WAIT = 5  # seconds: the bound of every wait in this file
 Interrupt = Callable[[Callable[[], object] | None], None]
 
 
-@pytest.fixture
-def interrupt(monkeypatch: pytest.MonkeyPatch) -> Iterator[Interrupt]:
-    """``interrupt(hook)``: the next blocking wait of a thread waiter first runs *hook* (what
-    other threads do meanwhile), then raises KeyboardInterrupt — what Ctrl-C does to a
-    thread blocked in a lock acquire. Later waits block as usual.
+class Hooks:
+    """The channel's fault-injection hooks (``_set_hooks`` of the core in use): what a test
+    puts in ``push`` runs once, first in the next push; ``on_wait`` runs right before each
+    blocking wait of a channel parks its thread."""
 
-    The compiled core's blocking calls wait on a `Parker` instead: its test hook runs before
-    each wait, and an exception from it is an interrupt while blocked."""
+    def __init__(self) -> None:
+        self.push: list[Callable[[], object]] = []
+        self.on_wait: Callable[[], object] | None = None
+
+    def before_push(self, state: object) -> None:
+        if self.push:
+            self.push.pop()()
+
+    def before_wait(self) -> None:
+        if self.on_wait is not None:
+            self.on_wait()
+
+
+@pytest.fixture
+def hooks(core: ModuleType) -> Iterator[Hooks]:
+    """The hooks, installed in the core the test runs on."""
+    installed = Hooks()
+    core._set_hooks(installed)
+    try:
+        yield installed
+    finally:
+        core._set_hooks(None)
+
+
+@pytest.fixture
+def interrupt(monkeypatch: pytest.MonkeyPatch, hooks: Hooks) -> Iterator[Interrupt]:
+    """``interrupt(hook)``: the next blocking wait first runs *hook* (what other threads do
+    meanwhile), then raises KeyboardInterrupt — what Ctrl-C does to a thread blocked in a
+    lock acquire. Later waits block as usual.
+
+    A channel's blocking calls park on the core's parker, right after the channel's
+    ``before_wait`` hook; pending replies and joins wait on a `ThreadWaiter`."""
     real_wait = ThreadWaiter.wait
     armed: list[Callable[[], object] | None] = []
 
@@ -56,14 +87,8 @@ def interrupt(monkeypatch: pytest.MonkeyPatch) -> Iterator[Interrupt]:
         return real_wait(self, timeout)
 
     monkeypatch.setattr(ThreadWaiter, "wait", wait)
-    speedups = load_speedups()
-    if speedups is not None:
-        speedups._set_wait_hook(fire)
-    try:
-        yield armed.append
-    finally:
-        if speedups is not None:
-            speedups._set_wait_hook(None)
+    hooks.on_wait = fire
+    yield armed.append
     assert not armed, "the interrupt was never raised"
 
 
@@ -114,10 +139,16 @@ def test_blocking_send_interrupted_after_pickup_makes_reply_return_false(
     threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGINT"),
     reason="signals reach the main thread only",
 )
-def test_real_sigint_in_blocking_send_orphans_the_request() -> None:
+def test_real_sigint_in_blocking_send_orphans_the_request(hooks: Hooks) -> None:
     """A real SIGINT delivered to the main thread blocked in `client.blocking.send` raises
-    KeyboardInterrupt there and orphans the request: `reply()` returns False."""
+    KeyboardInterrupt there and orphans the request: `reply()` returns False.
+
+    The server sends the signal once the main thread is at its wait (the `before_wait`
+    hook), so whether it lands just before the thread blocks or while it is blocked, it is
+    handled in the wait: the outcome does not depend on the machine's speed."""
     server, client = asyncmp.channel()
+    at_wait = threading.Event()
+    hooks.on_wait = at_wait.set
     main = threading.main_thread().ident
     assert main is not None
     armed = [True]
@@ -130,6 +161,7 @@ def test_real_sigint_in_blocking_send_orphans_the_request() -> None:
 
     def serve() -> None:
         taken.append(server.blocking.wait(timeout=WAIT))
+        assert at_wait.wait(WAIT)
         signal.pthread_kill(main, signal.SIGINT)
 
     old = signal.signal(signal.SIGINT, on_sigint)
@@ -236,7 +268,7 @@ def test_join_interrupted_leaves_no_waiter_behind(interrupt: Interrupt) -> None:
 
 
 @pytest.fixture
-def close_during_push(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+def close_during_push(hooks: Hooks) -> Callable[..., None]:
     """``close_during_push(client, server, seen)``: the next push first closes *client* (the
     last strong one) and, if *seen*, lets *server* see ClientsDisappeared — the close racing
     a send that has already checked that its client is open."""
@@ -248,28 +280,9 @@ def close_during_push(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
                 with pytest.raises(ClientsDisappeared):
                     server.try_pop()
 
-        speedups = load_speedups()
-        if speedups is not None:  # the compiled core calls its own push: its hook
+        hooks.push.append(close_first)
 
-            def hook(core: object) -> None:
-                speedups._set_push_hook(None)
-                close_first()
-
-            speedups._set_push_hook(hook)
-            return
-        real_push = _Core.push
-
-        def push(core: _Core, *args: Any) -> None:
-            monkeypatch.setattr(_Core, "push", real_push)
-            close_first()
-            real_push(core, *args)
-
-        monkeypatch.setattr(_Core, "push", push)
-
-    yield arm
-    speedups = load_speedups()
-    if speedups is not None:
-        speedups._set_push_hook(None)  # unused (the test failed before its push): disarm
+    return arm
 
 
 async def test_send_racing_last_close_after_the_server_ended_fails(
@@ -345,7 +358,7 @@ def test_client_collected_under_the_lock_still_counts_as_closed() -> None:
     server, client = asyncmp.channel()
     in_a_cycle(client)
     del client
-    collect_with_lock_held(server._core.lock)
+    collect_with_lock_held(server._channel.lock)
 
     with pytest.raises(ClientsDisappeared):
         server.blocking.wait(timeout=WAIT)
@@ -355,7 +368,7 @@ def test_weak_client_collected_under_the_lock_is_uncounted() -> None:
     """A WeakClient finalized under the channel lock neither deadlocks nor stays counted."""
     server, client = asyncmp.channel()
     in_a_cycle(client.weak())
-    collect_with_lock_held(server._core.lock)
+    collect_with_lock_held(server._channel.lock)
 
     assert server.statistics().weak_clients == 0
 
@@ -368,7 +381,7 @@ def test_pending_reply_collected_under_the_lock_gives_the_request_up() -> None:
     ticket = pending._ticket
     in_a_cycle(pending)
     del pending
-    collect_with_lock_held(server._core.lock)
+    collect_with_lock_held(server._channel.lock)
 
     assert ticket.wait_blocking(WAIT, give_up=True)  # at once: the request was given up
     with pytest.raises(Closed):
@@ -385,7 +398,7 @@ def test_reply_context_collected_under_the_lock_sends_no_reply() -> None:
     assert item is not None
     in_a_cycle(item[1])
     del item
-    collect_with_lock_held(server._core.lock)
+    collect_with_lock_held(server._channel.lock)
 
     with pytest.raises(NoReply):
         pending.blocking.wait(timeout=WAIT)
@@ -396,7 +409,7 @@ def test_server_collected_under_the_lock_fails_queued_requests() -> None:
     queued requests get ServerDisappeared."""
     server, client = asyncmp.channel()
     pending = client.request(1)
-    lock = server._core.lock
+    lock = server._channel.lock
     in_a_cycle(server)
     del server
     collect_with_lock_held(lock)
@@ -565,3 +578,195 @@ def test_send_collected_after_its_loop_closed_reports_nothing(
     gc.collect()
 
     assert [u.exc_value for u in unraisable] == []
+
+
+# -- a signal whose handler runs as compiled code returns -------------------------------------
+#
+# Python runs a signal handler at its next check, which compiled code never reaches: a
+# handler for a signal that arrived while a compiled call ran runs as the call returns, in the
+# caller, whatever the call returned. So a blocking call runs pending handlers itself, before
+# it changes anything and before it returns what it took. These tests leave a signal pending
+# at those instants by calling from C code only (map, operator.call, functools.partial), so
+# Python has no chance to run the handler in between; on the pure core the call's own frame
+# runs it at once, which is what the compiled core now does.
+
+needs_main_thread = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signal handlers run on the main thread only",
+)
+
+
+@pytest.fixture
+def pending_interrupt() -> Iterator[Callable[[], None]]:
+    """A C callable that leaves a SIGUSR1 pending whose handler raises KeyboardInterrupt
+    (once), as Ctrl-C's does."""
+    import _thread
+
+    armed = [True]
+
+    def on_signal(signum: int, frame: object) -> None:
+        if armed:
+            armed.clear()
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        yield functools.partial(_thread.interrupt_main, signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert not armed, "the handler never ran"
+
+
+def call_from_c(*calls: Callable[[], object]) -> list[object]:
+    """Run *calls* in turn from C code: no Python runs between them (see above)."""
+    results: list[object] = []
+    functools.partial(results.extend, map(operator.call, calls))()
+    return results
+
+
+@needs_main_thread
+def test_blocking_send_with_a_signal_pending_sends_nothing(
+    pending_interrupt: Callable[[], None], core: ModuleType
+) -> None:
+    """A Ctrl-C that came before `client.blocking.send` raises before the request is sent:
+    the server, parked in a thread and ready to answer, never sees it. (Before, the compiled
+    core sent it, the server answered, and the interrupt, handled as the call returned,
+    dropped the answer.)"""
+    server, client = asyncmp.channel()
+    seen: list[object] = []
+    answered = threading.Lock()
+    answered.acquire()
+
+    def serve() -> None:
+        for msg, rctx in server.blocking:
+            seen.append(msg)
+            rctx.reply(msg)
+            answered.release()
+
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
+    # Were the request sent, the wait would find the answer there already: right before it
+    # blocks, wait (in C: a lock's acquire runs no handler for a pending signal) until the
+    # server has answered.
+    core._set_hooks(
+        types.SimpleNamespace(
+            before_push=id, before_wait=functools.partial(answered.acquire, True, WAIT)
+        )
+    )
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            # No timeout: its check is Python code, which would run the handler first.
+            call_from_c(pending_interrupt, functools.partial(client.blocking.send, 1))
+    finally:
+        core._set_hooks(None)
+    client.close()
+    serving.join(WAIT)
+    assert not serving.is_alive()
+    assert seen == []
+
+
+@needs_main_thread
+def test_blocking_wait_with_a_signal_pending_takes_nothing(
+    pending_interrupt: Callable[[], None],
+) -> None:
+    """A Ctrl-C that came before `server.blocking.wait` raises before a queued request is
+    taken: the next wait gets it. (Before, the compiled core returned it and the interrupt,
+    handled in the caller, dropped it: the client got NoReply.)"""
+    server, client = asyncmp.channel()
+    pending = client.request("queued")
+    with pytest.raises(KeyboardInterrupt):
+        # No timeout: its check is Python code, which would run the handler first.
+        call_from_c(pending_interrupt, server.blocking.wait)
+    msg, rctx = server.blocking.wait(timeout=WAIT)
+    assert msg == "queued"
+    assert rctx.reply("ok") is True
+    assert pending.blocking.wait(timeout=WAIT) == "ok"
+
+
+@needs_main_thread
+def test_blocking_wait_gives_back_a_request_taken_as_a_signal_came(
+    pending_interrupt: Callable[[], None], core: ModuleType
+) -> None:
+    """A Ctrl-C that comes as a request is handed to a parked `server.blocking.wait` — the
+    wait finds its wake-up there and would return the request — gives the request back: the
+    next wait gets it."""
+    server, client = asyncmp.channel()
+    sent: list[Any] = []
+    # Right before the wait blocks, and from C only (so that no handler runs in between):
+    # a client hands a request to this very wait, then the signal comes.
+    hand_over_then_signal = functools.partial(
+        sent.extend,
+        map(operator.call, [functools.partial(client.request, "handed"), pending_interrupt]),
+    )
+    core._set_hooks(types.SimpleNamespace(before_push=id, before_wait=hand_over_then_signal))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.blocking.wait(timeout=WAIT)
+    finally:
+        core._set_hooks(None)
+    msg, rctx = server.blocking.wait(timeout=WAIT)
+    assert msg == "handed"
+    assert rctx.reply("ok") is True
+    assert sent[0].blocking.wait(timeout=WAIT) == "ok"
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_interrupt_scheduling_a_hand_off_loses_no_server(when: str) -> None:
+    """A Ctrl-C inside the `call_soon_threadsafe` that hands a request to a server task on
+    another thread's asyncio loop — before or after it queued the callback — never leaves the
+    server parked on a wake-up that will not come: the hand-off is scheduled again (it runs
+    once), and the server goes on serving. (Before, the server waited for ever.)"""
+    server, client = asyncmp.channel()
+    loop = asyncio.new_event_loop()
+    parked = threading.Event()
+    real = loop.call_soon_threadsafe
+    armed = [True]
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        if armed:
+            armed.clear()
+            if when == "after":
+                real(*args, **kwargs)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    async def serve() -> None:
+        loop.call_soon(parked.set)
+        async for msg, rctx in server:
+            rctx.reply(msg)
+
+    serving = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    serving.start()
+    try:
+        assert parked.wait(WAIT)  # set by the loop after the task's first step: it is parked
+        loop.call_soon_threadsafe = interrupted  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            client.blocking.send("lost", timeout=WAIT)
+        assert client.blocking.send("next", timeout=WAIT) == "next"
+    finally:
+        client.close()
+        serving.join(WAIT)
+        loop.close()
+    assert not serving.is_alive()
+
+
+def test_a_hand_off_to_a_loop_closed_before_it_ran_goes_back_to_the_queue() -> None:
+    """A request handed to a server task parked on another loop, whose loop is then closed
+    without running the hand-off, goes back to the queue (design.md: a handed-off request is
+    never lost): the next server to look takes it, and its requester gets the reply.
+    (Before, it ended in NoReply.)"""
+    server, client = asyncmp.channel()
+    loop = asyncio.new_event_loop()
+    parked = loop.create_task(server.wait())
+    loop.run_until_complete(asyncio.sleep(0))  # the task's first step parks it on `loop`
+    with pytest.warns(RuntimeWarning, match="not running"):
+        pending = client.request("handed")  # to the parked task: a callback on `loop`
+    loop.close()  # its callbacks are dropped unrun
+    del parked
+    gc.collect()
+    item = server.try_pop()
+    assert item is not None
+    msg, rctx = item
+    assert msg == "handed"
+    assert rctx.reply("ok") is True
+    assert pending.blocking.wait(timeout=WAIT) == "ok"

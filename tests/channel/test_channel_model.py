@@ -181,8 +181,14 @@ class ChannelModel(RuleBasedStateMachine):
                 assert pending.blocking.wait(timeout=0) == want
 
 
-TestChannelModel = ChannelModel.TestCase
-TestChannelModel.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+def test_channel_agrees_with_the_model() -> None:
+    """Random sequences of sends, pops, replies, closes and cancellations (see
+    `ChannelModel`) never leave the channel's observable state apart from the model's — on
+    each core (the autouse `core` fixture)."""
+    run_state_machine_as_test(
+        ChannelModel,
+        settings=settings(max_examples=300, stateful_step_count=40, deadline=None),
+    )
 
 
 # -- on running loops ---------------------------------------------------------------------

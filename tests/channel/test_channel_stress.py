@@ -278,8 +278,8 @@ def test_stress_every_request_ends_exactly_once(close_midway: bool) -> None:
         assert ends["server-gone"] > 0, ends
     print(dict(ends))
     gc.collect()
-    core = server._core
-    left = [o for o in gc.get_objects() if type(o) is asyncmp.ReplyContext and o._core is core]
+    core = server._channel
+    left = [o for o in gc.get_objects() if type(o) is asyncmp.ReplyContext and o._channel is core]
     assert left == [], describe_referrers(left)
     assert server.statistics().in_flight == 0
 

@@ -268,7 +268,7 @@ def test_cancelled_asyncio_server_passes_its_wakeup_on() -> None:
         first = asyncio.create_task(server.wait())
         second = asyncio.create_task(server.wait())
         await asyncio.sleep(0)  # both park (a scheduling step, not a timing assumption)
-        assert len(server._core.server_waiters) == 2
+        assert len(server._channel.server_waiters) == 2
         pending = client.request("only")
         first.cancel()  # woken (its future is resolved) and cancelled before it runs
         with pytest.raises(asyncio.CancelledError):

@@ -3,7 +3,7 @@ is woken; every waiter (task on asyncio or trio, thread) woken; a requester's ca
 timeout or interrupt gives the cell up unless a waker took it first; a joiner's leaves it as
 it is.
 
-Races are placed: a thread waiter is parked before its thread starts (``_park_here``), and a
+Races are placed: a thread waiter is parked before its thread starts (``_park``), and a
 patched `ThreadWaiter.wait` sets or gives up the cell while the thread "waits".
 """
 
@@ -41,9 +41,11 @@ class Watched(OutcomeCell):
 
 def parked_thread_waiter(cell: OutcomeCell, give_up: bool) -> ThreadWaiter:
     """Park a thread waiter now, as `wait_blocking` would, for a thread started later."""
+    waiter = ThreadWaiter()
     with cell.lock:
-        waiter = cell._park_here(ThreadWaiter, give_up)
-    assert isinstance(waiter, ThreadWaiter)
+        assert cell.state == PENDING
+        assert not (give_up and cell.waiters)
+        cell._park(waiter)
     return waiter
 
 

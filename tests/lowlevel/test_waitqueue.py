@@ -59,15 +59,18 @@ def woken(waiter: Any) -> bool:
 
 
 def test_waiters_come_out_oldest_first() -> None:
-    """`pop_oldest`, `pop_oldest_entry` and `pop_all` take waiters out in arrival order,
-    each under its key (the waiter itself by default)."""
+    """`oldest` shows, and `pop_oldest` and `pop_all` take out, waiters in arrival order,
+    each under its key (the waiter itself by default); `oldest` leaves it in place."""
     queue = WaitQueue(threading.Lock())
     a, b, c = ThreadWaiter(), ThreadWaiter(), ThreadWaiter()
     queue.park(a)
     queue.park(b, key="b")
     queue.park(c)
-    assert queue.pop_oldest_entry() == (a, a)
-    assert queue.pop_oldest_entry() == ("b", b)
+    assert queue.oldest() == (a, a)
+    assert queue.oldest() == (a, a)
+    del queue[a]
+    assert queue.oldest() == ("b", b)
+    del queue["b"]
     assert queue.pop_oldest() is c
     assert not queue
     queue.park(a)
@@ -87,7 +90,7 @@ def test_a_waiter_that_parks_again_goes_to_the_back() -> None:
     assert queue.pop_all() == [b, a]
 
 
-@pytest.mark.parametrize("pop", [WaitQueue.pop_oldest, WaitQueue.pop_oldest_entry])
+@pytest.mark.parametrize("pop", [WaitQueue.pop_oldest, WaitQueue.oldest])
 def test_popping_an_empty_queue_raises_key_error(pop: Callable[[WaitQueue], object]) -> None:
     """Taking the oldest waiter when nobody waits is a KeyError, not a silent None."""
     with pytest.raises(KeyError, match="nobody waits"):

@@ -97,6 +97,45 @@ async def test_nats_failure_near_max_payload_is_bounded_and_the_service_stays_on
             assert await client.send(1) == 1
 
 
+@pytest.mark.parametrize("char", ["é", "\U0001f600", "x"], ids=["2-byte", "astral", "ascii"])
+def test_nats_oversized_failure_is_cut_in_encoded_bytes_not_characters(char: str) -> None:
+    """A failure too large to travel becomes a PayloadTooLarge record that fits and still
+    names the original failure, its message cut to fit measured in encoded bytes: JSON
+    escapes "é" to six bytes (an astral character to twelve), and a cut counted in
+    characters removed the whole message (PayloadTooLarge('') before)."""
+    from asyncmp.nats._errors import failure_reply
+    from asyncmp.nats._wire import header_size
+
+    error = Echoed(char * (3 * MAX_PAYLOAD))
+    reply = failure_reply(error, MAX_PAYLOAD)
+    assert reply is not None
+    headers, data = reply
+    assert len(data) + header_size(headers) <= MAX_PAYLOAD
+    message = json.loads(data)["message"]
+    assert message.startswith("the failure reply is ")
+    assert message.endswith(char + "...")
+    assert "test_faults.Echoed: " + char in message
+    # The cut keeps as much as fits: one more character would not.
+    longer = json.dumps({"type": json.loads(data)["type"], "message": message[:-3] + char})
+    assert len(longer.encode()) + 3 + header_size(headers) > MAX_PAYLOAD
+
+
+async def test_nats_oversized_non_ascii_failure_reaches_the_client_naming_it(
+    small_nats_server: NatsServer,
+) -> None:
+    """Over the wire: the requester of a failure with a long non-ASCII message gets a
+    PayloadTooLarge that names it (not an empty one)."""
+    with anyio.fail_after(30):
+        async with (
+            serving(small_nats_server.url, "echo", echo_into_error),
+            asyncmp.nats.connect("echo", small_nats_server.url, timeout=5) as client,
+        ):
+            with pytest.raises(asyncmp.nats.PayloadTooLarge) as too_large:
+                await client.send(["é", 3 * MAX_PAYLOAD])
+            assert "Echoed: éé" in str(too_large.value)
+            assert await client.send(1) == 1
+
+
 async def test_nats_any_reply_over_max_payload_becomes_a_bounded_payload_too_large(
     small_nats_server: NatsServer,
 ) -> None:
@@ -328,7 +367,7 @@ async def test_nats_cancel_before_the_request_task_first_runs_leaves_nothing_in_
             await nc.publish("_ASYNCMP.CANCEL.g", f"{inbox}.2".encode())
             await nc.flush()
             await _wait_for(lambda: len(cancel_seen) == 1)
-            assert list(cancel_seen[0].in_flight) == [f"{inbox}.1"]
+            assert [entry[0] for entry in cancel_seen[0].in_flight.values()] == [f"{inbox}.1"]
             assert local.statistics().queued == 0
             gate.set()
             release.set()
@@ -416,7 +455,7 @@ async def test_nats_cancel_of_a_request_waiting_for_its_collector_withdraws_it_o
             await nc.flush()
             await _wait_for(lambda: len(cancel_seen) == 1)
             server = cancel_seen[0]
-            assert list(server.in_flight) == [f"{inbox}.2"]
+            assert [entry[0] for entry in server.in_flight.values()] == [f"{inbox}.2"]
             collect_gate.set()
             reply = await replies.next_msg(timeout=10)
             assert (reply.subject, json.loads(reply.data)) == (f"{inbox}.2", "served")

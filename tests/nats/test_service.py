@@ -164,6 +164,45 @@ async def test_nats_service_stats_count_the_requests_and_errors_the_clients_saw(
             assert service.started >= before
 
 
+async def test_nats_requests_sharing_one_reply_subject_are_each_answered_and_counted_once(
+    nats_server: NatsServer,
+) -> None:
+    """Ten requests published with one reply subject (a plain NATS pattern: the requester
+    tells the answers apart by their payloads) are each answered once and counted once in
+    STATS; before, in-flight requests were keyed by reply subject and only one was answered."""
+    release = anyio.Event()
+    held = 0
+
+    async def hold_all(msg: Any, rctx: asyncmp.ReplyContext[Any]) -> None:
+        nonlocal held
+        held += 1
+        rctx_list.append((msg, rctx))
+        if held == 10:
+            release.set()
+
+    rctx_list: list[tuple[Any, asyncmp.ReplyContext[Any]]] = []
+    with anyio.fail_after(30):
+        async with (
+            serving_service(nats_server.url, "shared", "1.0.0", {"shared.get": hold_all}) as svc,
+            raw_nats(nats_server.url) as nc,
+        ):
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            for n in range(10):
+                await nc.publish("shared.get", json.dumps(n).encode(), reply=inbox)
+            await nc.flush()
+            await release.wait()  # all ten in hand at once: in flight together
+            assert svc.stats()["endpoints"][0]["data"]["in_flight"] == 10
+            for msg, rctx in rctx_list:
+                assert rctx.reply(msg * 2) is True
+            answers = sorted([json.loads((await sub.next_msg(timeout=5)).data) for _ in range(10)])
+            assert answers == [n * 2 for n in range(10)]
+            [stats] = await ask(nc, "$SRV.STATS.shared")
+            [endpoint] = stats["endpoints"]
+            assert (endpoint["num_requests"], endpoint["num_errors"]) == (10, 0)
+            assert endpoint["data"] == {"in_flight": 0, "num_cancelled": 0}
+
+
 async def test_nats_service_cancellation_withdraws_the_request_and_counts_it(
     nats_server: NatsServer,
 ) -> None:

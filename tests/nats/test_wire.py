@@ -130,13 +130,31 @@ async def test_nats_oversized_reply_reaches_the_client_as_payload_too_large(
 
 
 async def test_nats_unencodable_request_raises_type_error(nats_server: NatsServer) -> None:
-    """A message the codec cannot encode raises TypeError in the caller, nothing is sent."""
+    """A message the codec cannot encode raises TypeError in the caller, nothing is sent;
+    the error keeps the codec's own words and says to pass another codec= to both ends."""
     with anyio.fail_after(20):
         async with asyncmp.nats.connect("nobody", nats_server.url) as client:
-            with pytest.raises(TypeError):
-                await client.send(object())
+            with pytest.raises(TypeError) as info:
+                await client.send({1, 2})
+            assert "Object of type set is not JSON serializable" in str(info.value)
+            assert "codec='msgpack'" in str(info.value)
+            assert "connect() and serve()" in str(info.value)
             with pytest.raises(TypeError):
                 client.request(object())
+
+
+def test_nats_codec_errors_name_the_other_codecs() -> None:
+    """Each codec's encoding error names what it carries and the codecs to use instead
+    (never itself), with the original error as its __cause__."""
+    with pytest.raises(TypeError) as json_error:
+        asyncmp.nats.JsonCodec().encode({1, 2})
+    assert "the JSON codec (the default) carries" in str(json_error.value)
+    assert isinstance(json_error.value.__cause__, TypeError)
+    with pytest.raises(TypeError) as msgpack_error:
+        asyncmp.nats.MsgpackCodec().encode({1, 2})
+    assert "the msgpack codec carries" in str(msgpack_error.value)
+    assert "codec='msgpack'" not in str(msgpack_error.value)
+    assert "PickleCodec(trusted=True)" in str(msgpack_error.value)
 
 
 async def test_nats_malformed_request_gets_an_error_reply_and_serving_goes_on(

@@ -293,7 +293,7 @@ async def test_spawn_init_runs_once_on_loop_before_first_request() -> None:
         assert await client.send((1, 2)) == 3
         assert await client.send((3, 4)) == 7
         strong = upgraded[0]
-        assert isinstance(strong, Client)
+        assert isinstance(strong, asyncmp.Client)
         assert await strong.send((5, 6)) == 11
         strong.close()
         client.close()

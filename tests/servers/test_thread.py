@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
+import asyncmp
 from asyncmp import (
     AlreadyReplied,
     Break,
@@ -255,7 +256,7 @@ def test_spawn_init_runs_once_on_server_thread_before_first_request() -> None:
     client, handle = thread.spawn(lambda client: WithInit(client.weak()), name="init-test")
     assert client.blocking.send((1, 2), timeout=WAIT) == 3
     strong = upgraded[0]
-    assert isinstance(strong, Client)
+    assert isinstance(strong, asyncmp.Client)
     assert strong.blocking.send((5, 6), timeout=WAIT) == 11
     strong.close()
     client.close()

@@ -1,6 +1,6 @@
 # WRONG: the fixture's server task lives on the module's loop, but each test runs on a
 # loop of its own. The module's loop does not run during the test, so send() waits for
-# ever — no error, no warning.
+# ever; after a second asyncmp logs a warning that says so.
 from collections.abc import AsyncIterator
 
 import pytest

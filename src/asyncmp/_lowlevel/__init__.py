@@ -6,6 +6,8 @@
 - `_waitqueue`: the one queue of parked waiters.
 - `_outcome`: the one cell behind every pending result.
 - `_poller`: the one epoll set with a wake-up fd (the dharma dispatcher and calloop).
+- `_finalize`: how every ``__del__`` does its work without waiting for a lock.
+- `_format`: numbers of seconds in messages.
 - `_public`: handles without a public constructor; public module names on re-exports.
 
 Nothing here is public API. The modules are imported by their full private path

@@ -262,6 +262,12 @@ def resolve_soon(
             # have run it, so it cannot be reported as not run), and so is every other.
             batch.pending.clear()
             return
+        except BaseException:
+            # Interrupted (Ctrl-C) maybe before the drain was scheduled: clear the flag, so
+            # that the next post (the caller's own retry: see `_wake.deliver`) schedules
+            # one; an extra drain, if this one was scheduled after all, finds nothing.
+            batch.scheduled = False
+            raise
         batch._watch = _weak(handle, batch._dropped)  # scheduled_as(handle), inlined
 
 

@@ -32,7 +32,14 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, final
 
 from ._backend import anyio_cancel_pending, on_trio
-from ._wake import ThreadWaiter, new_async_waiter, park, trio_checkpoint, wake
+from ._wake import (
+    ThreadWaiter,
+    new_async_waiter,
+    park,
+    trio_cancel_shielded_checkpoint,
+    trio_checkpoint,
+    wake_all,
+)
 
 if TYPE_CHECKING:
     from ._wake import Waiter
@@ -83,20 +90,25 @@ class OutcomeCell:
     def set(self, value: object, state: int = DONE) -> bool:
         """Store *value* (DONE) and wake every waiter. ``False`` if it was not pending.
 
-        *state* is GIVEN_UP only for `give_up` (one body for both: this is a reply's path)."""
-        lock = self.lock
-        lock.acquire()
+        *state* is GIVEN_UP only for `give_up` (one body for both: this is a reply's path).
+        Interrupted (Ctrl-C) once the value is stored, the waiters are still woken before the
+        interrupt propagates."""
+        waiters = None
         try:
-            if self.state != PENDING:
-                return False
-            self.state = state
-            self.value = value
-            waiters, self.waiters = self.waiters, None
+            with self.lock:
+                if self.state != PENDING:
+                    return False
+                # No call from here to the end of the block: nothing can interrupt it.
+                self.state = state
+                self.value = value
+                waiters, self.waiters = self.waiters, None
         finally:
-            lock.release()
-        if waiters:
-            for waiter in waiters:  # each waiter is its own key
-                wake(waiter)
+            if waiters:  # each waiter is its own key
+                try:
+                    wake_all(waiters)
+                except BaseException:
+                    wake_all(waiters)  # complete what an interrupt cut short (`deliver`)
+                    raise
         return True
 
     def give_up(self) -> bool:
@@ -126,50 +138,84 @@ class OutcomeCell:
         """Whether the cell is DONE or GIVEN_UP."""
         return self.state != PENDING
 
-    def _park_here(self, factory: Any, give_up: bool) -> Waiter | None:
-        """Under the lock: park a new waiter, or return None if the outcome is there."""
-        if self.state != PENDING:
-            return None
-        if give_up and self.waiters:
-            raise RuntimeError("another task or thread is already waiting for this result")
-        waiter: Waiter = factory()
-        self._park(waiter)
-        return waiter
+    def _refuse(self) -> None:
+        """A requester waits alone (module doc): raise for a second one."""
+        raise RuntimeError("another task or thread is already waiting for this result")
+
+    def _interrupted(self, waiter: Waiter | None, give_up: bool) -> None:
+        """A wait ended by an exception (an interrupt, anywhere from its start to its
+        wake-up): leave as a timeout would. A requester that had not parked yet gives the
+        cell up all the same; one whose waiter a waker took keeps the outcome."""
+        if waiter is not None:
+            self.leave(waiter, give_up)
+        if give_up:
+            self.give_up()
 
     def leave(self, waiter: Waiter, give_up: bool) -> bool:
         """*waiter* stops waiting (the ``deregister()`` of the wake protocol): ``True`` if it
         left while the cell was pending — and, with *give_up*, gave the cell up — or
-        ``False`` if a waker took it first (the outcome is there)."""
-        lock = self.lock
-        lock.acquire()
+        ``False`` if a waker took it first (the outcome is there). Idempotent: ``False`` for
+        a waiter that is not parked (any more, or ever)."""
+        others = None
+        gave_up = False
         try:
-            if self.waiters is None or self.waiters.pop(waiter, None) is None:
-                return False
-            if not give_up or self.state != PENDING:
-                return True
-            self.state = GIVEN_UP
-            self.value = self._given_up_value()
-            others, self.waiters = self.waiters, None
+            with self.lock:
+                waiters = self.waiters
+                if waiters is None or waiter not in waiters:
+                    return False
+                if not give_up or self.state != PENDING:
+                    del waiters[waiter]
+                    return True
+                value = self._given_up_value()  # the one call, before anything changes
+                del waiters[waiter]
+                self.state = GIVEN_UP
+                self.value = value
+                others, self.waiters = waiters, None
+                gave_up = True
         finally:
-            lock.release()
-        for other in others:
-            wake(other)
-        self._gave_up()
+            # Interrupted as the lock is let go: the others are woken and the producer told
+            # all the same.
+            try:
+                if others:
+                    try:
+                        wake_all(others)
+                    except BaseException:
+                        wake_all(others)  # complete what an interrupt cut short (`deliver`)
+                        raise
+            finally:
+                if gave_up:
+                    self._gave_up()
         return True
 
     async def wait(self, *, give_up: bool) -> None:
-        """Wait in a task until the cell is DONE or GIVEN_UP (module doc); then read `result`."""
-        lock = self.lock
-        lock.acquire()
+        """Wait in a task until the cell is DONE or GIVEN_UP (module doc); then read `result`.
+
+        A requester (*give_up*) whose outcome is here already gets it even in a cancelled
+        scope: under trio the call is then a schedule point that cannot be cancelled (the
+        delivered outcome wins, the cancellation comes at the next checkpoint); a joiner's
+        is a full checkpoint."""
+        waiter = None
+        refused = False
         try:
-            waiter = self._park_here(new_async_waiter, give_up)
-        finally:
-            lock.release()
-        if waiter is None:
-            if on_trio():  # trio_checkpoint(), without its coroutine on asyncio
-                await trio_checkpoint()
-        else:
+            with self.lock:
+                if self.state == PENDING:
+                    if give_up and self.waiters:
+                        refused = True
+                        self._refuse()
+                    # Set before it is parked: the handler below leaves whatever was parked.
+                    waiter = new_async_waiter()
+                    self._park(waiter)
+        except BaseException:
+            if not refused:
+                self._interrupted(waiter, give_up)
+            raise
+        if waiter is not None:
             await self.park_async(waiter, give_up=give_up)
+        elif on_trio():  # (no checkpoint coroutine on asyncio: the outcome is here)
+            if give_up:
+                await trio_cancel_shielded_checkpoint()
+            else:
+                await trio_checkpoint()
 
     async def park_async(self, waiter: Any, *, give_up: bool) -> None:
         """Wait with a task's *waiter* that is parked here already."""
@@ -183,16 +229,28 @@ class OutcomeCell:
 
     def wait_blocking(self, timeout: float | None, *, give_up: bool) -> bool:
         """Block this thread until the cell is DONE or GIVEN_UP (``True``), or until *timeout*
-        seconds pass (``False``; with *give_up* the cell is given up)."""
-        lock = self.lock
-        lock.acquire()
+        seconds pass (``False``; with *give_up* the cell is given up).
+
+        An exception raised anywhere in it (``KeyboardInterrupt`` from Ctrl-C) leaves the
+        state a timeout leaves, then propagates."""
+        # Made before the lock, so that the handler below sees whatever was parked.
+        waiter = ThreadWaiter()
+        refused = False
         try:
-            waiter = self._park_here(ThreadWaiter, give_up)
-        finally:
-            lock.release()
-        if waiter is None:
-            return True
-        return self.park_blocking(waiter, timeout, give_up=give_up)
+            with self.lock:
+                if self.state != PENDING:
+                    return True
+                if give_up and self.waiters:
+                    refused = True  # set first: a refused wait changes nothing
+                    self._refuse()
+                self._park(waiter)
+            woken = waiter.wait(timeout)
+        except BaseException:
+            if not refused:
+                self._interrupted(waiter, give_up)
+            raise
+        # A timeout that can no longer leave lost a race with the wake-up: the outcome is in.
+        return woken or not self.leave(waiter, give_up)
 
     def park_blocking(self, waiter: Any, timeout: float | None, *, give_up: bool) -> bool:
         """Block with a thread's *waiter* that is parked here already: ``True`` once the cell

@@ -35,6 +35,7 @@ creating a `Poller` elsewhere raises `NotImplementedError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -42,6 +43,7 @@ from collections.abc import Hashable
 from typing import Final, Generic, TypeVar, final
 
 from .._errors import Closed
+from ._finalize import finalize
 
 __all__ = (
     "EPOLLERR",
@@ -119,9 +121,9 @@ class WakeFd:
                 os.close(self._w)
 
     def __del__(self) -> None:
-        # Unreachable means nobody can write to it or read it any more.
+        # Unreachable means nobody can write to it or read it any more. No lock involved.
         if not getattr(self, "_closed", True):
-            self.close()
+            finalize((), self.close)
 
 
 @final
@@ -166,13 +168,24 @@ class Poller(Generic[Tok]):
         """
         with self._lock:
             self._check_open()
-            self._epoll.register(fd, mask)
+            try:
+                self._epoll.register(fd, mask)
+            except OSError:
+                raise  # refused: nothing changed
+            except BaseException:
+                # Interrupted (Ctrl-C) as the kernel took it: take it back, as if refused, so
+                # that the kernel's set and `_tokens` still agree.
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(fd)
+                raise
+            # No call from here on: the kernel's set and `_tokens` agree when the lock is let go.
             if fd in self._tokens:
                 # The kernel took the fd although a registration still holds its number:
                 # that fd was closed (which left the set) and the number reused. Its
                 # registration is gone: stamp it removed, so that its last readiness,
                 # maybe polled already, is never reported with the new token.
-                self._stamp_removed(fd)
+                self._removals += 1
+                self._removed_at[fd] = self._removals
             self._tokens[fd] = token
 
     def modify(self, fd: int, mask: int, token: Tok) -> None:
@@ -194,14 +207,24 @@ class Poller(Generic[Tok]):
         with self._lock:
             if fd not in self._tokens or (token is not None and self._tokens[fd] != token):
                 return False
-            del self._tokens[fd]
-            self._stamp_removed(fd)
             if not self.closed:
                 try:
                     self._epoll.unregister(fd)
                 except (OSError, ValueError):
                     pass  # the fd was closed first: epoll has dropped it already
+            # After the kernel's set, and with no call: an interrupt (Ctrl-C) can leave a token
+            # whose fd the kernel dropped (a number reused later is stamped then), never an fd
+            # the kernel watches without a token.
+            del self._tokens[fd]
+            self._removals += 1
+            self._removed_at[fd] = self._removals
             return True
+
+    def holds(self, fd: int, token: Tok) -> bool:
+        """Whether *fd* is registered under *token* (a look, for a caller that was
+        interrupted around `register`)."""
+        with self._lock:
+            return fd in self._tokens and self._tokens[fd] == token
 
     def wakeup(self) -> None:
         """End the current (or the next) `poll` at once; any thread."""
@@ -270,10 +293,6 @@ class Poller(Generic[Tok]):
                     events.append((self._tokens[fd], ev, fd))
         return events, dropped, woken
 
-    def _stamp_removed(self, fd: int) -> None:
-        self._removals += 1
-        self._removed_at[fd] = self._removals
-
     def _check_open(self) -> None:
         if self.closed:
             raise Closed("this poller is closed")
@@ -283,11 +302,13 @@ class Poller(Generic[Tok]):
         with self._lock:
             if self.closed:
                 return
+            self._wake.close()  # first: it marks the poller closed, whatever interrupts the rest
+            self._epoll.close()
             self._tokens.clear()
             self._removed_at.clear()
-            self._epoll.close()
-            self._wake.close()
 
     def __del__(self) -> None:
+        # Its lock may be held by the thread this collection interrupted: `finalize` then
+        # defers the close.
         if hasattr(self, "_wake") and not self._wake.closed:
-            self.close()
+            finalize((self._lock,), self.close)

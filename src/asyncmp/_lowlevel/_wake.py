@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, final
 
 from ._backend import get_running_loop, library_mark, on_trio, trio_api
@@ -64,6 +64,7 @@ __all__ = (
     "trio_checkpoint",
     "trio_checkpoint_if_cancelled",
     "wake",
+    "wake_all",
 )
 
 _get_ident = threading.get_ident
@@ -75,16 +76,20 @@ _Future = asyncio.Future
 class TrioWaiter:
     """A trio task that will park with ``wait_task_rescheduled``."""
 
-    __slots__ = ("_task", "_thread", "_token")
+    __slots__ = ("_rescheduled", "_task", "_thread", "_token")
 
     def __init__(self) -> None:
         trio = trio_api()
         self._task = trio.current_task()
         self._token = trio.current_trio_token()
         self._thread = _get_ident()
+        self._rescheduled = False  # set on the trio thread, by the one reschedule
 
     def wake(self, value: object = None) -> bool:
-        """Reschedule the task with *value*; ``False`` if its run has ended (nobody waits)."""
+        """Reschedule the task with *value*; ``False`` if its run has ended (nobody waits).
+
+        From another thread it may be called again for the same wake-up (one an interrupt
+        cut short, see `deliver`): the task is rescheduled once."""
         trio = trio_api()
         # Same thread, with trio running there, means we are inside this trio run (a parked
         # task keeps its run from ending), so reschedule directly; otherwise hop through
@@ -93,7 +98,7 @@ class TrioWaiter:
             trio.reschedule(self._task, trio.Value(value))
             return True
         try:
-            self._token.run_sync_soon(trio.reschedule, self._task, trio.Value(value))
+            self._token.run_sync_soon(_reschedule_once, self, value)
         except trio.RunFinishedError:
             return False
         return True
@@ -108,6 +113,14 @@ class TrioWaiter:
             return trio.Abort.FAILED
 
         return await trio.wait_task_rescheduled(abort)
+
+
+def _reschedule_once(waiter: TrioWaiter, value: object) -> None:
+    # On the trio thread: a second hop for the same wake-up finds it done.
+    if not waiter._rescheduled:
+        waiter._rescheduled = True
+        trio = trio_api()
+        trio.reschedule(waiter._task, trio.Value(value))
 
 
 @final
@@ -130,6 +143,11 @@ class ThreadWaiter:
         self.woken = False
 
     def wake(self, value: object = None) -> bool:
+        """Release the waiting thread with *value*. Called again for the same wake-up (one
+        an interrupt cut short, see `deliver`), it does nothing: ``woken`` is set, with no
+        call between, just before the release that is the wake-up."""
+        if self.woken:
+            return True
         self.value = value
         self.woken = True
         self._lock.release()
@@ -183,18 +201,39 @@ def wake(waiter: Waiter, value: object = None) -> None:
     deliver(waiter, value, None)
 
 
+def wake_all(waiters: Iterable[Waiter]) -> None:
+    """`wake` each of *waiters*. An exception from one wake-up (an interrupt: Ctrl-C on this
+    thread) does not keep the others from theirs: it propagates once they all went out.
+
+    Like `deliver`, safe to call again for the same waiters (see there)."""
+    error: BaseException | None = None
+    for waiter in waiters:
+        try:
+            deliver(waiter, None, None)
+        except BaseException as exc:
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error
+
+
 def deliver(waiter: Waiter, value: object, undelivered: Callable[[Any], None] | None) -> None:
     """`wake`, calling ``undelivered(value)`` if the waiter turns out unable to receive it: an
     asyncio waiter cancelled when the value arrives or whose loop is closed (called on the
     waiter's loop, or here), a trio waiter whose run has ended (called here). A thread
-    waiter always receives it (a thread checks `deregister` itself)."""
+    waiter always receives it (a thread checks `deregister` itself).
+
+    Interrupts. An exception raised in this thread by a signal handler (Ctrl-C) may cut a
+    wake-up short anywhere in here. A caller that must not lose it calls `deliver` again for
+    the same waiter and value in its handler: a wake-up that went out already is not
+    repeated (a thread waiter is released once, an asyncio waiter resolved once, a trio task
+    rescheduled once), but ``undelivered`` may then be called twice — owners pass callbacks
+    for which a second call changes nothing.
+    """
     if isinstance(waiter, _Future):
         loop = waiter.get_loop()
         if get_running_loop() is loop:
-            if not waiter.done():
-                waiter.set_result(value)
-            elif undelivered is not None:
-                undelivered(value)
+            _settle(waiter, value, undelivered)
         else:
             try:
                 if isinstance(loop, _BaseEventLoop) and loop._ready:  # type: ignore[attr-defined]
@@ -214,9 +253,11 @@ def deliver(waiter: Waiter, value: object, undelivered: Callable[[Any], None] | 
 def _settle(
     fut: asyncio.Future[Any], value: object, undelivered: Callable[[Any], None] | None
 ) -> None:
+    # A waiter future is resolved by its one waker only (the protocol), so a future already
+    # resolved, not cancelled, got this very wake-up: a repeated `deliver` does nothing.
     if not fut.done():
         fut.set_result(value)
-    elif undelivered is not None:
+    elif fut.cancelled() and undelivered is not None:
         undelivered(value)
 
 

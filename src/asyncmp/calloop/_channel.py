@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
 from .._errors import Closed as ClosedError, Disconnected, WouldBlock
+from .._lowlevel._finalize import finalize
 from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
 from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
@@ -65,7 +66,9 @@ class _ChannelState:
     __slots__ = ("bound", "fd", "lock", "queue", "receiver_open", "room_waiters", "senders")
 
     def __init__(self, bound: int | None) -> None:
-        self.lock = threading.RLock()  # RLock: __del__ of a sender may run under it
+        # A plain lock: finalizers defer their work while it is held (`finalize`), and
+        # room waiters are hinted outside it (`freed`).
+        self.lock = threading.Lock()
         self.queue: deque[Any] = deque()
         self.bound = bound
         self.fd = WakeFd()
@@ -79,13 +82,17 @@ class _ChannelState:
         if self.receiver_open:
             self.fd.add(1)
 
-    def wake_room(self, n: int) -> None:
-        # Under lock (an RLock, so a hint that cannot arrive may be passed on from here):
-        # hand each freed place to one waiting sender.
-        waiters = self.room_waiters
-        while n > 0 and waiters:
-            waiters.hint(waiters.pop_oldest())
-            n -= 1
+    def freed(self, n: int, hints: list[Any]) -> None:
+        # Under lock: each of *n* freed places goes to one waiting sender, taken out into
+        # *hints*; the caller hints them once the lock is let go (`hint`), whatever
+        # interrupted it (a hint that cannot arrive is passed on, which takes the lock).
+        self.room_waiters.take_oldest(n, hints)
+
+    def hint(self, hints: list[Any]) -> None:
+        # Outside the lock, in a `finally` whose caller runs it again if an interrupt cut
+        # it short (a hint already out is not repeated: `_wake.deliver`).
+        if hints:
+            self.room_waiters.hint_all(hints)
 
     def push(self, value: Any, bounded: bool) -> bool:
         # Under lock. True if queued; False if a bounded queue is full.
@@ -143,8 +150,10 @@ class _ChannelSenderBase(Generic[T]):
         self.close()
 
     def __del__(self) -> None:
+        # The collection may have started while this thread holds the channel's lock (a
+        # send allocates under it): `finalize` then defers the close.
         if not getattr(self, "_closed", True):
-            self.close()
+            finalize((self._core.lock,), self.close)
 
 
 @final
@@ -306,16 +315,23 @@ class Channel(
             asyncmp.Disconnected: no message is queued and every sender is closed.
         """
         core = self._core
-        with core.lock:
-            if not core.receiver_open:
-                raise ClosedError("this Channel is closed")
-            if core.queue:
-                value = core.queue.popleft()
-                core.wake_room(1)
-                return value  # type: ignore[no-any-return]
-            if core.senders == 0:
-                raise Disconnected("every sender of this calloop channel is closed")
-            raise WouldBlock("no message is queued")
+        hints: list[Any] = []
+        try:
+            with core.lock:
+                if not core.receiver_open:
+                    raise ClosedError("this Channel is closed")
+                if core.queue:
+                    core.freed(1, hints)
+                    return core.queue.popleft()  # type: ignore[no-any-return]
+                if core.senders == 0:
+                    raise Disconnected("every sender of this calloop channel is closed")
+                raise WouldBlock("no message is queued")
+        finally:
+            try:
+                core.hint(hints)
+            except BaseException:
+                core.hint(hints)  # cut short by an interrupt at its start: once more
+                raise
 
     def process_events(
         self,
@@ -336,12 +352,20 @@ class Channel(
         drained = closed = False
         try:
             for _ in range(limit):
-                with core.lock:
-                    if not core.queue:
-                        drained, closed = True, core.senders == 0
-                        break
-                    value = core.queue.popleft()
-                    core.wake_room(1)
+                hints: list[Any] = []
+                try:
+                    with core.lock:
+                        if not core.queue:
+                            drained, closed = True, core.senders == 0
+                            break
+                        core.freed(1, hints)
+                        value = core.queue.popleft()
+                finally:
+                    try:
+                        core.hint(hints)
+                    except BaseException:
+                        core.hint(hints)  # cut short by an interrupt at its start: once more
+                        raise
                 action = callback_action(callback(Msg(value), None), "Channel")
                 if action is not PostAction.CONTINUE:
                     return action
@@ -362,17 +386,30 @@ class Channel(
         core = self._core
         if self._poll is not None:
             self.unregister(self._poll)
-        with core.lock:
-            if not core.receiver_open:
-                return
-            core.receiver_open = False
-            core.queue.clear()
-            core.wake_room(len(core.room_waiters))  # they wake to raise Disconnected
-            core.fd.close()
+        hints: list[Any] = []
+        try:
+            with core.lock:
+                if not core.receiver_open:
+                    return
+                core.receiver_open = False
+                core.freed(len(core.room_waiters), hints)  # they wake to raise Disconnected
+                core.queue.clear()
+                core.fd.close()
+        finally:
+            try:
+                core.hint(hints)
+            except BaseException:
+                core.hint(hints)  # cut short by an interrupt at its start: once more
+                raise
 
     def __del__(self) -> None:
+        # `finalize` defers the close while this thread holds a lock it takes.
         if getattr(self, "_core", None) is not None and self._core.receiver_open:
-            self.close()
+            finalize(self._locks(), self.close)
+
+    def _locks(self) -> tuple[Any, ...]:
+        poll = self._poll
+        return (self._core.lock,) if poll is None else (self._core.lock, poll._lock)
 
 
 def channel() -> tuple[ChannelSender[Any], Channel[Any]]:

@@ -26,7 +26,7 @@ class InvalidToken(Error, LookupError):
 class InsertError(Error):
     """`LoopHandle.insert_source` could not register the source with the poller.
 
-    The rejected source is given back in [`source`][asyncmp.calloop.InsertError.source]
+    The rejected source is given back in `source`
     (calloop's ``InsertError::inserted``) and the OS error that caused the failure is the
     ``__cause__``.
     """

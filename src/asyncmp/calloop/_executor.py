@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from .._errors import Closed
+from .._lowlevel._finalize import finalize
 from .._lowlevel._public import NoPublicConstructor
 from ._errors import ExecutorDestroyed
 from ._fd_source import FdSource
@@ -85,7 +86,7 @@ class _Core:
     __slots__ = ("alive", "fd", "lock", "runnable", "tasks")
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()  # finalizers defer their work while it is held
         self.fd = WakeFd()
         self.alive = True
         self.runnable: deque[_Task] = deque()
@@ -236,8 +237,12 @@ class Executor(
             task.coro.close()
 
     def __del__(self) -> None:
+        # `finalize` defers the close while this thread holds a lock it takes (a schedule
+        # allocates under the executor's lock).
         if getattr(self, "_core", None) is not None and self._core.alive:
-            self.close()
+            poll = self._poll
+            locks = (self._core.lock,) if poll is None else (self._core.lock, poll._lock)
+            finalize(locks, self.close)
 
 
 def executor() -> tuple[Executor[Any], Scheduler[Any]]:

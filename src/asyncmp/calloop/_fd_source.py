@@ -22,11 +22,11 @@ F = TypeVar("F")
 class FdSource(Generic[F]):
     """Watch *obj* (an fd number or an object with ``fileno()``) for *interest* in *mode*.
 
-    Change [`interest`][asyncmp.calloop.FdSource.interest] or
-    [`mode`][asyncmp.calloop.FdSource.mode], then call ``LoopHandle.update(token)`` for it
+    Change `interest` or
+    `mode`, then call ``LoopHandle.update(token)`` for it
     to take effect. ``Interest.EMPTY`` is allowed. The object is not closed by the loop:
-    get it back with [`unwrap`][asyncmp.calloop.FdSource.unwrap] or
-    [`get_ref`][asyncmp.calloop.FdSource.get_ref].
+    get it back with `unwrap` or
+    `get_ref`.
     """
 
     __slots__ = ("_fd", "_obj", "_poll", "_token", "interest", "mode")

@@ -64,7 +64,7 @@ class Idle(metaclass=NoPublicConstructor, made_by="LoopHandle.insert_idle()"):
     """An idle callback queued by `LoopHandle.insert_idle`; it runs after the next events.
 
     Dropping an ``Idle`` does not cancel it (as in calloop); call
-    [`cancel`][asyncmp.calloop.Idle.cancel].
+    `cancel`.
     """
 
     __slots__ = ("_callback", "_cancelled")
@@ -222,7 +222,7 @@ class LoopHandle(Generic[Data], metaclass=NoPublicConstructor, made_by="EventLoo
     def adapt_io(self, fd: Any) -> Async:
         """Adapt *fd* for executor coroutines: ``await a.readable()`` / ``a.writable()``.
 
-        See [`Async`][asyncmp.calloop.Async]; the fd is non-blocking until ``a.close()``.
+        See `Async`; the fd is non-blocking until ``a.close()``.
         """
         from ._executor import Async
 
@@ -314,7 +314,7 @@ class LoopSignal(metaclass=NoPublicConstructor, made_by="EventLoop.get_signal()"
     def stop(self) -> None:
         """Make ``run``/``run_async`` return after the current dispatch.
 
-        It does not end a poll that is waiting; call [`wakeup`][asyncmp.calloop.LoopSignal.wakeup]
+        It does not end a poll that is waiting; call `wakeup`
         too. A stop issued before ``run`` starts is discarded (as in calloop).
         """
         self._stop.requested = True
@@ -328,10 +328,10 @@ class LoopSignal(metaclass=NoPublicConstructor, made_by="EventLoop.get_signal()"
 class EventLoop(Generic[Data]):
     """A callback-based event loop of event sources (calloop's ``EventLoop``).
 
-    Insert sources through [`handle`][asyncmp.calloop.EventLoop.handle], then step it with
-    [`dispatch`][asyncmp.calloop.EventLoop.dispatch], loop with
-    [`run`][asyncmp.calloop.EventLoop.run] on a thread, or nest it in the running asyncio or
-    trio loop with [`run_async`][asyncmp.calloop.EventLoop.run_async]. ``data`` is any object,
+    Insert sources through `handle`, then step it with
+    `dispatch`, loop with
+    `run` on a thread, or nest it in the running asyncio or
+    trio loop with `run_async`. ``data`` is any object,
     passed to every callback as its last argument.
 
     Single-threaded: one thread (or one task) dispatches at a time; a dispatch from inside

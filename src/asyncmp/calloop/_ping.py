@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, final
 
 from .._errors import Closed
+from .._lowlevel._finalize import finalize
 from .._lowlevel._public import NoPublicConstructor
 from ._poll import Readiness, WakeFd
 from ._source import PostAction, callback_action
@@ -32,7 +33,7 @@ class _PingCore:
     __slots__ = ("fd", "lock", "pings", "source_open")
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()  # RLock: __del__ may close a Ping while one is in use
+        self.lock = threading.Lock()  # finalizers defer their work while it is held
         self.fd = WakeFd()
         self.pings = 0
         self.source_open = True
@@ -106,8 +107,9 @@ class Ping(metaclass=NoPublicConstructor, made_by="make_ping()"):
         self.close()
 
     def __del__(self) -> None:
+        # `finalize` defers the close while this thread holds the lock (a ping in use).
         if not getattr(self, "_closed", True):
-            self.close()
+            finalize((self._core.lock,), self.close)
 
 
 @final
@@ -169,8 +171,11 @@ class PingSource(WakeFdSource, metaclass=NoPublicConstructor, made_by="make_ping
                 core.release_if_unused()
 
     def __del__(self) -> None:
+        # `finalize` defers the close while this thread holds a lock it takes.
         if getattr(self, "_core", None) is not None and self._core.source_open:
-            self.close()
+            poll = self._poll
+            locks = (self._core.lock,) if poll is None else (self._core.lock, poll._lock)
+            finalize(locks, self.close)
 
 
 def make_ping() -> tuple[Ping, PingSource]:

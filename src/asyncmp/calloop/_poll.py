@@ -150,6 +150,11 @@ class Poll(metaclass=NoPublicConstructor, made_by="EventLoop()"):
         """The epoll fd: readable whenever an event is pending."""
         return self._poller.fileno()
 
+    @property
+    def _lock(self) -> Any:
+        """The poller's lock, which unregistering takes (for finalizers: `finalize`)."""
+        return self._poller._lock
+
     def register(self, fd: int | _HasFileno, interest: Interest, mode: Mode, token: Token) -> None:
         """Watch *fd*; its events reach the source as ``(Readiness, token)``.
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, final
 
 from .._errors import Closed
+from .._lowlevel._finalize import finalize
 from .._lowlevel._public import NoPublicConstructor
 from ._poll import Interest, Mode, Poll, Readiness
 from ._source import PostAction, callback_action
@@ -185,5 +186,7 @@ class Signals:
         _signal.pthread_sigmask(_signal.SIG_UNBLOCK, self._signals)
 
     def __del__(self) -> None:
+        # `finalize` defers the close while this thread holds the poller's lock.
         if getattr(self, "_fd", -1) >= 0:
-            self.close()
+            poll = self._poll
+            finalize(() if poll is None else (poll._lock,), self.close)

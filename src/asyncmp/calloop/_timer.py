@@ -38,9 +38,9 @@ def _seconds(value: object, what: str) -> float:
 class TimeoutAction(
     metaclass=NoPublicConstructor, made_by="TimeoutAction.drop(), .to_instant(t) or .to_duration(d)"
 ):
-    """What a timer callback returns: [`drop`][asyncmp.calloop.TimeoutAction.drop] it, or
-    rearm it [`to_instant`][asyncmp.calloop.TimeoutAction.to_instant] or
-    [`to_duration`][asyncmp.calloop.TimeoutAction.to_duration]. ``None`` means drop.
+    """What a timer callback returns: `drop` it, or
+    rearm it `to_instant` or
+    `to_duration`. ``None`` means drop.
     """
 
     __slots__ = ("_at", "_kind")
@@ -100,9 +100,9 @@ class Timer(
     """An event source that fires once at a deadline; its callback returns a `TimeoutAction`.
 
     The callback gets ``(deadline, None, data)``. Make one with
-    [`immediate`][asyncmp.calloop.Timer.immediate],
-    [`from_duration`][asyncmp.calloop.Timer.from_duration] or
-    [`from_deadline`][asyncmp.calloop.Timer.from_deadline]. A deadline that has passed when
+    `immediate`,
+    `from_duration` or
+    `from_deadline`. A deadline that has passed when
     the timer is inserted (or enabled) fires at the next dispatch. An infinite duration
     never fires.
     """

@@ -1,18 +1,18 @@
 """Senders and receivers connected freely: dharma's bridge.
 
-A [`Receiver`][asyncmp.dharma.Receiver] owns one unbounded FIFO. A
-[`Sender`][asyncmp.dharma.Sender] pushes each message to *every* receiver it was
-[`connect`][asyncmp.dharma.connect]ed to (in connection order); a
-[`DirectSender`][asyncmp.dharma.DirectSender] pushes to *at most one*, the last one it was
-[`direct_connect`][asyncmp.dharma.direct_connect]ed to. Many senders may feed one receiver
+A `Receiver` owns one unbounded FIFO. A
+`Sender` pushes each message to *every* receiver it was
+`connect`ed to (in connection order); a
+`DirectSender` pushes to *at most one*, the last one it was
+`direct_connect`ed to. Many senders may feed one receiver
 and one sender many receivers. Sending never blocks and works from any thread; a message
 sent where nobody is connected is dropped, as in dharma.
 
-What a receiver returns is one of the result classes [`Plain`][asyncmp.dharma.Plain],
-[`Defined`][asyncmp.dharma.Defined], [`Custom`][asyncmp.dharma.Custom],
-[`Special`][asyncmp.dharma.Special], or one of the outcome values
-[`EMPTY`][asyncmp.dharma.EMPTY] (``try_recv`` found nothing) and
-[`TIMEOUT`][asyncmp.dharma.TIMEOUT] (a wait with a timeout ran out). They are frozen
+What a receiver returns is one of the result classes `Plain`,
+`Defined`, `Custom`,
+`Special`, or one of the outcome values
+`EMPTY` (``try_recv`` found nothing) and
+`TIMEOUT` (a wait with a timeout ran out). They are frozen
 dataclasses, so both ``==`` and ``match`` work::
 
     match await receiver.recv():
@@ -25,12 +25,12 @@ Design note. Each receiver's ``_Queue`` is a ``deque`` of messages and the parke
 senders drop it. The messages themselves take no lock: a push appends, a receive pops, and
 ``deque.append`` / ``popleft`` are atomic; a fan-out to a hundred receivers would otherwise
 pay a hundred lock round trips per message, and a receiver one per message. A push appends
-*then* looks whether a receive is parked (and only then takes the lock to wake the oldest);
-a receive that found nothing parks *then* looks once more (the queue's ``relook``), so one
-of the two sees the other and no wake-up is lost (see `WaitQueue`). A push also looks at
-``alive`` after appending, so a message that lands in the queue of a receiver collected
-meanwhile is cleared, not kept. The wake-up is a hint to look again, never a hand-off, so a
-woken receiver that finds the item
+*then* looks whether a receive is parked (and only then takes the lock to take the oldest
+out and wake it); a receive that found nothing parks *then* looks once more (the queue's
+``relook``), so one of the two sees the other and no wake-up is lost (see `WaitQueue`). A
+push also looks at ``alive`` after appending, so a message that lands in the queue of a
+receiver collected meanwhile is cleared, not kept. The wake-up is a hint to look again,
+never a hand-off, so a woken receiver that finds the item
 taken by someone else waits again: no receive ever returns ``EMPTY``/``TIMEOUT`` while an
 item is queued, and no item is lost to a cancellation (dharma's spurious-wake-up hazard).
 A blocking receive interrupted inside its wait (``KeyboardInterrupt``, say) leaves exactly
@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, 
 
 import anyio
 
+from .._lowlevel._finalize import finalize
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
 from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
 
@@ -172,27 +173,47 @@ class _Queue:
 
     def push(self, msg: object) -> bool:
         """Queue *msg* and wake one waiter; ``False`` if the receiver is gone. No lock
-        unless a receive is parked (module doc; `Sender._push` inlines this)."""
-        self.items.append(msg)
+        unless a receive is parked (module doc; `Sender._push` inlines this).
+
+        Interrupted (Ctrl-C on this thread) in any instant, the message is queued or not,
+        and a receive parked meanwhile is never left waiting beside it: the look for one
+        runs in ``finally``, right after the append (a call, on whose return a signal
+        handler may run), and `wake_one` holds the waiter it takes out."""
+        try:
+            self.items.append(msg)
+        finally:
+            if self.waiters:
+                self.wake_one()
         if not self.alive:
             self.items.clear()  # collected meanwhile: keep nothing for nobody
             return False
-        if self.waiters:
-            self.wake_one()
         return True
 
     def wake_one(self) -> None:
         """After a push that saw a parked receive: hint the oldest, if one still waits (a
-        receive that found the message on its second look has left already)."""
-        lock = self.lock
+        receive that found the message on its second look has left already). The waiter
+        is taken out of line with no call before it is held, and woken in ``finally``."""
         waiters = self.waiters
-        lock.acquire()
+        waiter = None
         try:
-            waiter = waiters.pop_oldest() if waiters else None
+            with self.lock:
+                if waiters:
+                    key, waiter = waiters.oldest()
+                    del waiters[key]
         finally:
-            lock.release()
-        if waiter is not None:
-            waiters.hint(waiter)
+            if waiter is not None:
+                try:
+                    waiters.hint(waiter)
+                except BaseException:
+                    waiters.hint(waiter)  # complete what an interrupt cut short
+                    raise
+
+    def kill(self) -> None:
+        """The receiver is gone (collected): nobody can ever read, so drop what is queued and
+        every later push."""
+        with self.lock:
+            self.alive = False
+            self.items.clear()
 
     def take(self) -> Any:
         """The oldest message, or `NOTHING` (another receiver may pop meanwhile: no lock)."""
@@ -219,7 +240,7 @@ class Receiver(Generic[T]):
         self._items = self._queue.items  # the FIFO, read without the lock (module doc)
 
     def try_recv(self) -> ReceiveResult[T] | Literal[NoMessage.EMPTY]:
-        """The oldest queued message, or [`EMPTY`][asyncmp.dharma.EMPTY]."""
+        """The oldest queued message, or `EMPTY`."""
         items = self._items
         if items:
             try:
@@ -239,7 +260,7 @@ class Receiver(Generic[T]):
             timeout: seconds to wait at most; ``None`` waits for ever.
 
         Returns:
-            The message, or [`TIMEOUT`][asyncmp.dharma.TIMEOUT] if *timeout* ran out with
+            The message, or `TIMEOUT` if *timeout* ran out with
             nothing queued (never while a message is queued). Without a timeout it never
             returns ``TIMEOUT``.
 
@@ -270,10 +291,10 @@ class Receiver(Generic[T]):
         return len(self._queue.items)
 
     def __del__(self) -> None:
+        # The collection may have started while this thread holds the queue's lock (a push
+        # allocates under it): `finalize` then defers the work.
         queue = self._queue
-        with queue.lock:
-            queue.alive = False
-            queue.items.clear()
+        finalize((queue.lock,), queue.kill)
 
     def __repr__(self) -> str:
         return f"<Receiver queued={len(self._queue.items)}>"
@@ -289,10 +310,10 @@ class _BlockingReceiver(Generic[T]):
         self._receiver = receiver
 
     def recv(self, timeout: float | None = None) -> ReceiveResult[T] | Literal[NoMessage.TIMEOUT]:
-        """Block until the next message arrives, as [`Receiver.recv`][asyncmp.dharma.Receiver.recv].
+        """Block until the next message arrives, as `Receiver.recv`.
 
         Returns:
-            The message, or [`TIMEOUT`][asyncmp.dharma.TIMEOUT] if *timeout* seconds passed
+            The message, or `TIMEOUT` if *timeout* seconds passed
             with nothing queued.
 
         An exception raised inside the wait (``KeyboardInterrupt``) propagates and leaves
@@ -331,12 +352,14 @@ class Sender(Generic[T]):
         # `_Queue.push`, inlined: a fan-out does this per receiver.
         gone = False
         for queue in self._targets:
-            queue.items.append(msg)
+            try:
+                queue.items.append(msg)
+            finally:
+                if queue.waiters:
+                    queue.wake_one()
             if not queue.alive:
                 queue.items.clear()
                 gone = True
-            elif queue.waiters:
-                queue.wake_one()
         if gone:
             with self._lock:
                 self._targets = tuple(q for q in self._targets if q.alive)
@@ -366,7 +389,7 @@ class Sender(Generic[T]):
 class DirectSender(Generic[T]):
     """Sends each message to at most one receiver: the one it was last connected to.
 
-    Unlike [`Sender`][asyncmp.dharma.Sender] it can also send control commands
+    Unlike `Sender` it can also send control commands
     (``send_special``). Reconnecting moves future messages only: those already queued stay
     in the old receiver. Safe to use from any thread.
     """

@@ -1,7 +1,7 @@
 """File-descriptor events dispatched to handlers: dharma's Dispatcher (an epoll wrapper).
 
-A [`Dispatcher`][asyncmp.dharma.Dispatcher] watches the file descriptors of its
-[`EventHandler`][asyncmp.dharma.EventHandler]s and calls ``process_event(kind)`` when
+A `Dispatcher` watches the file descriptors of its
+`EventHandler`s and calls ``process_event(kind)`` when
 one is ready, level-triggered: a handler that does not consume its readiness is called
 again. Run it on a thread of its own with `run()`, or as a task with
 ``await dispatcher.run_async()``, which watches the same handlers through the running
@@ -33,6 +33,7 @@ import anyio
 
 from .._closing import Closing
 from .._errors import Closed
+from .._lowlevel._finalize import finalize
 from .._lowlevel._poller import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, Poller
 from .._lowlevel._public import NoPublicConstructor
 from ._system import _blocked_signals
@@ -130,23 +131,32 @@ class _DispatcherState:
         mask = (_IN if kind & EventKind.READ else 0) | (EPOLLOUT if kind & EventKind.WRITE else 0)
         with self.lock:
             self._check_open()
+            # In the table first, then in the poller: whatever instant an interrupt (Ctrl-C)
+            # strikes, the poller never watches an fd the table does not know (its events
+            # would be dropped at every poll, level-triggered: a busy loop).
+            self.handlers[handler_id] = (handler, fd)
             try:
                 self.poller.register(fd, mask, handler_id)
-            except FileExistsError:
-                raise ValueError(f"fd {fd} is already watched by this dispatcher") from None
-            except OSError as exc:
-                raise ValueError(f"cannot watch fd {fd}: {exc.strerror}") from exc
-            self.handlers[handler_id] = (handler, fd)
+            except BaseException as exc:
+                if not self.poller.holds(fd, handler_id):  # refused, or interrupted before
+                    del self.handlers[handler_id]
+                if isinstance(exc, FileExistsError):
+                    raise ValueError(f"fd {fd} is already watched by this dispatcher") from None
+                if isinstance(exc, OSError):
+                    raise ValueError(f"cannot watch fd {fd}: {exc.strerror}") from exc
+                raise
         return handler_id
 
     def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
         with self.lock:
-            entry = self.handlers.pop(handler_id, None)
+            entry = self.handlers.get(handler_id)
             if entry is None:
                 return None
             handler, fd = entry
-            # Only if the fd's number did not pass to a newer handler since.
+            # Only if the fd's number did not pass to a newer handler since. Out of the poller
+            # first, then out of the table (as in `add_source`).
             self.poller.unregister(fd, handler_id)
+            del self.handlers[handler_id]
         return handler
 
     def stop(self) -> None:
@@ -202,10 +212,14 @@ class _DispatcherState:
             return self.stop_requested
 
     def __del__(self) -> None:
-        # Neither the Dispatcher nor any controller is left: release the fds.
+        # Neither the Dispatcher nor any controller is left: release the fds. The collection
+        # may have started while this thread holds the poller's lock: `finalize` then defers.
         if not getattr(self, "closed", True):
-            self.running = False
-            self.close()
+            finalize((self.lock, self.poller._lock), self._collected)
+
+    def _collected(self) -> None:
+        self.running = False  # a run cut short by an exception cannot be running any more
+        self.close()
 
     def close(self) -> None:
         with self.lock:
@@ -224,7 +238,7 @@ class Dispatcher(Closing):
 
     Use it from one thread that runs it (`run` or `run_async`); add and delete sources and
     stop it from anywhere, directly or through a
-    [`DispatcherController`][asyncmp.dharma.DispatcherController]. Close it with
+    `DispatcherController`. Close it with
     `close()` (or `with`) to release its epoll set and wake-up pipe; garbage collection
     does it too once no controller is left. Handlers' own fds are never closed.
     """
@@ -355,15 +369,15 @@ class DispatcherController(metaclass=NoPublicConstructor, made_by="Dispatcher.ge
         return self
 
     def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
-        """As [`Dispatcher.add_source`][asyncmp.dharma.Dispatcher.add_source]."""
+        """As `Dispatcher.add_source`."""
         return self._core.add_source(handler, kind)
 
     def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
-        """As [`Dispatcher.delete_source`][asyncmp.dharma.Dispatcher.delete_source]."""
+        """As `Dispatcher.delete_source`."""
         return self._core.delete_source(handler_id)
 
     def stop(self) -> None:
-        """As [`Dispatcher.stop`][asyncmp.dharma.Dispatcher.stop]."""
+        """As `Dispatcher.stop`."""
         self._core.stop()
 
     def __repr__(self) -> str:

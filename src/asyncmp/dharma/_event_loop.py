@@ -1,10 +1,10 @@
 """Event loops that host modules: dharma's EventLoop, EventLoopInfo and services.
 
-An event loop owns one [`Receiver`][asyncmp.dharma.Receiver], subscribed on a
-[`Signaler`][asyncmp.dharma.Signaler] to the signals its modules ask for. It runs on a
-thread of its own ([`EventLoopInfo.start`][asyncmp.dharma.EventLoopInfo.start]) or as a
+An event loop owns one `Receiver`, subscribed on a
+`Signaler` to the signals its modules ask for. It runs on a
+thread of its own (`EventLoopInfo.start`) or as a
 task of the running event loop
-([`EventLoopInfo.run_async`][asyncmp.dharma.EventLoopInfo.run_async]), where module
+(`EventLoopInfo.run_async`), where module
 methods may be ``async def``. Its life:
 
 1. construct the modules, in the order they were added, each with the loop's context;

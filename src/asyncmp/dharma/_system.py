@@ -1,6 +1,6 @@
 """System signals: dharma's ``system`` module.
 
-[`SignalEventHandler`][asyncmp.dharma.SignalEventHandler] turns SIGINT and SIGTERM into a
+`SignalEventHandler` turns SIGINT and SIGTERM into a
 clean shutdown: added to a dispatcher, it stops the dispatcher and terminates the signaler,
 so that every event loop finalizes its modules and ends.
 
@@ -53,9 +53,12 @@ _HAVE_MASK = hasattr(signal, "pthread_sigmask")
 def block_signals() -> None:
     """Block SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 on the calling thread.
 
-    Event loop threads call this (as dharma's do). Do not call it on the main thread if a
-    [`SignalEventHandler`][asyncmp.dharma.SignalEventHandler] should see those signals.
-    A no-op where threads have no signal masks (Windows).
+    Event loop threads call this (as dharma's do). dharma's recipe also calls it on the main
+    thread first of all, so that every thread started afterwards inherits the mask; that
+    order works: a `SignalEventHandler` created afterwards unblocks SIGINT and SIGTERM on the
+    main thread (and blocks them again when closed). Blocking them on the main thread
+    *after* creating the handler leaves them pending, unhandled. A no-op where threads have
+    no signal masks (Windows).
     """
     if _HAVE_MASK:
         signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)

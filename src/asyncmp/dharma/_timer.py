@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, final
 
 from .._closing import Closing
 from .._errors import Closed
+from .._lowlevel._finalize import finalize
+from .._lowlevel._format import seconds
 
 if TYPE_CHECKING:
     from ._dispatcher import EventHandlerId, EventKind
@@ -141,8 +143,9 @@ class PeriodicTimer(Closing):
             os.close(fd)
 
     def __del__(self) -> None:
-        self.close()
+        # No lock involved: the work runs here (`finalize` says why every __del__ asks it).
+        finalize((), self.close)
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd < 0 else f"every {self.interval}s"
+        state = "closed" if self._fd < 0 else f"every {seconds(self.interval)}s"
         return f"<PeriodicTimer {state}>"

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
 from .._lowlevel._backend import on_trio
+from .._lowlevel._finalize import finalize
+from .._lowlevel._format import seconds
 from .._lowlevel._outcome import Failure
 from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._wake import ThreadWaiter, check_timeout, ensure_blocking_allowed, new_async_waiter
-from .._reply import PendingReply as LocalPendingReply
+from .._pending import PendingReply as LocalPendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, Registry, ServiceError
 from ._link import Hub, _Call, _Link
@@ -50,7 +52,7 @@ def connect(
     errors: Iterable[type[BaseException]] = (),
     **nats_options: Any,
 ) -> Client[Any, Any]:
-    """A client for the asyncmp server(s) that [`serve`][asyncmp.nats.serve] *subject*.
+    """A client for the asyncmp server(s) that `serve` *subject*.
 
     Nothing connects yet: each event loop that uses the client opens its own NATS
     connection on first use (nats-py is asyncio-only), and plain threads and trio tasks
@@ -60,7 +62,7 @@ def connect(
     Args:
         subject: the NATS subject the servers listen on.
         servers: NATS server URL(s), as for `nats.connect`.
-        codec: ``"json"`` (default), ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec];
+        codec: ``"json"`` (default), ``"msgpack"`` or a `Codec`;
             the servers must use the same.
         timeout: seconds each request may take before it raises `TimeoutError` (and the
             server is told to withdraw it), or ``None`` for no limit. Over a network a
@@ -70,7 +72,7 @@ def connect(
             `ServerDisappeared` naming the URL and the cause.
         errors: exception classes that a server's `rctx.fail(exc)` may raise here as
             themselves (constructed from the exception's ``args``). Any other failure is
-            raised as [`RemoteError`][asyncmp.nats.RemoteError].
+            raised as `RemoteError`.
         **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
             ``name``, ``reconnect_time_wait``, ``max_reconnect_attempts``, ``tls`` …).
     """
@@ -138,9 +140,9 @@ def _encode(hub: Hub, msg: object, link: _Link | None) -> bytes:
 class Client(
     Closing, Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="asyncmp.nats.connect()"
 ):
-    """A client of a NATS service: the API of [`asyncmp.Client`][asyncmp.Client].
+    """A client of a NATS service: the API of `asyncmp.Client`.
 
-    Made by [`connect`][asyncmp.nats.connect]. Usable from any thread and any asyncio
+    Made by `connect`. Usable from any thread and any asyncio
     loop; trio tasks are supported through the client's I/O thread. The errors are those of
     the local channel, mapped: no server on the subject → `ServerDisappeared`; a reply
     context closed unanswered → `NoReply`; `rctx.fail(exc)` → the registered type or
@@ -271,13 +273,20 @@ class Client(
         self._release()
 
     def _release(self) -> asyncio.Task[None] | None:
-        if self._closed:
-            return None
-        self._closed = True
         hub = self._hub
-        with hub.lock:
-            hub.clients -= 1
-            last = hub.clients == 0
+        last = False
+        try:
+            with hub.lock:
+                if self._closed:  # under the lock: one release per client
+                    return None
+                self._closed = True
+                hub.clients -= 1
+                last = hub.clients == 0
+        except BaseException:
+            # Interrupted (Ctrl-C) once it counted itself out: the last one still closes.
+            if last:
+                hub.close()
+            raise
         return hub.close() if last else None
 
     @property
@@ -300,12 +309,28 @@ class Client(
             await asyncio.shield(task)
 
     def __del__(self) -> None:
+        # The collection may have started while this thread holds the hub's lock (a request
+        # allocates under it): `finalize` then defers the work. Never waits for the I/O
+        # thread to end, as close() may.
         if not self._closed and not sys.is_finalizing():
-            self.close()
+            finalize((self._hub.lock,), _release_collected, self._hub)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<asyncmp.nats.Client {self._hub.subject!r} {state}>"
+
+
+def _release_collected(hub: Hub) -> None:
+    """A collected client's finalizer work (`finalize`): count it out; the last one closes
+    the connections, without waiting for the I/O thread to end."""
+    last = False
+    try:
+        with hub.lock:
+            hub.clients -= 1
+            last = hub.clients == 0
+    finally:
+        if last:
+            hub.close(join=False)
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -365,7 +390,7 @@ class _BlockingClient(Generic[Req, Rep]):
             TimeoutError: no reply in time; the server is told to withdraw the request.
             RuntimeError: called on a thread that runs an event loop.
             ServerDisappeared, NoReply, RemoteError, PayloadTooLarge, Closed: as for
-                [`Client.send`][asyncmp.nats.Client.send].
+                `Client.send`.
         """
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("client.blocking.send()")
@@ -385,8 +410,14 @@ class _BlockingClient(Generic[Req, Rep]):
         payload = _encode(hub, msg, link)
         waiter = ThreadWaiter()
         call = _Call(hub, client._decoder, waiter)
-        link.publish_soon(hub.subject, payload, call, hub.timeout)
-        # Interrupted (Ctrl-C): the request is given up as on a timeout.
-        if not call.park_blocking(waiter, wait, give_up=True):
-            raise TimeoutError(f"no reply within {limit} seconds")
+        try:
+            link.publish_soon(hub.subject, payload, call, hub.timeout)
+            replied = call.park_blocking(waiter, wait, give_up=True)
+        except BaseException:
+            # Interrupted (Ctrl-C) in any instant: the request is given up as on a timeout
+            # (nothing happens if its outcome is in already).
+            call.give_up()
+            raise
+        if not replied:
+            raise TimeoutError(f"no reply within {seconds(limit)} seconds")
         return call.result()  # type: ignore[no-any-return]

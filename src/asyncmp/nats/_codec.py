@@ -34,6 +34,15 @@ class Codec(Protocol):
     def decode(self, data: bytes) -> Any: ...
 
 
+def _cannot_encode(exc: Exception, carries: str, others: str) -> TypeError:
+    """*exc* from a codec, with what to do about it: the ``codec=`` choice is not obvious
+    from "Object of type set is not JSON serializable"."""
+    return TypeError(
+        f"{exc}: {carries}. Convert the message, or pass the same other codec= to "
+        f"asyncmp.nats.connect() and serve(): {others}"
+    )
+
+
 @final
 class JsonCodec:
     """UTF-8 JSON (the default). Tuples arrive as lists, dict keys as strings."""
@@ -48,7 +57,17 @@ class JsonCodec:
         self._scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
 
     def encode(self, obj: Any) -> bytes:
-        return self._encoder.encode(obj).encode()
+        try:
+            return self._encoder.encode(obj).encode()
+        except (TypeError, ValueError) as exc:
+            raise _cannot_encode(
+                exc,
+                "the JSON codec (the default) carries str, int, float, bool, None, list, "
+                "tuple and dict",
+                "codec='msgpack' (which carries bytes too), codec='bytes' with an encoding "
+                "of your own, or codec=asyncmp.nats.PickleCodec(trusted=True) between "
+                "processes that trust each other",
+            ) from exc
 
     def decode(self, data: bytes) -> Any:
         text = data.decode()
@@ -113,7 +132,17 @@ class MsgpackCodec:
         self._unpackb = msgpack.unpackb
 
     def encode(self, obj: Any) -> bytes:
-        data: bytes = self._packb(obj)
+        try:
+            data: bytes = self._packb(obj)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _cannot_encode(
+                exc,
+                "the msgpack codec carries str, bytes, int, float, bool, None, list, "
+                "tuple and dict",
+                "codec='bytes' with an encoding of your own, or "
+                "codec=asyncmp.nats.PickleCodec(trusted=True) between processes that trust "
+                "each other",
+            ) from exc
         return data
 
     def decode(self, data: bytes) -> Any:

@@ -6,7 +6,7 @@ JSON can carry them), and the NATS Services framework's ``Nats-Service-Error`` (
 description) and ``Nats-Service-Error-Code`` (an HTTP-like code) for every other client.
 The client raises the original type only when that type was registered with the client
 (``errors=``) or belongs to asyncmp; any other failure becomes a
-[`RemoteError`][asyncmp.nats.RemoteError], because constructing arbitrary named classes
+`RemoteError`, because constructing arbitrary named classes
 from network data is how deserialisation attacks start.
 """
 
@@ -51,7 +51,7 @@ class RemoteError(Error):
 
     type_name: str
     """The remote exception's type as ``module.QualName`` (just ``QualName`` for builtins);
-    empty for a [`ServiceError`][asyncmp.nats.ServiceError] from a service that is not
+    empty for a `ServiceError` from a service that is not
     asyncmp's."""
     message: str
     """``str()`` of the remote exception (a service error's description)."""
@@ -79,7 +79,7 @@ class ServiceError(RemoteError):
     ``Nats-Service-Error-Code: 404`` and ``Nats-Service-Error: no such item``, the
     convention of services written with nats.go, nats.js or nats-py's ``micro``. An asyncmp
     client raises it for such a reply from any service, asyncmp's or not (it is a
-    [`RemoteError`][asyncmp.nats.RemoteError] whose `type_name` is empty).
+    `RemoteError` whose `type_name` is empty).
 
     Args:
         code: an HTTP-like error code, a positive integer (or its decimal digits).
@@ -128,7 +128,7 @@ class MalformedMessage(Error, ValueError):
     """A payload could not be decoded: a malformed request (the server answers with this
     error and keeps serving) or a malformed reply (raised by the client's `send`).
 
-    Also a `ValueError`. Unlike [`RemoteError`][asyncmp.nats.RemoteError] no handler ran.
+    Also a `ValueError`. Unlike `RemoteError` no handler ran.
     """
 
 
@@ -278,15 +278,26 @@ def failure_reply(exc: BaseException, max_payload: int) -> tuple[dict[str, str],
         f"over its NATS server's max_payload ({max_payload}); the failure was {original}"
     )
     name = _public_name(PayloadTooLarge)
-    while True:
+
+    def record(message: str) -> bytes:
         # No "args": the client rebuilds PayloadTooLarge from the message alone.
-        data = json.dumps({"type": name, "message": message}).encode()
-        over = len(data) - limit
-        if over <= 0:
-            return _TOO_LARGE_HEADERS, data
-        if not message:
-            return None
-        # Each character cut saves at least one byte (escapes save more), so one cut is
-        # enough unless the marker itself no longer fits.
-        keep = len(message) - over - len(_TRUNCATED)
-        message = message[:keep] + _TRUNCATED if keep > 0 else ""
+        return json.dumps({"type": name, "message": message}).encode()
+
+    data = record(message)
+    if len(data) <= limit:
+        return _TOO_LARGE_HEADERS, data
+    # Cut the message to the longest prefix whose record, marked "...", fits. Measured in
+    # encoded bytes: JSON escapes a character to as many as twelve bytes ("é" is \u00e9, one
+    # outside the BMP two such escapes), so counting characters would cut far too much —
+    # down to nothing. Fitting is monotonic in the prefix's length: a binary search.
+    fits, too_long = 0, len(message)
+    if len(record(_TRUNCATED)) > limit:
+        data = record("")
+        return (_TOO_LARGE_HEADERS, data) if len(data) <= limit else None
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(record(message[:middle] + _TRUNCATED)) <= limit:
+            fits = middle
+        else:
+            too_long = middle
+    return _TOO_LARGE_HEADERS, record(message[:fits] + _TRUNCATED)

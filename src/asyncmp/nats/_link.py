@@ -40,6 +40,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError("asyncmp.nats needs nats-py: pip install 'asyncmp[nats]'") from _exc
 
 from .._errors import Closed, ServerDisappeared
+from .._lowlevel._format import seconds
 from .._lowlevel._outcome import PENDING, Failure, OutcomeCell
 from .._lowlevel._wake import Waiter, new_async_waiter, park, wake
 from ._wire import cancel_subject
@@ -233,7 +234,7 @@ class _Link:
             expired = [call for call in self.calls.values() if call.deadline <= now]
             more = len(self.calls) > len(expired)
         for call in expired:
-            error = TimeoutError(f"no reply within {self.hub.timeout} seconds")
+            error = TimeoutError(f"no reply within {seconds(self.hub.timeout)} seconds")
             if self.finish(call, None, error):
                 self.notify_cancel(call.token)
         if more and not self.closed:
@@ -346,7 +347,7 @@ class ConnectionLog:
             )
             error.__cause__ = self.refused
             return error
-        when = "" if within is None else f" within {within} seconds"
+        when = "" if within is None else f" within {seconds(within)} seconds"
         cause = "no answer" if self.last is None else describe(self.last)
         error = ServerDisappeared(f"cannot connect to NATS at {servers}{when}: {cause}")
         error.__cause__ = self.last
@@ -472,7 +473,7 @@ class _IOThread:
             finally:
                 loop.close()
 
-    def stop(self, link: _Link | None) -> None:
+    def stop(self, link: _Link | None, join: bool = True) -> None:
         async def close_and_stop() -> None:
             try:
                 if link is not None:
@@ -487,7 +488,7 @@ class _IOThread:
             self.loop.call_soon_threadsafe(start)
         except RuntimeError:
             return
-        if threading.current_thread() is not self.thread and _running_loop() is None:
+        if join and threading.current_thread() is not self.thread and _running_loop() is None:
             self.thread.join(timeout=5)
 
 
@@ -610,8 +611,11 @@ class Hub:
         link = self.links.get(io.loop)
         return link if link is not None and not link.closed else None
 
-    def close(self) -> asyncio.Task[None] | None:
-        """Close every link; return the closing task of the running loop's link, if any."""
+    def close(self, join: bool = True) -> asyncio.Task[None] | None:
+        """Close every link; return the closing task of the running loop's link, if any.
+
+        *join*: wait (a few seconds at most) for the I/O thread to end — not in a finalizer,
+        which never waits."""
         with self.lock:
             if self.closed:
                 return None
@@ -633,7 +637,7 @@ class Hub:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: so is the link
                     link.loop.call_soon_threadsafe(_spawn_close, link)
         if io is not None:
-            io.stop(io_link)
+            io.stop(io_link, join)
         return mine
 
 

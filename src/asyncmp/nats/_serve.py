@@ -7,11 +7,14 @@ a `_Run`: one NATS connection and one lifetime.
 Invariants:
 - Everything runs on the loop of the `serve` call (nats-py's subscription callbacks and the
   tasks they start), so the state needs no lock.
-- A request that was handed to the local server is in ``in_flight`` until exactly one of
-  the following takes it out, and whoever takes it out counts it in the endpoint's
+- A request that was handed to the local server is in ``in_flight`` — under a number of its
+  own, not its reply subject: any NATS client may send many requests with one reply subject
+  and tell the answers apart by their payloads — until exactly one of the following takes it
+  out, and whoever takes it out counts it in the endpoint's
   statistics and answers it (or not): the code that waits for its reply, with the local
-  server's outcome; a cancel from its requester (no answer: nobody is waiting); the
-  shut-down (``NoReply``).
+  server's outcome; a cancel from its requester (no answer: nobody is waiting; a cancel
+  names a reply subject and withdraws every request in hand with it); the shut-down
+  (``NoReply``).
 - The requests that arrive together are collected by one task, not one each: a burst of
   arrivals is queued in ``arrived`` and one `collect` task looks at them after the local
   server has run; a reply already in is answered there, and only a request still waiting
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -35,7 +39,7 @@ import anyio
 
 from .._channel import Client as LocalClient
 from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
-from .._reply import PendingReply
+from .._pending import PendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, failure_reply
 from ._link import connect_nats, settle
@@ -84,6 +88,11 @@ _CANCEL_MEMORY_SIZE: Final = 10_000
 _now_ns = time.perf_counter_ns
 _Task = asyncio.Task
 
+# A request in hand: its reply subject, its task (None while it waits for its collector),
+# its pending reply (None while a full bounded channel makes the task wait for room) and
+# when it arrived (perf_counter_ns).
+_InFlight = tuple[str, "asyncio.Task[None] | None", "PendingReply[Any] | None", int]
+
 
 def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     # loop.create_task(coro), without its Python layers where no task factory is set.
@@ -124,7 +133,7 @@ async def serve(
             going to one of them (default ``"asyncmp"``). ``None`` gives every server every
             request, and the first reply wins.
         codec: ``"json"`` (default), ``"msgpack"``, ``"bytes"`` or a
-            [`Codec`][asyncmp.nats.Codec]; the clients must use the same.
+            `Codec`; the clients must use the same.
         task_status: for `TaskGroup.start`: reported once the subscription is active.
         **nats_options: passed to `nats.connect` (``token``, ``user``, ``password``,
             ``max_reconnect_attempts``, ``reconnect_time_wait`` …).
@@ -147,7 +156,7 @@ async def serve(
     ``Nats-Service-Error`` and ``Nats-Service-Error-Code`` headers (see the table of codes
     on the NATS services page), so that any NATS client reads it as an error; to serve as
     a discoverable service with statistics, use
-    [`serve_service`][asyncmp.nats.serve_service].
+    `serve_service`.
     """
     check_asyncio("serve")
     if not isinstance(client, LocalClient):
@@ -275,13 +284,13 @@ class _Server:
         self.name = name
         self.metadata = metadata
         self.stopped = run.stopped
-        # Requests handed to the local server and not answered yet, by reply subject, with
-        # their tasks, their pending replies and when they arrived (perf_counter_ns).
-        self.in_flight: dict[
-            str, tuple[asyncio.Task[None] | None, PendingReply[Any] | None, int]
-        ] = {}
+        # Requests handed to the local server and not answered yet, by a number of their own
+        # (many may share a reply subject), with their reply subjects, tasks, pending
+        # replies and when they arrived (perf_counter_ns).
+        self.in_flight: dict[int, _InFlight] = {}
+        self._numbers = itertools.count()
         # Handed over, not yet looked at by a collector (module doc), and that collector.
-        self.arrived: deque[tuple[str, object, PendingReply[Any], int]] = deque()
+        self.arrived: deque[tuple[int, str, object, PendingReply[Any], int]] = deque()
         self.collector: asyncio.Task[None] | None = None
         # Reply subjects of cancels that came before their request, with the time they
         # came, oldest first (see _CANCEL_MEMORY_SECONDS).
@@ -347,11 +356,13 @@ class _Server:
             self.count(start, _GONE_HEADERS)
             await self.publish(reply, b"", _GONE_HEADERS)
             return
+        key = next(self._numbers)
         if pending is None:  # it waits for room: a task of its own
-            self.in_flight[reply] = _spawn(self.handle(reply, request, None, start)), None, start
+            task = _spawn(self.handle(key, reply, request, None, start))
+            self.in_flight[key] = reply, task, None, start
             return
-        self.in_flight[reply] = None, pending, start
-        self.arrived.append((reply, request, pending, start))
+        self.in_flight[key] = reply, None, pending, start
+        self.arrived.append((key, reply, request, pending, start))
         if self.collector is None:
             self.collector = _spawn(self.collect())
 
@@ -363,43 +374,44 @@ class _Server:
         in_flight = self.in_flight
         try:
             while arrived:
-                reply, request, pending, start = arrived.popleft()
-                entry = in_flight.get(reply)
-                if entry is None or entry[1] is not pending:
+                key, reply, request, pending, start = arrived.popleft()
+                if key not in in_flight:
                     continue  # cancelled or withdrawn meanwhile: answered where that happened
                 if pending.done():
                     # No waiting (awaiting a done reply does not suspend), only publishing.
-                    await self.handle(reply, request, pending, start)
+                    await self.handle(key, reply, request, pending, start)
                 else:
-                    task = _spawn(self.handle(reply, request, pending, start))
-                    in_flight[reply] = task, pending, start
+                    task = _spawn(self.handle(key, reply, request, pending, start))
+                    in_flight[key] = reply, task, pending, start
         finally:
             self.collector = None
 
     def tasks_in_hand(self) -> list[asyncio.Task[None]]:
         """The tasks that will answer the requests in flight: their own, and the collector
         of those that have none yet."""
-        tasks = [task for task, _, _ in self.in_flight.values() if task is not None]
+        tasks = [entry[1] for entry in self.in_flight.values() if entry[1] is not None]
         if self.collector is not None:
             tasks.append(self.collector)
         return tasks
 
     async def on_cancel(self, msg: Msg) -> None:
         reply = msg.data.decode(errors="replace")
-        entry = self.in_flight.pop(reply, None)
-        if entry is None:
+        keys = [key for key, entry in self.in_flight.items() if entry[0] == reply]
+        if not keys:
             self.remember_cancel(reply)
             return
-        # Withdraw the local request (asyncmp semantics: the handler never sees it, or its
-        # reply() returns False) and stop waiting for it. The entry is removed here, not
-        # only by handle(): a task cancelled before it first runs never runs its body.
-        task, pending, start = entry
-        if pending is not None:
-            pending.cancel()
-        if task is not None:  # else its collector skips it
-            task.cancel()
-        self.num_cancelled += 1
-        self.count(start, None)
+        # Withdraw the local requests (asyncmp semantics: the handler never sees them, or
+        # its reply() returns False) and stop waiting for them. The entries are removed
+        # here, not only by handle(): a task cancelled before it first runs never runs its
+        # body.
+        for key in keys:
+            _, task, pending, start = self.in_flight.pop(key)
+            if pending is not None:
+                pending.cancel()
+            if task is not None:  # else its collector passes it by
+                task.cancel()
+            self.num_cancelled += 1
+            self.count(start, None)
 
     def remember_cancel(self, reply: str) -> None:
         # Its request is not in hand: it may still be on its way (or it was answered already,
@@ -412,7 +424,12 @@ class _Server:
             cancelled.popitem(last=False)
 
     async def handle(
-        self, reply: str, request: object, pending: PendingReply[Any] | None, start: int
+        self,
+        key: int,
+        reply: str,
+        request: object,
+        pending: PendingReply[Any] | None,
+        start: int,
     ) -> None:
         try:
             try:
@@ -424,20 +441,20 @@ class _Server:
                 raise
             except (ServerDisappeared, Closed):
                 self.stopped.set()
-                await self.answer(reply, b"", _GONE_HEADERS, start)
+                await self.answer(key, reply, b"", _GONE_HEADERS, start)
                 return
             except NoReply:
-                await self.answer(reply, b"", _NOREPLY_HEADERS, start)
+                await self.answer(key, reply, b"", _NOREPLY_HEADERS, start)
                 return
             except BaseException as exc:  # whatever the handler passed to rctx.fail()
-                if self.in_flight.pop(reply, None) is not None:
+                if self.in_flight.pop(key, None) is not None:
                     await self.fail(reply, exc, start)
                 return
             try:
                 payload = self.codec.encode(value)
             except Exception as exc:
                 error = TypeError(f"the reply cannot be encoded: {exc}")
-                if self.in_flight.pop(reply, None) is not None:
+                if self.in_flight.pop(key, None) is not None:
                     await self.fail(reply, error, start)
                 return
             nc = self.nc
@@ -446,11 +463,11 @@ class _Server:
                     f"the reply is {len(payload)} bytes; the NATS server accepts at most "
                     f"{nc.max_payload} (its max_payload)"
                 )
-                if self.in_flight.pop(reply, None) is not None:
+                if self.in_flight.pop(key, None) is not None:
                     await self.fail(reply, too_large, start)
                 return
-            # answer(reply, payload, None, start), inlined: every request that succeeds.
-            if self.in_flight.pop(reply, None) is not None:
+            # answer(key, reply, payload, None, start), inlined: every request that succeeds.
+            if self.in_flight.pop(key, None) is not None:
                 self.num_requests += 1
                 self.processing_time += _now_ns() - start
                 try:
@@ -463,14 +480,14 @@ class _Server:
         finally:
             # Every path above takes the request out of flight (or finds it taken); this is
             # for the one that does not: the task cancelled by its loop shutting down.
-            self.in_flight.pop(reply, None)
+            self.in_flight.pop(key, None)
 
     async def answer(
-        self, reply: str, payload: bytes, headers: dict[str, str] | None, start: int
+        self, key: int, reply: str, payload: bytes, headers: dict[str, str] | None, start: int
     ) -> None:
         """Count and publish the outcome of an in-flight request, unless a cancel or the
         shut-down took it out of flight first (they counted it)."""
-        if self.in_flight.pop(reply, None) is not None:
+        if self.in_flight.pop(key, None) is not None:
             self.count(start, headers)
             await self.publish(reply, payload, headers)
 
@@ -513,17 +530,17 @@ class _Server:
 
     async def withdraw_all(self) -> None:
         """Withdraw the requests in hand and answer them `NoReply` (at the shut-down)."""
-        entries = list(self.in_flight.items())
+        entries = list(self.in_flight.values())
         self.in_flight.clear()
         # A collector still running finds nothing left (it may be publishing a reply it
         # took out of flight before: that one is answered already).
         self.arrived.clear()
-        for _, (task, pending, _) in entries:
+        for _, task, pending, _ in entries:
             if pending is not None:
                 pending.cancel()
             if task is not None:
                 task.cancel()
-        for reply, (task, _, start) in entries:
+        for reply, task, _, start in entries:
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await task

@@ -103,7 +103,7 @@ class Endpoint:
 
 @final
 class Service(metaclass=NoPublicConstructor, made_by="asyncmp.nats.serve_service()"):
-    """A running service of [`serve_service`][asyncmp.nats.serve_service]: what discovery
+    """A running service of `serve_service`: what discovery
     and monitoring report about it, for the serving process itself.
 
     ``await task_group.start(serve_service, …)`` returns it once the service is subscribed.
@@ -285,7 +285,7 @@ async def serve_service(
 ) -> None:
     """Serve local asyncmp servers as a service of the NATS Services framework.
 
-    Each endpoint is served as [`serve`][asyncmp.nats.serve] serves its subject (same
+    Each endpoint is served as `serve` serves its subject (same
     wire format, errors and cancellation), and the service answers the framework's
     discovery and monitoring requests — ``$SRV.PING``, ``$SRV.INFO`` and ``$SRV.STATS``,
     each also as ``$SRV.<VERB>.<name>`` and ``$SRV.<VERB>.<name>.<id>`` — so that
@@ -297,12 +297,12 @@ async def serve_service(
     instance is whole or not at all), or until its NATS connection is closed for good (then
     it raises `ServerDisappeared`). Start it with
     ``service = await task_group.start(serve_service, …)`` to continue once it is
-    subscribed, with its [`Service`][asyncmp.nats.Service].
+    subscribed, with its `Service`.
 
     Args:
         name: the service's name, shared by its instances (letters, digits, ``-``, ``_``).
         version: its semantic version (``"1.0.0"``, ``"2.1.3-beta.1"`` …).
-        endpoints: an [`Endpoint`][asyncmp.nats.Endpoint], several, or a mapping of
+        endpoints: an `Endpoint`, several, or a mapping of
             subjects to the clients of the local servers that answer them.
         servers: NATS server URL(s), as for `nats.connect`.
         description: what the service does, for people (INFO).
@@ -311,7 +311,7 @@ async def serve_service(
             instances of a service share its requests (``"q"``, the framework's default).
             ``None`` gives every instance every request of those endpoints.
         codec: ``"json"`` (default), ``"msgpack"``, ``"bytes"`` or a
-            [`Codec`][asyncmp.nats.Codec], for every endpoint; the clients must use the
+            `Codec`, for every endpoint; the clients must use the
             same. (The discovery documents are always JSON.)
         task_status: for `TaskGroup.start`: reports the `Service` once it is subscribed.
         **nats_options: passed to `nats.connect`.

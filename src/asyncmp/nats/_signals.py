@@ -53,7 +53,7 @@ async def bridge_signaler(
         publish: signal ids whose local emits are sent out.
         receive: signal ids whose remote emits are emitted locally.
         prefix: the subject prefix (one subject per signal id).
-        codec: ``"json"``, ``"msgpack"`` or a [`Codec`][asyncmp.nats.Codec].
+        codec: ``"json"``, ``"msgpack"`` or a `Codec`.
         task_status: for `TaskGroup.start`: reported once subscribed.
         **nats_options: passed to `nats.connect`.
 

@@ -1,0 +1,170 @@
+# Augments _channel_py.py — the channel's one source — when Cython compiles it into
+# asyncmp._channel_c (setup.py): C types for the shared state and a request, C functions for
+# the hot paths, and the primitives from asyncmp._speedups in place of the pure-Python ones
+# (`if not cython.compiled:` in the source skips their import).
+cimport cython
+
+from asyncmp._speedups cimport (
+    LOST,
+    Counter,
+    abort_fn,
+    step_fn,
+    Delegate,
+    Mutex,
+    Parker,
+    check_signals,
+    checkin,
+    checkout,
+    is_running_here,
+    running_loop,
+    thread_ident,
+    new_op,
+    trio_may_run,
+)
+
+cdef object _Future
+cdef object _fut_done
+cdef object _fut_get_loop
+cdef object _fut_set_result
+cdef object _append
+cdef object _popleft
+cdef object _Failure
+cdef object _monotonic
+cdef int QUEUED
+cdef int ACTIVE
+cdef object _hooks
+cdef dict _in_flight
+cdef type _REPLY_CONTEXT
+
+cdef bint settle(object to, object value) except -1
+cdef object reclaim(object fut, object exc)
+cdef object new_request(ChannelState state, object msg, object to, unsigned long tid)
+cdef bint _withdrawn(_Request node) except -1
+cdef object _pop_oldest(dict waiters)
+cdef _warn_stopped_loop(_Request node)
+cdef _schedule(object loop, _HandOff hand_off)
+# The steps of send and wait, typed: the shell passes them only what they expect (a cast of
+# the function pointers to the shell's object-typed ones, in the source).
+cdef object _send_start(_ClientFields client, object msg)
+cdef object _send_finish(object client, object value)
+cdef object _send_abort(object client, object fut, object exc)
+cdef object _wait_start(_ServerFields server, object _unused)
+cdef object _wait_resume(_ServerFields server, object got)
+cdef object _wait_abort(_ServerFields server, object waiter, object exc)
+
+
+@cython.final
+cdef class _BlockingCall:
+    cdef Mutex lock
+    cdef Parker parker
+    cdef public int state
+    cdef public object value
+
+    cpdef bint settle(self, object value) except -1
+    cpdef bint leave(self) except -1
+
+
+cdef class _Request:
+    cdef public ChannelState _channel
+    cdef public object _msg
+    cdef public int _phase
+    cdef public object _to
+    cdef public unsigned long _tid
+
+
+@cython.final
+cdef class _HandOff:
+    cdef object fut
+    cdef object node
+    cdef ChannelState state
+
+    cpdef give_back(self)
+
+
+@cython.final
+cdef class ChannelState:
+    cdef public Mutex lock
+    cdef public object queue
+    cdef public object max_queued
+    cdef public Py_ssize_t clients
+    cdef public Counter weak_made
+    cdef public Counter weak_dropped
+    cdef public Py_ssize_t taken
+    cdef public Counter answered
+    cdef public bint server_closed
+    cdef public bint stopped
+    cdef public dict server_waiters
+    cdef public object reason
+    cdef public object cause
+    cdef object _requeue
+
+    cpdef push(self, _Request node, bint nowait, object loop)
+    cpdef hand_over(self, object waiter, _Request node)
+    cpdef _purge(self)
+    cpdef take(self, object ended)
+    cpdef handed(self, _Request node)
+    cpdef requeue(self, _Request node)
+    cpdef bint unpark(self, object waiter) except -1
+    cpdef leave_parked(self, object waiter)
+    cpdef receive_blocking(self, object ended, object timeout)
+    cdef _returning(self, tuple item)
+    cpdef try_take(self, object ended)
+    cpdef drop_client(self)
+    cpdef close_server(self, object reason=*, object cause=*)
+    cpdef disappeared(self, str default)
+    cpdef bint add_client(self, bint only_if_alive) except -1
+    cpdef statistics(self, bint locked=*)
+
+
+cdef class _ClientFields:
+    cdef public ChannelState _channel
+    cdef public bint _closed
+
+
+cdef class _ServerFields:
+    cdef public ChannelState _channel
+    cdef public object _ended
+    cdef public object _loop
+
+
+cdef extern from *:
+    """
+    /* An extension type says its module through tp_name ("module.Name"): the channel's
+       types name the facade, asyncmp._channel, on both cores (see _channel_py._name_homes).
+       The name must outlive the type: it is copied once and never freed. */
+    static int asyncmp_set_type_module(PyObject *type, PyObject *module) {
+        PyTypeObject *t = (PyTypeObject *)type;
+        const char *dot = strrchr(t->tp_name, '.');
+        const char *mod = PyUnicode_AsUTF8(module);
+        char *name;
+        if (mod == NULL) return -1;
+        dot = dot ? dot + 1 : t->tp_name;
+        name = (char *)PyMem_RawMalloc(strlen(mod) + strlen(dot) + 2);
+        if (name == NULL) { PyErr_NoMemory(); return -1; }
+        sprintf(name, "%s.%s", mod, dot);
+        t->tp_name = name;
+        PyType_Modified(t);
+        return 0;
+    }
+    """
+    int _set_type_module "asyncmp_set_type_module" (object type, object module) except -1
+
+
+cdef extern from *:
+    """
+    /* Give a Cython function another code object: the compiled `send` and `wait`, which
+       return a StepOp, wear the code of the `async def` they stand for, so that
+       `inspect.iscoroutinefunction` (which reads the code's flags) and `inspect.signature`
+       see that function. A macro, expanded where it is used, after Cython's own
+       definition of its function type. */
+    static int asyncmp_store(PyObject **slot, PyObject *value) {
+        PyObject *old = *slot;
+        Py_INCREF(value);
+        *slot = value;
+        Py_XDECREF(old);
+        return 0;
+    }
+    #define asyncmp_set_code(f, code) \
+        asyncmp_store(&((__pyx_CyFunctionObject *)(f))->func_code, (code))
+    """
+    int _set_code "asyncmp_set_code" (object function, object code) except -1

@@ -1,0 +1,192 @@
+"""The primitives the channel protocol is written against, in pure Python.
+
+Design note. The channel (`asyncmp._channel_py`) is one Python source that runs as it is (the
+pure core) or compiled by Cython (the compiled core, ``asyncmp._channel_c``). What pure Python
+cannot do well — look up the running loop without a system call, a lock that costs a flag
+test, a per-thread parker reused call after call — the compiled build takes from the
+hand-written ``asyncmp._speedups`` (declared in ``_speedups.pxd``, typed for checkers in
+``_speedups.pyi``). This module is the same interface in pure Python, and the protocol code
+calls exactly these names:
+
+- ``running_loop()``: the running asyncio loop of this thread, or ``None``;
+- ``trio_may_run()``: whether this thread may be running trio (or another library sniffio
+  knows): then asyncio's futures are not the way to wait;
+- ``is_running_here(loop)``: whether *loop* is the asyncio loop running this thread now;
+- ``thread_ident()``: the calling thread's identifier;
+- ``Mutex()``: the channel's lock, with ``acquire()`` / ``release()``;
+- ``Parker``: what a plain thread blocks on in a blocking call (see its doc);
+- ``checkout()`` / ``checkin(parker)``: a parker for this call, and its return once it is
+  clean (the compiled build reuses one per thread; here each call makes its own);
+- ``check_signals()``: run the handlers of signals that arrived (the main thread only): a
+  blocking call asks first, so that a Ctrl-C that came before it raises before it changes
+  anything, and asks again before it returns what it took;
+- ``Counter()``: a count that any thread may ``add()`` to without a lock; ``value()`` reads it;
+- ``Delegate(awaitable)`` and ``LOST``: what the steps of an async operation return to hand it
+  to another awaitable, and to say "nothing instead" (see ``asyncmp._speedups.StepOp``, in
+  which the compiled core runs those steps; the pure core runs them in an ``async def``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from typing import Any, final
+
+from ._backend import library_mark
+
+__all__ = (
+    "LOST",
+    "Counter",
+    "Delegate",
+    "Mutex",
+    "Parker",
+    "check_signals",
+    "checkin",
+    "checkout",
+    "is_running_here",
+    "running_loop",
+    "thread_ident",
+    "trio_may_run",
+)
+
+running_loop = asyncio._get_running_loop
+thread_ident = threading.get_ident
+Mutex = threading.Lock
+
+
+_BaseEventLoop = asyncio.BaseEventLoop
+_MAIN_IDENT = threading.main_thread().ident
+SLICE = 0.02
+"""How long the main thread blocks in a `Parker` before it looks for a signal that came just
+before it blocked: the most a Ctrl-C can wait in that case."""
+
+
+def is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether *loop* is the loop running this thread now.
+
+    asyncio's own loops record the thread that runs them, which is cheaper to compare than
+    ``running_loop()`` — a ``getpid()`` system call on CPython 3.11 — is to call; for other
+    loops (uvloop) it takes the look-up."""
+    if isinstance(loop, _BaseEventLoop):
+        return loop._thread_id == thread_ident()  # type: ignore[attr-defined,no-any-return]
+    return loop is running_loop()
+
+
+def check_signals() -> None:
+    """Run pending signal handlers: Python runs them as this call begins (a handler's
+    exception is raised here)."""
+
+
+def trio_may_run() -> bool:
+    """Whether trio (or another library sniffio knows) may run this thread."""
+    return library_mark.name is not None
+
+
+@final
+class Parker:
+    """A plain thread blocked in a blocking call: a lock held while nobody has woken it.
+
+    The protocol: a waker takes the parker out of where it was parked (under the owner's
+    lock, so at most one waker takes it) and calls `wake` once. The thread's `wait` returns
+    ``True`` once woken. A thread that stops waiting (timeout, interrupt) first tries to
+    deregister; if a waker took the parker already, the wake-up is on its way and the thread
+    takes it with `consume` — so a parker never ends with a wake-up nobody took.
+
+    ``woken`` is set (after ``value``) *before* the lock is released, so a thread whose wait
+    was interrupted after its acquire succeeded — Python runs a signal handler at the first
+    check after a C call returns — can tell that the wake-up was taken already.
+    """
+
+    __slots__ = ("_lock", "value", "woken")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.value: Any = None
+        """What the waker delivered (a server's request), read after a wait."""
+        self.woken = False
+
+    def wake(self, value: object = None) -> bool:
+        """Wake the thread with *value* (called once per wait, by the waker that took it)."""
+        self.value = value
+        self.woken = True
+        self._lock.release()
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        """Block until woken (``True``) or for *timeout* seconds (``False``; no limit if
+        negative). An exception raised while blocked (a signal handler's) propagates.
+
+        The main thread (where signal handlers run) waits in slices of `SLICE` seconds: a
+        signal that arrives just before it blocks does not interrupt the block, and Python
+        runs its handler as each slice's acquire returns."""
+        acquire = self._lock.acquire
+        if thread_ident() != _MAIN_IDENT:
+            return acquire(True, timeout)
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while True:
+            if deadline is None:
+                if acquire(True, SLICE):
+                    return True
+            else:
+                left = deadline - time.monotonic()
+                if acquire(True, min(SLICE, max(0.0, left))):
+                    return True
+                if left <= SLICE:
+                    return False
+
+    def consume(self) -> None:
+        """A waker took this parker: take its wake-up, which is a few instructions away,
+        unless a wait cut short by an interrupt took it already. A second interrupt is held
+        back until the wake-up is in, then raised."""
+        interrupt: BaseException | None = None
+        while not self.woken:
+            try:
+                self._lock.acquire()
+            except BaseException as exc:
+                interrupt = exc
+        if interrupt is not None:
+            raise interrupt
+
+
+def checkout() -> Parker:
+    """A parker for one blocking call."""
+    return Parker()
+
+
+def checkin(parker: Parker) -> None:
+    """Give back a parker that is clean (each call has its own here: nothing to do)."""
+
+
+@final
+class Counter:
+    """A count that any thread may increment without a lock: ``next()`` on an
+    ``itertools.count`` is one C call, atomic under the GIL (``+= 1`` on an attribute is not)."""
+
+    __slots__ = ("_count", "add")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self.add = self._count.__next__
+        """Count one (what it returns is meaningless)."""
+
+    def value(self) -> int:
+        """How many were counted."""
+        # itertools.count exposes its next value only through repr: "count(42)".
+        return int(repr(self._count)[6:-1])
+
+
+LOST: Any = object()
+"""What an abort step returns when its operation leaves by its exception."""
+
+
+@final
+class Delegate:
+    """What a first step returns to hand its operation to another awaitable."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Any) -> None:
+        self.awaitable = awaitable
