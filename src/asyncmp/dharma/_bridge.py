@@ -191,15 +191,20 @@ class _Queue:
 
     def wake_one(self) -> None:
         """After a push that saw a parked receive: hint the oldest, if one still waits (a
-        receive that found the message on its second look has left already). The waiter
-        is taken out of line with no call before it is held, and woken in ``finally``."""
+        receive that found the message on its second look has left already).
+
+        The message is queued already, so an interrupt must not strike between taking the
+        lock and holding the waiter (it would leave the receive parked beside the message):
+        the waiter is looked up and taken out with no call at all (a signal handler runs
+        only at a call or a jump back), and woken in ``finally``."""
         waiters = self.waiters
         waiter = None
         try:
             with self.lock:
-                if waiters:
-                    key, waiter = waiters.oldest()
+                for key in waiters:  # the oldest (WaitQueue.oldest(), without the call)
+                    waiter = waiters[key]
                     del waiters[key]
+                    break
         finally:
             if waiter is not None:
                 try:
