@@ -304,6 +304,28 @@ def test_a_post_just_before_the_drain_counts_is_run_by_that_drain(
     assert ran == [1, 2]
 
 
+def test_a_post_interrupted_as_its_append_returns_still_gets_a_drain(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the instant a post's append returns (a signal handler may run there): the
+    interrupt propagates, and the entry queued before it still gets a drain, so nothing is
+    left in the batch with no drain coming."""
+    _, queue = hooked(loop)
+    ran: list[object] = []
+    drains = Drains(monkeypatch, ran)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    busy(loop)
+    queue.after_append = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        post(loop, ran.append, "queued")
+    step(loop)
+    assert ran == ["queued"]
+    assert drains.batches == [["queued"]]
+
+
 def test_many_threads_posting_to_a_running_loop_lose_nothing(
     loop: asyncio.AbstractEventLoop,
 ) -> None:

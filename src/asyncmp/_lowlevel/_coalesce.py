@@ -250,25 +250,29 @@ def resolve_soon(
     # be reported as not run.
     if loop._closed if batch.own else loop.is_closed():  # type: ignore[attr-defined]
         raise RuntimeError("Event loop is closed")
-    batch.pending.append((fut, value, undelivered))
-    # After the append (module doc): clear means no drain will see this entry.
-    if not batch.scheduled:
-        batch.scheduled = True
-        try:
-            handle = loop.call_soon_threadsafe(batch.drain)
-        except RuntimeError:
-            # Closed since the check above: like a call_soon_threadsafe just before
-            # close(), the entry is dropped with the loop (a drain running meanwhile may
-            # have run it, so it cannot be reported as not run), and so is every other.
-            batch.pending.clear()
-            return
-        except BaseException:
-            # Interrupted (Ctrl-C) maybe before the drain was scheduled: clear the flag, so
-            # that the next post (the caller's own retry: see `_wake.deliver`) schedules
-            # one; an extra drain, if this one was scheduled after all, finds nothing.
-            batch.scheduled = False
-            raise
-        batch._watch = _weak(handle, batch._dropped)  # scheduled_as(handle), inlined
+    try:
+        batch.pending.append((fut, value, undelivered))
+    finally:
+        # After the append (module doc): clear means no drain will see this entry. In a
+        # `finally`: an interrupt (Ctrl-C) that strikes as the append returns must not
+        # leave the entry with no drain coming.
+        if not batch.scheduled:
+            batch.scheduled = True
+            try:
+                handle = loop.call_soon_threadsafe(batch.drain)
+            except RuntimeError:
+                # Closed since the check above: like a call_soon_threadsafe just before
+                # close(), the entry is dropped with the loop (a drain running meanwhile may
+                # have run it, so it cannot be reported as not run), and so is every other.
+                batch.pending.clear()
+            except BaseException:
+                # Interrupted maybe before the drain was scheduled: clear the flag, so that
+                # the next post (the caller's own retry: see `_wake.deliver`) schedules one;
+                # an extra drain, if this one was scheduled after all, finds nothing.
+                batch.scheduled = False
+                raise
+            else:
+                batch._watch = _weak(handle, batch._dropped)  # see WakeBatch._watch
 
 
 def post(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
