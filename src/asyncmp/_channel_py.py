@@ -94,6 +94,7 @@ from ._errors import (
 from ._loopwatch import stopped_loop_hint
 from ._lowlevel._backend import anyio_cancel_pending
 from ._lowlevel._finalize import finalize
+from ._lowlevel._format import seconds
 from ._lowlevel._outcome import PENDING, Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import (
@@ -891,7 +892,7 @@ class ChannelState:
             if not woken:
                 if self.unpark(parker):
                     checkin(parker)
-                    raise TimeoutError(f"no request within {timeout} seconds")
+                    raise TimeoutError(f"no request within {seconds(timeout)} seconds")
                 parker.consume()  # a waker took it just now: its delivery is on its way
             node = parker.value
             parker.value = None
@@ -1253,7 +1254,7 @@ class _BlockingClient(Generic[Req, Rep]):
         # A timeout that can no longer leave lost a race with the wake-up: the reply is in.
         if not woken and call.leave():
             checkin(parker)
-            raise TimeoutError(f"no reply within {timeout} seconds")
+            raise TimeoutError(f"no reply within {seconds(timeout)} seconds")
         checkin(parker)
         value: Any = call.value
         if type(value) is _Failure:
