@@ -99,7 +99,6 @@ cdef class ChannelState:
     cdef public dict server_waiters
     cdef public object reason
     cdef public object cause
-    cdef object _requeue
 
     cpdef push(self, _Request node, bint nowait, object loop)
     cdef _hand_to(self, object waiter, _Request node, object loop)

@@ -600,7 +600,6 @@ class ChannelState:
     """One channel's shared state (see the module doc)."""
 
     __slots__ = (
-        "_requeue",
         "answered",
         "cause",
         "clients",
@@ -636,7 +635,6 @@ class ChannelState:
         # Parked servers, oldest first: each waiter (a Future, a Parker, a trio waiter) is
         # its own key.
         self.server_waiters: dict[Any, Any] = {}
-        self._requeue: Callable[[Any], None] = self.requeue  # bound once: `deliver` takes it
 
     # -- the client side --------------------------------------------------------------------
 
