@@ -16,10 +16,8 @@ trio and the main thread use asyncmp together, round after round:
   cloned and dropped in reference cycles; the main thread joins the loops' handles
   (interrupted) and drops clones in cycles.
 - ``channel-main``: the same, with the main thread sending too (``blocking.send``,
-  ``request``, ``pending.blocking.wait``), interrupted anywhere: it meets the channel's own
-  Ctrl-C faults (a request handed to a parked server in the instant of the interrupt is
-  never delivered, and a trio server then waits for ever), which its owner fixes; not run
-  by default.
+  ``request``, ``pending.blocking.wait``), interrupted anywhere in them (the hand-off to a
+  parked server completes even when the interrupt strikes in its instant).
 
 The main thread's SIGINT handler raises ``KeyboardInterrupt`` whenever the signal finds it
 inside an asyncmp call — any instant of it — except inside a finalizer (Python prints and
@@ -714,8 +712,7 @@ class Channels:
     def main_joins(self) -> None:
         """The main thread without sending: it joins the loops (they run on), interrupted
         anywhere in asyncmp, and clones clients that it drops in cycles (not interrupted:
-        an interrupted `clone` or `send` meets the channel's own faults, which the
-        ``channel-main`` scenario shows)."""
+        the ``channel-main`` scenario has the main thread send, interrupted)."""
         rng = self.rd.rng("main")
         clients = self.clients["main"]
         while not self.rd.over():

@@ -440,14 +440,6 @@ if not done.wait(6):
 
 
 @pytest.mark.subprocess
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the channel's push (issue 20, its owner fixes it): an interrupt after it took a parked "
-        "server's waiter and before the wake-up went out loses the hand-off; a trio server, "
-        "which refuses its cancellation once a waker took it, then waits for ever"
-    ),
-)
 def test_a_send_interrupted_as_it_hands_off_to_a_parked_trio_server_still_wakes_it() -> None:
     """`client.blocking.send` on the main thread, interrupted in the instant after it took
     a parked trio server's waiter (pure core: as it let the channel's lock go; compiled

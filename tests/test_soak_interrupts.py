@@ -3,8 +3,8 @@ collections everywhere, while threads, asyncio, uvloop, trio and the main thread
 asyncmp — in a child process, on the core this run uses (tests/soak_interrupts.py says what
 runs and what is checked).
 
-Each scenario runs ``ASYNCMP_SOAK_SECONDS`` seconds (default 24: both together stay under a
-minute); set it higher for a long soak. ``ASYNCMP_SOAK_SEED`` repeats the random choices.
+Each scenario runs ``ASYNCMP_SOAK_SECONDS`` seconds (default 18: the three together stay
+under a minute); set it higher for a long soak. ``ASYNCMP_SOAK_SEED`` repeats the random choices.
 """
 
 from __future__ import annotations
@@ -17,24 +17,14 @@ from pathlib import Path
 import pytest
 
 CHILD = Path(__file__).with_name("soak_interrupts.py")
-SECONDS = float(os.environ.get("ASYNCMP_SOAK_SECONDS", "24"))
-
-CHANNEL_MAIN = pytest.mark.skipif(
-    os.environ.get("ASYNCMP_SOAK_CHANNEL_MAIN") != "1",
-    reason=(
-        "the channel's own Ctrl-C faults (issue 20, fixed by the channel's owner): an "
-        "interrupt as client.blocking.send has handed its request to a parked server, "
-        "before delivering it, leaves that server waiting for ever (a trio server refuses "
-        "its cancellation); set ASYNCMP_SOAK_CHANNEL_MAIN=1 to run it"
-    ),
-)
+SECONDS = float(os.environ.get("ASYNCMP_SOAK_SECONDS", "18"))
 
 
 @pytest.mark.subprocess
 @pytest.mark.timeout(4 * SECONDS + 180)
 @pytest.mark.parametrize(
     "scenario",
-    ["bridge-stage", "servers", pytest.param("channel-main", marks=CHANNEL_MAIN)],
+    ["bridge-stage", "servers", "channel-main"],
 )
 def test_soak_with_real_interrupts_loses_doubles_and_hangs_nothing(scenario: str) -> None:
     """Round after round under real SIGINTs and collections on every thread: nothing

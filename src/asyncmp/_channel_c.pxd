@@ -41,6 +41,9 @@ cdef object reclaim(object fut, object exc)
 cdef object new_request(ChannelState state, object msg, object to, unsigned long tid)
 cdef bint _withdrawn(_Request node) except -1
 cdef object _pop_oldest(dict waiters)
+cdef object _oldest(dict waiters)
+cdef _deliver_surely(object waiter, object value, object undelivered)
+cdef _wake_all_surely(list waiters)
 cdef _warn_stopped_loop(_Request node)
 cdef _schedule(object loop, _HandOff hand_off)
 # The steps of send and wait, typed: the shell passes them only what they expect (a cast of
@@ -96,9 +99,9 @@ cdef class ChannelState:
     cdef public dict server_waiters
     cdef public object reason
     cdef public object cause
-    cdef object _requeue
 
     cpdef push(self, _Request node, bint nowait, object loop)
+    cdef _hand_to(self, object waiter, _Request node, object loop)
     cpdef hand_over(self, object waiter, _Request node)
     cpdef _purge(self)
     cpdef take(self, object ended)

@@ -94,6 +94,7 @@ from ._errors import (
 from ._loopwatch import stopped_loop_hint
 from ._lowlevel._backend import anyio_cancel_pending
 from ._lowlevel._finalize import finalize
+from ._lowlevel._format import seconds
 from ._lowlevel._outcome import PENDING, Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import (
@@ -103,7 +104,7 @@ from ._lowlevel._wake import (
     park,
     trio_cancel_shielded_checkpoint,
     trio_checkpoint_if_cancelled,
-    wake,
+    wake_all,
 )
 from ._pending import PendingReply
 from ._statistics import ChannelStatistics
@@ -543,6 +544,51 @@ def _warn_stopped_loop(node: _Request) -> None:
         raise  # (a blocking send gives its call up itself when push raises)
 
 
+class _Once:
+    """A callback that runs *action* the first time it is called, and never again: a
+    hand-off that an interrupt made `deliver` again passes on what could not arrive once."""
+
+    __slots__ = ("action",)
+
+    def __init__(self, action: Callable[[Any], None]) -> None:
+        self.action: Callable[[Any], None] | None = action
+
+    def __call__(self, value: Any) -> None:
+        action, self.action = self.action, None
+        if action is not None:
+            action(value)
+
+
+def _deliver_surely(waiter: Any, value: object, undelivered: _Once) -> None:
+    """`deliver`, made again if an interrupt (a signal handler's exception) cut it short — a
+    delivery that went out is not repeated (see `_wake.deliver`), and *undelivered* runs at
+    most once — then the interrupt is raised: a parked server is never left without the
+    request it was given."""
+    try:
+        deliver(waiter, value, undelivered)
+    except BaseException:
+        deliver(waiter, value, undelivered)
+        raise
+
+
+def _wake_all_surely(waiters: list[Any]) -> None:
+    """Wake every one of *waiters* ("look again"), even if an interrupt cuts the wake-ups
+    short: they are made once more (a wake-up that went out is not repeated), then the
+    interrupt is raised."""
+    try:
+        wake_all(waiters)
+    except BaseException:
+        wake_all(waiters)
+        raise
+
+
+def _oldest(waiters: dict[Any, Any]) -> Any:
+    """The oldest parked waiter (one waits: check first), left in place. Lock held."""
+    for key in waiters:
+        return key
+    raise KeyError("nobody waits")
+
+
 def _pop_oldest(waiters: dict[Any, Any]) -> Any:
     """Take the oldest parked waiter out (one waits: check first). Lock held."""
     for key in waiters:
@@ -554,7 +600,6 @@ class ChannelState:
     """One channel's shared state (see the module doc)."""
 
     __slots__ = (
-        "_requeue",
         "answered",
         "cause",
         "clients",
@@ -590,7 +635,6 @@ class ChannelState:
         # Parked servers, oldest first: each waiter (a Future, a Parker, a trio waiter) is
         # its own key.
         self.server_waiters: dict[Any, Any] = {}
-        self._requeue: Callable[[Any], None] = self.requeue  # bound once: `deliver` takes it
 
     # -- the client side --------------------------------------------------------------------
 
@@ -600,25 +644,45 @@ class ChannelState:
         *loop* is the caller's running asyncio loop when it knows it (saves a look-up)."""
         if _hooks is not None:
             _hooks.before_push(self)
-        self.lock.acquire()
+        waiter = None
         try:
-            if self.stopped:  # one test for both ends: on the hot path
-                if self.server_closed:
-                    raise self.disappeared("the server is closed")
-                raise ServerDisappeared("the server has stopped: every client had closed")
-            if not self.server_waiters:
-                if nowait and self.max_queued is not None and len(self.queue) >= self.max_queued:
-                    self._purge()
-                    if len(self.queue) >= self.max_queued:
-                        raise WouldBlock(f"the channel is full ({self.max_queued} requests queued)")
-                _append(self.queue, node)
-                return
-            waiter = _pop_oldest(self.server_waiters)
-            node._phase = ACTIVE
-            self.taken += 1
+            self.lock.acquire()
+            try:
+                if self.stopped:  # one test for both ends: on the hot path
+                    if self.server_closed:
+                        raise self.disappeared("the server is closed")
+                    raise ServerDisappeared("the server has stopped: every client had closed")
+                waiters = self.server_waiters
+                if not waiters:
+                    if (
+                        nowait
+                        and self.max_queued is not None
+                        and len(self.queue) >= self.max_queued
+                    ):
+                        self._purge()
+                        if len(self.queue) >= self.max_queued:
+                            raise WouldBlock(
+                                f"the channel is full ({self.max_queued} requests queued)"
+                            )
+                    _append(self.queue, node)
+                    return
+                # Look, then change, with no call among the changes (see the design notes):
+                # an interrupt strikes before the parked server is taken, or after.
+                oldest = _oldest(waiters)
+                del waiters[oldest]
+                waiter = oldest
+                node._phase = ACTIVE
+                self.taken += 1
+            finally:
+                self.lock.release()
         finally:
-            self.lock.release()
-        # The common hand-off first: a server task on the caller's own loop.
+            # Taken, it is handed over, even if an interrupt struck as the lock went.
+            if waiter is not None:
+                self._hand_to(waiter, node, loop)
+
+    def _hand_to(self, waiter: Any, node: _Request, loop: object) -> None:
+        """Give *node* to *waiter*, a parked server that `push` took out: the common case
+        first, a server task on the caller's own loop."""
         if type(waiter) is _Future:
             fut: asyncio.Future[Any] = waiter
             if _fut_get_loop(fut) is (loop or running_loop()):
@@ -646,7 +710,7 @@ class ChannelState:
                 if stopped:
                     _warn_stopped_loop(node)
         else:
-            deliver(waiter, node, self._requeue)
+            _deliver_surely(waiter, node, _Once(self.requeue))
 
     def _purge(self) -> None:
         """Drop the tombstones from the queue. Lock held."""
@@ -786,13 +850,15 @@ class ChannelState:
         Only a signal that arrives in the few instructions after that, as the call returns,
         is handled in the caller, with the request in its hands."""
         check_signals()
-        parker = checkout()
         deadline = 0.0
         left = -1.0
         if timeout is not None:
             deadline = _monotonic() + timeout
             left = timeout
         while True:
+            # A parker per round: a woken one is not parked again (a waker that an interrupt
+            # made deliver twice finds it woken, and does nothing).
+            parker = checkout()
             self.lock.acquire()
             try:
                 item = self.take(ended)
@@ -824,7 +890,7 @@ class ChannelState:
             if not woken:
                 if self.unpark(parker):
                     checkin(parker)
-                    raise TimeoutError(f"no request within {timeout} seconds")
+                    raise TimeoutError(f"no request within {seconds(timeout)} seconds")
                 parker.consume()  # a waker took it just now: its delivery is on its way
             node = parker.value
             parker.value = None
@@ -837,6 +903,7 @@ class ChannelState:
                 if item is not None:
                     checkin(parker)
                     return self._returning(item)
+            checkin(parker)
 
     def _returning(self, item: Item) -> Item:
         """A blocking wait returns *item*, which it took: run the handlers of signals that
@@ -870,8 +937,7 @@ class ChannelState:
             self.lock.release()
         # No request will come any more: every parked server looks again, and sees
         # ClientsDisappeared once the queue is drained.
-        for waiter in waiters:
-            wake(waiter)
+        _wake_all_surely(waiters)
 
     def close_server(self, reason: str | None = None, cause: BaseException | None = None) -> None:
         """Close the server end: queued requests fail, later ones are refused (with *reason*
@@ -895,8 +961,7 @@ class ChannelState:
             self.lock.release()
         for to in requesters:
             settle(to, _Failure(self.disappeared("the server closed before taking it")))
-        for waiter in waiters:
-            wake(waiter)
+        _wake_all_surely(waiters)
 
     def add_client(self, only_if_alive: bool) -> bool:
         """Count one more strong client; with *only_if_alive*, only while one is left and the
@@ -1187,7 +1252,7 @@ class _BlockingClient(Generic[Req, Rep]):
         # A timeout that can no longer leave lost a race with the wake-up: the reply is in.
         if not woken and call.leave():
             checkin(parker)
-            raise TimeoutError(f"no reply within {timeout} seconds")
+            raise TimeoutError(f"no reply within {seconds(timeout)} seconds")
         checkin(parker)
         value: Any = call.value
         if type(value) is _Failure:

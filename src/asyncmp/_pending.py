@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any, Generic, TypeVar, final
 
 from ._lowlevel._finalize import finalize
+from ._lowlevel._format import seconds
 from ._lowlevel._outcome import DONE, GIVEN_UP, PENDING, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
@@ -95,6 +96,6 @@ class _BlockingPendingReply(Generic[Rep]):
         ensure_blocking_allowed("waiting for a reply")
         ticket = self._pending._ticket
         if not ticket.wait_blocking(timeout, give_up=True):
-            raise TimeoutError(f"no reply within {timeout} seconds")
+            raise TimeoutError(f"no reply within {seconds(timeout)} seconds")
         result: Rep = ticket.result()
         return result

@@ -109,10 +109,12 @@ class Parker:
         self.woken = False
 
     def wake(self, value: object = None) -> bool:
-        """Wake the thread with *value* (called once per wait, by the waker that took it)."""
-        self.value = value
-        self.woken = True
-        self._lock.release()
+        """Wake the thread with *value* (by the waker that took it; a second call, where an
+        interrupt made the waker deliver again, does nothing)."""
+        if not self.woken:
+            self.value = value
+            self.woken = True
+            self._lock.release()
         return True
 
     def wait(self, timeout: float) -> bool:
