@@ -1,11 +1,15 @@
-"""What the two dispatch loops share: the control-flow values, the join handle, the watchdog.
+"""What the two dispatch loops share: the loop's state machine, the control-flow values,
+the join handle, the watchdog.
 
 Design note. A dispatch loop (`asyncmp.task.spawn`, `asyncmp.thread.spawn`) owns the
-`Server` end of a fresh channel and feeds its requests, one at a time, to a handler. The
-loop bodies differ only in whether they await, so they live in ``task.py`` and
-``thread.py``; everything else — building the handler inside ``spawn``, reading what
-``proc_req`` returned, failing the request in hand when it raises, ending the loop and
-publishing its outcome — is here, written once.
+`Server` end of a fresh channel and feeds its requests, one at a time, to a handler. Its
+decisions — building the handler inside ``spawn``, what to call when, what ``proc_req``'s
+result means, what a failure does under ``on_error``, how the loop ends and what its handle
+yields — are one state machine that does no I/O, `DispatchLoop`, written once here. Two thin
+faces drive it: ``task.py`` awaits (the loop is a task), ``thread.py`` blocks (the loop is a
+thread); each waits for requests, calls the handler and awaits — or, blocking, refuses — what
+it returns, and asks the state machine everything else. The same split serves the Stage
+(``_stage.py``'s ``_begin`` / ``_resume`` behind ``enter`` and ``blocking.enter``).
 
 Invariants:
 - A request whose ``proc_req`` failed — raised, or returned something that is not a flow
@@ -28,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -110,27 +115,6 @@ def abort_request(rctx: ReplyContext[Any], exc: BaseException) -> None:
     """``proc_req`` raised *exc*: the request in hand gets `NoReply` (cause *exc*) unless it
     was answered — the same as leaving a ``with rctx:`` block by that exception."""
     rctx.__exit__(type(exc), exc, exc.__traceback__)
-
-
-def report_failure(
-    on_error: Literal["continue"] | Callable[[Exception, Any], object],
-    name: str,
-    exc: Exception,
-    msg: object,
-) -> object:
-    """``proc_req`` failed with *exc* under ``on_error`` "continue" or a callable (its
-    request has had `NoReply`): log it, or return what the callable returned (a task loop
-    awaits an awaitable). What the callable raises ends the loop."""
-    if isinstance(on_error, str):  # "continue"
-        logger.error(
-            "dispatch loop %r: proc_req(%s) failed; its request got NoReply unless it was "
-            "answered, and the loop goes on",
-            name,
-            type(msg).__qualname__,
-            exc_info=exc,
-        )
-        return None
-    return on_error(exc, msg)
 
 
 def check_options(name: object, watchdog: object, on_error: object = "stop") -> float | None:
@@ -253,6 +237,168 @@ def loop_cancelled(server: Server[Any, Any], name: str) -> None:
         "use asyncmp.thread.spawn for a server that outlives event loops",
         None,
     )
+
+
+# -- the loop's state machine ---------------------------------------------------------
+
+
+@final
+class DispatchLoop:
+    """The decisions of one dispatch loop, with no I/O; a face (``task.py``, ``thread.py``)
+    drives it.
+
+    The face waits for the requests, calls what this object hands it, and awaits — or, the
+    blocking face, refuses — what that returns. Its steps, in order::
+
+        init = loop.starting()          # the handler's init or None: call init(weak)
+        proc_req = loop.serving()       # init done: call proc_req(msg, rctx) per request
+          on_error = loop.failed(msg, rctx, exc)   # proc_req failed: None ends the loop
+          loop.went_on()                # (re-raise), else after on_error(exc, msg)
+        term = loop.ended()             # Break or all clients gone: the server is closed;
+        loop.finish(value)              # term(rv) if not None; the handle yields value
+        loop.raised(exc)                # or: the loop (or term) raised exc; re-raise?
+
+    Per request the face calls nothing here (a method call costs about 1 % of a task
+    server's request): it reads the result of ``proc_req`` with `check_flow`, and a
+    watchdog watches by wrapping ``proc_req`` (`serving`), so the loop has no watchdog
+    branch.
+
+    *awaits*: the face awaits (a task, whose cancellation, KeyboardInterrupt and SystemExit
+    propagate into its event loop), or blocks (a thread, which has nobody to raise to: every
+    exception is the loop's failure, logged and kept for the joiners).
+    """
+
+    __slots__ = (
+        "_dog",
+        "_limit",
+        "_on_error",
+        "_waiting",
+        "_where",
+        "awaits",
+        "handle",
+        "handler",
+        "server",
+    )
+
+    def __init__(
+        self,
+        server: Server[Any, Any],
+        handle: JoinHandle[Any],
+        handler: Any,
+        limit: float | None,
+        on_error: Literal["stop", "continue"] | Callable[[Exception, Any], object],
+        awaits: bool,
+    ) -> None:
+        self.server = server
+        self.handle = handle
+        self.handler = handler
+        self.awaits = awaits
+        self._limit = limit
+        self._dog: Watchdog | None = None  # started with the loop (`starting`)
+        # What a failed proc_req calls before the loop goes on: None ends the loop instead.
+        self._on_error: Callable[[Exception, Any], object] | None = None
+        if on_error == "continue":
+            self._on_error = self._log_failure
+        elif not isinstance(on_error, str):
+            self._on_error = on_error
+        self._waiting = "server.wait()" if awaits else "server.blocking.wait()"
+        # Where the loop is, for the log line of a failure: None while it waits for a request.
+        # Written when the loop changes step, never per request.
+        self._where: str | None = "init()"
+
+    def starting(self) -> Callable[[WeakClient[Any, Any]], object] | None:
+        """The loop starts (its watchdog too, if it has a limit): the handler's ``init`` to
+        call with the weak client, if any."""
+        if self._limit is not None:
+            self._dog = Watchdog(self._limit, self.handle._name)
+        return getattr(self.handler, "init", None)
+
+    def serving(self) -> Callable[[Any, ReplyContext[Any]], object]:
+        """``init`` is done: what to call for each request — the handler's ``proc_req``, or
+        with a watchdog, ``proc_req`` watched."""
+        self._where = None
+        proc_req: Callable[[Any, ReplyContext[Any]], object] = self.handler.proc_req
+        dog = self._dog
+        return proc_req if dog is None else dog.watch(proc_req, self.awaits)
+
+    def failed(
+        self, msg: object, rctx: ReplyContext[Any], exc: BaseException
+    ) -> Callable[[], object] | None:
+        """``proc_req(msg, rctx)`` raised *exc*, or returned no flow value: the request gets
+        `NoReply` (cause *exc*) unless it was answered. Returns ``None`` if the loop ends
+        with *exc* (``on_error="stop"``, or no ``Exception``: the face re-raises it), else
+        what to call before the loop goes on (then `went_on`): ``on_error(exc, msg)``."""
+        abort_request(rctx, exc)
+        self._where = f"proc_req({type(msg).__qualname__})"
+        on_error = self._on_error
+        if on_error is None or not isinstance(exc, Exception):
+            return None
+        self._where = "on_error()"
+        return functools.partial(on_error, exc, msg)
+
+    def went_on(self) -> None:
+        """``on_error`` returned: the loop waits for the next request."""
+        self._where = None
+
+    def ended(self) -> Callable[[Any], object] | None:
+        """The loop ended by a `Break`, or because every client had gone: the server is
+        closed now (what is still queued gets `ServerDisappeared`). Returns the handler's
+        ``term``, to call with the loop's value, or ``None``: the handle yields the value."""
+        self._close()
+        self._where = "term()"
+        return getattr(self.handler, "term", None)
+
+    def finish(self, value: object) -> None:
+        """The handle yields *value*: what ``term`` returned, or the loop's value."""
+        self.handle._finish(value, None)
+
+    def raised(self, exc: BaseException, cancelled: bool = False) -> bool:
+        """The loop, or its ``term``, raised *exc* (*cancelled*: the cancellation of the
+        loop's task). Close the server telling later callers why, log the failure, finish
+        the handle; return whether the face re-raises *exc*: a task does for a cancellation,
+        KeyboardInterrupt and SystemExit, which belong to its event loop."""
+        name = self.handle._name
+        failure = isinstance(exc, Exception) or not self.awaits  # the handler's, to report
+        try:
+            if self._where == "term()":
+                if failure:
+                    logger.error(
+                        "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
+                        name,
+                        exc,
+                        exc_info=exc,
+                    )
+            elif cancelled:
+                loop_cancelled(self.server, name)
+            elif failure:
+                loop_failed(self.server, name, exc, self._where or self._waiting)
+            # A KeyboardInterrupt or SystemExit in a task propagates into the event loop,
+            # which reports it; the server is closed plainly.
+        finally:
+            self._close()  # idempotent: closed already if term raised
+        if cancelled:
+            error = RuntimeError(f"dispatch loop {name!r} was cancelled")
+            self.handle._finish(None, error, quiet=True)
+            return True
+        # A failure was logged already: the handle needs no log line of its own if nobody
+        # joins.
+        self.handle._finish(None, exc, quiet=failure)
+        return not failure
+
+    def _close(self) -> None:
+        self.server.close()
+        if self._dog is not None:
+            self._dog.stop()
+
+    def _log_failure(self, exc: Exception, msg: object) -> None:
+        """``on_error="continue"``: log the failure (its request has had `NoReply`)."""
+        logger.error(
+            "dispatch loop %r: proc_req(%s) failed; its request got NoReply unless it was "
+            "answered, and the loop goes on",
+            self.handle._name,
+            type(msg).__qualname__,
+            exc_info=exc,
+        )
 
 
 # -- the join handle -------------------------------------------------------------------
@@ -463,6 +609,30 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def watch(
+        self, proc_req: Callable[[Any, ReplyContext[Any]], object], awaits: bool
+    ) -> Callable[[Any, ReplyContext[Any]], object]:
+        """*proc_req*, watched: each call begins and ends the watch — for a face that
+        *awaits*, once the awaitable it returned has completed."""
+        begin, end = self.begin, self.end
+
+        def watched(msg: object, rctx: ReplyContext[Any]) -> object:
+            begin(msg)
+            try:
+                return proc_req(msg, rctx)
+            finally:
+                end()
+
+        async def watched_async(msg: object, rctx: ReplyContext[Any]) -> object:
+            begin(msg)
+            try:
+                flow = proc_req(msg, rctx)
+                return await flow if inspect.isawaitable(flow) else flow
+            finally:
+                end()
+
+        return watched_async if awaits else watched
 
     def _run(self) -> None:
         warned: tuple[float, str] | None = None

@@ -17,21 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypeVar
 
-from ._channel import Client, ReplyContext, Server, WeakClient
+from ._channel import Client, ReplyContext, WeakClient
 from ._errors import ClientsDisappeared
-from ._serving import (
-    Break,
-    Continue,
-    JoinHandle,
-    Watchdog,
-    abort_request,
-    build,
-    check_flow,
-    check_options,
-    logger,
-    loop_failed,
-    report_failure,
-)
+from ._serving import Break, Continue, DispatchLoop, JoinHandle, build, check_flow, check_options
 
 __all__ = ("ThreadHandler", "spawn")
 
@@ -122,7 +110,7 @@ def spawn(
             ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop
             ends with the exception. ``"continue"``: the exception is logged on the
             ``asyncmp`` logger and the loop goes on with the next request. A callable:
-            ``on_error(exc, msg)`` runs on the server thread (a plain ``def``), and the loop
+            ``on_error()`` runs on the server thread (a plain ``def``), and the loop
             goes on unless it raises, in which case the loop ends with what it raised. Only an
             ``Exception`` counts: ``KeyboardInterrupt`` and ``SystemExit`` always end the
             loop.
@@ -139,12 +127,8 @@ def spawn(
     server, client, weak, handler = build(make_handler, max_queued, _check_sync)
     thread_name = name if name is not None else f"asyncmp-server-{next(_counter)}"
     handle: JoinHandle[Any] = JoinHandle._create(thread_name, server)
-    thread = threading.Thread(
-        target=_serve,
-        args=(server, weak, handler, handle, limit, None if on_error == "stop" else on_error),
-        name=thread_name,
-        daemon=True,
-    )
+    dispatch = DispatchLoop(server, handle, handler, limit, on_error, awaits=False)
+    thread = threading.Thread(target=_serve, args=(dispatch, weak), name=thread_name, daemon=True)
     try:
         thread.start()
     except BaseException:
@@ -163,97 +147,47 @@ def _check_sync(handler: object) -> None:
             )
 
 
-def _serve(
-    server: Server[Any, Any],
-    weak: WeakClient[Any, Any],
-    handler: Any,
-    handle: JoinHandle[Any],
-    limit: float | None,
-    on_failure: Any,
-) -> None:
-    name = handle._name
-    dog = None if limit is None else Watchdog(limit, name)
-    where = ["init()"]  # where the loop is, for the log line of a failure (see _dispatch)
+def _serve(dispatch: DispatchLoop, weak: WeakClient[Any, Any]) -> None:
+    """The blocking face of `DispatchLoop`: the loop's thread. Each call of the handler's
+    returns a plain value; an awaitable is refused (`_not_awaitable`)."""
     try:
-        try:
-            rv = _dispatch(server, weak, handler, dog, on_failure, name, where)
-        except BaseException as exc:
-            # Whatever ended the loop, nothing queued may wait for a loop that is gone, and
-            # every later caller is told why. On a thread nothing else would report it.
-            loop_failed(server, name, exc, where[0])
-            raise
-        finally:
-            server.close()  # the normal end; idempotent
-            if dog is not None:
-                dog.stop()
-        term = getattr(handler, "term", None)
-        where[0] = "term()"
+        init = dispatch.starting()
+        if init is not None:
+            _not_awaitable(init(weak), "init")
+        del weak
+        proc_req = dispatch.serving()
+        wait = dispatch.server.blocking.wait
+        while True:
+            try:
+                msg, rctx = wait()
+            except ClientsDisappeared:
+                rv = None
+                break
+            try:
+                # Checked here, so that a bad return is the cause of the request's NoReply.
+                flow = proc_req(msg, rctx)
+                stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
+            except BaseException as exc:
+                on_error = dispatch.failed(msg, rctx, exc)
+                if on_error is None:
+                    raise
+                _not_awaitable(on_error(), "on_error")
+                dispatch.went_on()
+                continue  # like a proc_req that returned None
+            # Drop our references now: a context the handler neither answered nor kept is
+            # collected here, and its requester gets NoReply at once, not at the next one.
+            del msg, rctx
+            if stop is not None:
+                rv = stop.value
+                break
+        term = dispatch.ended()
         value = rv if term is None else _not_awaitable(term(rv), "term")
     except BaseException as exc:
-        if where[0] == "term()":
-            logger.error(
-                "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
-                name,
-                exc,
-                exc_info=exc,
-            )
-        # Reported to whoever joins (logged already, so the handle needs no log line of its
-        # own); re-raising here would only reach threading.excepthook.
-        handle._finish(None, exc, quiet=True)
-        return
-    handle._finish(value, None)
-
-
-def _dispatch(
-    server: Server[Any, Any],
-    weak: WeakClient[Any, Any],
-    handler: Any,
-    dog: Watchdog | None,
-    on_failure: Any,
-    name: str,
-    where: list[str],
-) -> Any:
-    """The loop proper: returns the `Break` value, or None once every client has gone.
-
-    *on_failure*: ``on_error`` unless it is "stop" (then None). *where*: set to where the
-    loop is when it raises (written on the way out, never per request)."""
-    init = getattr(handler, "init", None)
-    if init is not None:
-        _not_awaitable(init(weak), "init")
-    del weak
-    where[0] = "server.blocking.wait()"
-    proc_req = handler.proc_req
-    wait = server.blocking.wait
-    while True:
-        try:
-            msg, rctx = wait()
-        except ClientsDisappeared:
-            return None
-        if dog is not None:
-            dog.begin(msg)
-        try:
-            # Checked here, so that a bad return is the cause of the request's NoReply.
-            flow = proc_req(msg, rctx)
-            stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
-        except BaseException as exc:
-            abort_request(rctx, exc)
-            where[0] = f"proc_req({type(msg).__qualname__})"
-            if on_failure is None or not isinstance(exc, Exception):
-                raise
-            if dog is not None:
-                dog.end()
-            where[0] = "on_error()"
-            _not_awaitable(report_failure(on_failure, name, exc, msg), "on_error")
-            where[0] = "server.blocking.wait()"
-            stop = None  # go on, like a proc_req that returned None
-        finally:
-            if dog is not None:
-                dog.end()
-        # Drop our references now: a context the handler neither answered nor kept is
-        # collected here, and its requester gets NoReply at once, not at the next request.
-        del msg, rctx
-        if stop is not None:
-            return stop.value
+        # Reported to whoever joins, and logged: re-raising would only reach
+        # threading.excepthook.
+        dispatch.raised(exc)
+    else:
+        dispatch.finish(value)
 
 
 def _not_awaitable(result: object, method: str) -> object:
