@@ -23,16 +23,7 @@ from ._errors import ClientsDisappeared
 from ._loopwatch import forget, watch
 from ._lowlevel._backend import current_library
 from ._lowlevel._finalize import finalize
-from ._serving import (
-    Break,
-    Continue,
-    DispatchLoop,
-    JoinHandle,
-    build,
-    check_flow,
-    check_options,
-    loop_name,
-)
+from ._serving import Break, Continue, DispatchLoop, JoinHandle, check_flow, spawn_doc
 
 __all__ = ("TaskHandler", "TaskSpawner", "spawn")
 
@@ -93,6 +84,21 @@ class TaskSpawner(Protocol):
     ) -> object: ...
 
 
+@spawn_doc(
+    ending="The exception does not propagate into the task group. If the loop's task is "
+    "cancelled, the request in hand gets ``NoReply``, the server is closed and joining "
+    "raises ``RuntimeError``.",
+    name="Name of the task, and of the loop in log messages.",
+    arguments="""
+    task_group: An anyio ``TaskGroup`` or trio nursery to run the loop in. Required under
+        trio. Under asyncio, without one the loop runs as a new asyncio task that the
+        handle keeps a reference to.""",
+    on_error_runs="on the loop (a plain ``def`` or an ``async def``)",
+    always_ends="cancellation, ``KeyboardInterrupt`` and ``SystemExit``",
+    type_error="no ``task_group`` under trio; the handler has no ``proc_req``",
+    raises="""
+    RuntimeError: not called from a running asyncio or trio event loop.""",
+)
 def spawn(
     make_handler: Callable[[Client[Req, Rep]], TaskHandler[Req, Rep, Any]],
     *,
@@ -105,61 +111,9 @@ def spawn(
     """Start a server whose dispatch loop runs as a task on the running event loop.
 
     A plain function, called from async code: it makes a channel, calls
-    ``make_handler(client)`` right away, starts the loop and returns
-    ``(client, handle)``.
-
-    The loop calls the handler's ``init``, then ``proc_req(msg, rctx)`` for each request,
-    one at a time, in the order they were sent; requests withdrawn by their sender
-    (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
-    or when every strong client is closed and the queue is drained; then the server is
-    closed (anything still queued fails with
-    `ServerDisappeared`), ``term`` is called, and the handle
-    yields its result.
-
-    If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
-    is the exception, unless it was answered; then *on_error* decides. By default the
-    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
-    the server is closed (later callers' `ServerDisappeared` names the exception), and
-    joining the handle raises that exception; the exception does not propagate into the
-    task group. An exception from ``init`` or ``term`` always ends the
-    loop so. If the loop's task is cancelled, the request in hand gets ``NoReply``, the
-    server is closed and joining raises ``RuntimeError``.
-
-    Args:
-        make_handler: Builds the handler: ``make_handler(client)`` with the server's
-            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
-            a class whose ``__init__`` takes the client; not the handler class itself).
-            The handler should not keep *client* or a clone of it: a client it keeps
-            keeps the loop running. A handler that must reach its own server keeps the
-            weak client that its ``init`` receives.
-        max_queued: Bound of the channel (see `channel`).
-        name: Name of the task, and of the loop in log messages.
-        watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
-            warning on the ``asyncmp`` logger (the request still completes).
-        task_group: An anyio ``TaskGroup`` or trio nursery to run the loop in. Required
-            under trio. Under asyncio, without one the loop runs as a new asyncio task that
-            the handle keeps a reference to.
-        on_error: What a failing ``proc_req`` does to the loop (its request has had
-            ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop
-            ends with the exception. ``"continue"``: the exception is logged on the
-            ``asyncmp`` logger and the loop goes on with the next request. A callable:
-            ``on_error()`` runs on the loop (a plain ``def`` or an ``async def``),
-            and the loop goes on unless it raises, in which case the loop ends with what it
-            raised. Only an ``Exception`` counts: cancellation, ``KeyboardInterrupt`` and
-            ``SystemExit`` always end the loop.
-
-    Returns:
-        The application's client and the loop's `JoinHandle`.
-
-    Raises:
-        TypeError: bad arguments; no ``task_group`` under trio; the handler has no
-            ``proc_req``.
-        ValueError: *on_error* is a string other than ``"stop"`` or ``"continue"``.
-        RuntimeError: not called from a running asyncio or trio event loop.
-        Exception: whatever ``make_handler`` raised (then no loop runs).
+    ``make_handler(client)`` right away, starts the loop and returns ``(client, handle)``.
     """
-    limit = check_options(name, watchdog, on_error)
+    limit = DispatchLoop.check_options(name, watchdog, on_error)
     library = _running_library()
     if task_group is None:
         if library == "trio":
@@ -169,9 +123,11 @@ def spawn(
     elif not callable(getattr(task_group, "start_soon", None)):
         raise TypeError(f"task_group must have a start_soon() method, not {task_group!r}")
 
-    server, client, weak, handler = build(make_handler, max_queued)
-    handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler), server)
-    guard = _Guard(DispatchLoop(server, handle, handler, limit, on_error, awaits=True))
+    dispatch, client, weak = DispatchLoop.build(
+        make_handler, max_queued, name, limit, on_error, awaits=True
+    )
+    server, handle = dispatch.server, dispatch.handle
+    guard = _Guard(dispatch)
     args = (guard, weak, library == "asyncio")
     try:
         if task_group is None:
@@ -286,10 +242,10 @@ async def _serve_requests(dispatch: DispatchLoop, on_asyncio: bool) -> Any:
             else:
                 stop = None
         except BaseException as exc:
-            on_error = dispatch.failed(msg, rctx, exc)
-            if on_error is None:
+            recover = dispatch.failed(msg, rctx, exc)
+            if recover is None:
                 raise
-            await _maybe_await(on_error())
+            await _maybe_await(recover())
             dispatch.went_on()
             stop = None  # go on, like a proc_req that returned None
         # Drop our references now: a context the handler neither answered nor kept is

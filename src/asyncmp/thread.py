@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from ._channel import Client, ReplyContext, WeakClient
 from ._errors import ClientsDisappeared
-from ._serving import Break, Continue, DispatchLoop, JoinHandle, build, check_flow, check_options
+from ._serving import Break, Continue, DispatchLoop, JoinHandle, check_flow, spawn_doc
 
 __all__ = ("ThreadHandler", "spawn")
 
@@ -62,6 +62,16 @@ class ThreadHandler(Protocol[Req_contra, Rep, RV_co]):
         ...
 
 
+@spawn_doc(
+    ending="The thread is a daemon thread: it does not keep the process alive; join the "
+    "handle to wait for the loop to end.",
+    name="Name of the thread (default ``asyncmp-server-N``), also used in log messages.",
+    arguments="",
+    on_error_runs="on the server thread (a plain ``def``)",
+    always_ends="``KeyboardInterrupt`` and ``SystemExit``",
+    type_error="the handler has no plain-``def`` ``proc_req``",
+    raises="",
+)
 def spawn(
     make_handler: Callable[[Client[Req, Rep]], ThreadHandler[Req, Rep, Any]],
     *,
@@ -73,69 +83,21 @@ def spawn(
     """Start a server whose dispatch loop runs on a new thread.
 
     Callable from anywhere (a thread or async code): it makes a channel, calls
-    ``make_handler(client)`` right away, starts the thread and returns
-    ``(client, handle)``.
-
-    The loop calls the handler's ``init``, then ``proc_req(msg, rctx)`` for each request,
-    one at a time, in the order they were sent; requests withdrawn by their sender
-    (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
-    or when every strong client is closed and the queue is drained; then the server is
-    closed (anything still queued fails with
-    `ServerDisappeared`), ``term`` is called, and the handle
-    yields its result.
-
-    If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
-    is the exception, unless it was answered; then *on_error* decides. By default the
-    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
-    the server is closed (later callers' `ServerDisappeared` names the exception), the
-    thread ends, and joining the handle raises that exception. An
-    exception from ``init`` or ``term`` always ends the loop so.
-
-    The thread is a daemon thread: it does not keep the process alive; join the handle to
-    wait for the loop to end.
-
-    Args:
-        make_handler: Builds the handler: ``make_handler(client)`` with the server's
-            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
-            a class whose ``__init__`` takes the client; not the handler class itself).
-            The handler should not keep *client* or a clone of it: a client it keeps
-            keeps the loop running. A handler that must reach its own server keeps the
-            weak client that its ``init`` receives.
-        max_queued: Bound of the channel (see `channel`).
-        name: Name of the thread (default ``asyncmp-server-N``), also used in log messages.
-        watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
-            warning on the ``asyncmp`` logger (the request still completes).
-        on_error: What a failing ``proc_req`` does to the loop (its request has had
-            ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop
-            ends with the exception. ``"continue"``: the exception is logged on the
-            ``asyncmp`` logger and the loop goes on with the next request. A callable:
-            ``on_error()`` runs on the server thread (a plain ``def``), and the loop
-            goes on unless it raises, in which case the loop ends with what it raised. Only an
-            ``Exception`` counts: ``KeyboardInterrupt`` and ``SystemExit`` always end the
-            loop.
-
-    Returns:
-        The application's client and the loop's `JoinHandle`.
-
-    Raises:
-        TypeError: bad arguments; the handler has no plain-``def`` ``proc_req``.
-        ValueError: *on_error* is a string other than ``"stop"`` or ``"continue"``.
-        Exception: whatever ``make_handler`` raised (then no loop runs).
+    ``make_handler(client)`` right away, starts the thread and returns ``(client, handle)``.
     """
-    limit = check_options(name, watchdog, on_error)
-    server, client, weak, handler = build(make_handler, max_queued, _check_sync)
+    limit = DispatchLoop.check_options(name, watchdog, on_error)
     thread_name = name if name is not None else f"asyncmp-server-{next(_counter)}"
-    handle: JoinHandle[Any] = JoinHandle._create(thread_name, server)
-    dispatch = DispatchLoop(server, handle, handler, limit, on_error, awaits=False)
+    dispatch, client, weak = DispatchLoop.build(
+        make_handler, max_queued, thread_name, limit, on_error, awaits=False, check=_check_sync
+    )
     thread = threading.Thread(target=_serve, args=(dispatch, weak), name=thread_name, daemon=True)
     try:
         thread.start()
     except BaseException:
-        server.close()
+        dispatch.server.close()
         client.close()
         raise
-    return client, handle
+    return client, dispatch.handle
 
 
 def _check_sync(handler: object) -> None:
@@ -168,10 +130,10 @@ def _serve(dispatch: DispatchLoop, weak: WeakClient[Any, Any]) -> None:
                 flow = proc_req(msg, rctx)
                 stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
             except BaseException as exc:
-                on_error = dispatch.failed(msg, rctx, exc)
-                if on_error is None:
+                recover = dispatch.failed(msg, rctx, exc)
+                if recover is None:
                     raise
-                _not_awaitable(on_error(), "on_error")
+                _not_awaitable(recover(), "on_error")
                 dispatch.went_on()
                 continue  # like a proc_req that returned None
             # Drop our references now: a context the handler neither answered nor kept is
