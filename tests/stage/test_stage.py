@@ -25,6 +25,7 @@ import asyncmp
 from asyncmp import Closed, Director, Finished, Notified, Stage, Ticket, TimedOut
 from asyncmp._lowlevel._wake import ThreadWaiter, wake
 from asyncmp._stage import IDLE
+from bounds import WAIT
 
 Outcome = Finished[Any] | Notified | TimedOut
 AnyStage = Stage[Any, Any, Any]
@@ -32,8 +33,8 @@ AnyStage = Stage[Any, Any, Any]
 
 @asynccontextmanager
 async def bounded_group() -> AsyncIterator[anyio.abc.TaskGroup]:
-    """A task group that must finish within 5 seconds (nothing in these tests may hang)."""
-    with anyio.fail_after(5):
+    """A task group that must finish within `WAIT` (nothing in these tests may hang)."""
+    with anyio.fail_after(WAIT):
         async with anyio.create_task_group() as tg:
             yield tg
 
@@ -46,14 +47,14 @@ def parked(stage: AnyStage) -> list[Any]:
 
 async def wait_parked(stage: AnyStage, *tokens: Any) -> None:
     """Wait (bounded) until exactly *tokens* are parked, in this order."""
-    with anyio.fail_after(5):
+    with anyio.fail_after(WAIT):
         # Polled: threads and other loops park here too, and they signal no event.
         while parked(stage) != list(tokens):  # noqa: ASYNC110
             await anyio.sleep(0.001)
 
 
 def wait_parked_blocking(stage: AnyStage, *tokens: Any) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT
     while parked(stage) != list(tokens):
         assert time.monotonic() < deadline, f"parked: {parked(stage)}, wanted {tokens}"
         time.sleep(0.001)
@@ -1006,7 +1007,7 @@ async def test_statistics_count_tickets_head_parked_waiters_and_pending_notifica
 
     def run_thread(key: str) -> None:
         with ticket(stage, key) as t:
-            results[key] = stage.blocking.enter(t, lambda d: key, timeout=5)
+            results[key] = stage.blocking.enter(t, lambda d: key, timeout=WAIT)
 
     holder = Holder(then=lambda director: director.notify("idle"))
     async with bounded_group() as tg:
@@ -1041,10 +1042,10 @@ def test_repr_of_a_stage_takes_no_lock() -> None:
     held = ticket(stage, "a")
     shown: list[str] = []
     worker = threading.Thread(target=lambda: shown.append(repr(stage)), daemon=True)
-    assert stage._lock.acquire(timeout=5)
+    assert stage._lock.acquire(timeout=WAIT)
     try:
         worker.start()
-        worker.join(5)  # bounded: a repr that waited for the lock would still be waiting
+        worker.join(WAIT)  # bounded: a repr that waited for the lock would still be waiting
     finally:
         stage._lock.release()
 
