@@ -135,7 +135,7 @@ def _serve(dispatch: DispatchLoop, weak: WeakClient[Any, Any]) -> None:
                     raise
                 _not_awaitable(recover(), "on_error")
                 dispatch.went_on()
-                continue  # like a proc_req that returned None
+                stop = None  # go on, like a proc_req that returned None
             # Drop our references now: a context the handler neither answered nor kept is
             # collected here, and its requester gets NoReply at once, not at the next one.
             del msg, rctx
