@@ -31,8 +31,7 @@ from contextlib import contextmanager
 from types import CodeType, FrameType
 from typing import Any
 
-WAIT = 5.0
-"""Seconds: the bound of every wait here (never expected to be reached)."""
+from bounds import WAIT
 
 SIGNAL = signal.SIGUSR1
 

@@ -22,8 +22,7 @@ import asyncmp
 from asyncmp._lowlevel._finalize import wait_deferred
 from asyncmp._lowlevel._poller import Poller
 from asyncmp.dharma import Dispatcher, PeriodicTimer, Receiver, Sender, connect
-
-WAIT = 5.0
+from bounds import WAIT
 
 
 def in_a_cycle(obj: object) -> None:

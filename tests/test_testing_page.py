@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "testing.md"
-EXAMPLES = ROOT / "tests" / "testing_page"
+EXAMPLES = ROOT / "docs" / "examples" / "testing"
 
 PYTEST_ASYNCIO = ("-p", "asyncio", "-p", "no:anyio")
 ANYIO = ("-p", "anyio", "-p", "no:asyncio")
@@ -151,11 +151,11 @@ def test_page_wrong_example_fails_at_once(
 
 
 def test_page_includes_exactly_the_examples_that_run() -> None:
-    """Every file the page includes from tests/testing_page/ is one these tests run, and every
-    example they run is on the page, so the page cannot drift from what is checked."""
-    included = set(re.findall(r'--8<-- "tests/testing_page/([^"]+)"', PAGE.read_text()))
+    """Every file the page includes from docs/examples/testing/ is one these tests run, and
+    every example they run is on the page, so the page cannot drift from what is checked."""
+    included = set(re.findall(r'--8<-- "docs/examples/testing/([^"]+)"', PAGE.read_text()))
     run = {name for cases in (PASSING, HANGING) for m, i, _ in cases for name in (m, i)}
 
     assert included == run | set(SHARED)
-    on_disk = {p.name for p in EXAMPLES.iterdir() if p.is_file() and p.name != "conftest.py"}
+    on_disk = {p.name for p in EXAMPLES.iterdir() if p.is_file()}
     assert on_disk == included

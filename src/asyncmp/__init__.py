@@ -43,7 +43,10 @@ from ._stage import (
     Ticket as Ticket,
     TimedOut as TimedOut,
 )
-from ._statistics import ChannelStatistics as ChannelStatistics
+from ._statistics import (
+    ChannelStatistics as ChannelStatistics,
+    StageStatistics as StageStatistics,
+)
 
 __all__ = (
     "CORE",
@@ -70,6 +73,7 @@ __all__ = (
     "Server",
     "ServerDisappeared",
     "Stage",
+    "StageStatistics",
     "Ticket",
     "TimedOut",
     "WeakClient",

@@ -1,11 +1,15 @@
-"""What the two dispatch loops share: the control-flow values, the join handle, the watchdog.
+"""What the two dispatch loops share: the loop's state machine, the control-flow values,
+the join handle, the watchdog.
 
 Design note. A dispatch loop (`asyncmp.task.spawn`, `asyncmp.thread.spawn`) owns the
-`Server` end of a fresh channel and feeds its requests, one at a time, to a handler. The
-loop bodies differ only in whether they await, so they live in ``task.py`` and
-``thread.py``; everything else — building the handler inside ``spawn``, reading what
-``proc_req`` returned, failing the request in hand when it raises, ending the loop and
-publishing its outcome — is here, written once.
+`Server` end of a fresh channel and feeds its requests, one at a time, to a handler. Its
+decisions — building the handler inside ``spawn``, what to call when, what ``proc_req``'s
+result means, what a failure does under ``on_error``, how the loop ends and what its handle
+yields — are one state machine that does no I/O, `DispatchLoop`, written once here. Two thin
+faces drive it: ``task.py`` awaits (the loop is a task), ``thread.py`` blocks (the loop is a
+thread); each waits for requests, calls the handler and awaits — or, blocking, refuses — what
+it returns, and asks the state machine everything else. The same split serves the Stage
+(``_stage.py``'s ``_begin`` / ``_resume`` behind ``enter`` and ``blocking.enter``).
 
 Invariants:
 - A request whose ``proc_req`` failed — raised, or returned something that is not a flow
@@ -28,10 +32,12 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
 import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -52,7 +58,6 @@ __all__ = ("Break", "Continue", "JoinHandle")
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-H = TypeVar("H")
 
 logger = logging.getLogger("asyncmp")
 
@@ -112,73 +117,106 @@ def abort_request(rctx: ReplyContext[Any], exc: BaseException) -> None:
     rctx.__exit__(type(exc), exc, exc.__traceback__)
 
 
-def report_failure(
-    on_error: Literal["continue"] | Callable[[Exception, Any], object],
-    name: str,
-    exc: Exception,
-    msg: object,
-) -> object:
-    """``proc_req`` failed with *exc* under ``on_error`` "continue" or a callable (its
-    request has had `NoReply`): log it, or return what the callable returned (a task loop
-    awaits an awaitable). What the callable raises ends the loop."""
-    if isinstance(on_error, str):  # "continue"
-        logger.error(
-            "dispatch loop %r: proc_req(%s) failed; its request got NoReply unless it was "
-            "answered, and the loop goes on",
-            name,
-            type(msg).__qualname__,
-            exc_info=exc,
-        )
-        return None
-    return on_error(exc, msg)
+# The docstring of both spawns but their first paragraphs: `spawn_doc` fills it in.
+_SPAWN_DOC = """\
+The loop calls the handler's ``init``, then ``proc_req(msg, rctx)`` for each request, one
+at a time, in the order they were sent; requests withdrawn by their sender (cancelled,
+timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)`` or when every
+strong client is closed and the queue is drained; then the server is closed (anything
+still queued fails with `ServerDisappeared`), ``term`` is called, and the handle yields
+its result.
+
+If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
+``Break``), the request in hand gets `NoReply` whose ``__cause__`` is the exception,
+unless it was answered; then *on_error* decides. By default the exception is logged at
+once (ERROR, with its traceback, on the ``asyncmp`` logger), the server is closed (later
+callers' `ServerDisappeared` names the exception), the loop ends, and joining the handle
+raises that exception. An exception from ``init`` or ``term`` always ends the loop so.
+
+{ending}
+
+Args:
+    make_handler: Builds the handler: ``make_handler(client)`` with the server's first
+        client, the one ``spawn`` returns (a ``lambda client: Handler()``, or a class
+        whose ``__init__`` takes the client; not the handler class itself). The handler
+        should not keep *client* or a clone of it: a client it keeps keeps the loop
+        running. A handler that must reach its own server keeps the weak client that its
+        ``init`` receives.
+    max_queued: Bound of the channel (see `channel`).
+    name: {name}
+    watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
+        warning on the ``asyncmp`` logger (the request still completes).{arguments}
+    on_error: What a failing ``proc_req`` does to the loop (its request has had
+        ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop ends
+        with the exception. ``"continue"``: the exception is logged on the ``asyncmp``
+        logger and the loop goes on with the next request. A callable:
+        ``on_error(exc, msg)`` runs {on_error_runs}, and the loop goes on unless it
+        raises, in which case the loop ends with what it raised. Only an ``Exception``
+        counts: {always_ends} always end the loop.
+
+Returns:
+    The application's client and the loop's `JoinHandle`.
+
+Raises:
+    TypeError: bad arguments; {type_error}.
+    ValueError: *on_error* is a string other than ``"stop"`` or ``"continue"``.{raises}
+    Exception: whatever ``make_handler`` raised (then no loop runs).
+"""
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def check_options(name: object, watchdog: object, on_error: object = "stop") -> float | None:
-    """Validate ``name=``, ``watchdog=`` and ``on_error=``; return the watchdog limit as a
-    float."""
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a str or None, not {name!r}")
-    if isinstance(on_error, str):
-        if on_error not in ("stop", "continue"):
-            raise ValueError(f'on_error must be "stop", "continue" or a callable, not {on_error!r}')
-    elif not callable(on_error):
-        raise TypeError(f'on_error must be "stop", "continue" or a callable, not {on_error!r}')
-    if watchdog is None:
-        return None
-    if isinstance(watchdog, bool) or not isinstance(watchdog, (int, float)):
-        raise TypeError(f"watchdog must be a number of seconds or None, not {watchdog!r}")
-    if not (watchdog > 0 and math.isfinite(watchdog)):
-        raise ValueError(f"watchdog must be a finite number of seconds > 0, not {watchdog!r}")
-    return float(watchdog)
+def spawn_doc(**face: str) -> Callable[[F], F]:
+    """Complete a ``spawn``'s docstring — its own first paragraphs, which tools that read
+    the source show — with what the two share, written once: the life of the loop, its
+    failures, the arguments, what it returns and raises. *face* fills in each face's own
+    words: ``ending`` (a paragraph), ``name``, ``arguments`` (more ``Args`` entries),
+    ``on_error_runs``, ``always_ends``, ``type_error`` and ``raises`` (more ``Raises``
+    entries)."""
+
+    def document(spawn: F) -> F:
+        own = inspect.cleandoc(spawn.__doc__ or "")
+        spawn.__doc__ = f"{own}\n\n{_refill(_SPAWN_DOC.format(**face))}"
+        return spawn
+
+    return document
 
 
-def build(
-    make_handler: Callable[[Client[Any, Any]], H],
-    max_queued: int | None,
-    check: Callable[[H], None] | None = None,
-) -> tuple[Server[Any, Any], Client[Any, Any], WeakClient[Any, Any], H]:
-    """Make the channel and run ``make_handler(client)`` in the caller, as ``spawn`` must.
+def _refill(doc: str, width: int = 88) -> str:
+    """Wrap a Google-style docstring anew at *width*, once a face's words are in: each
+    paragraph, and each section entry with its continuation lines (indented 4 more), is one
+    run of words; blank lines and section headers (``Args:``) stay as they are."""
+    out: list[str] = []
+    words: list[str] = []
+    first = rest = ""
 
-    If ``make_handler`` raises, or builds no handler (or one that *check* rejects), both
-    ends are closed, so nothing could ever wait on this channel, and the exception
-    propagates to ``spawn``'s caller.
-    """
-    if not callable(make_handler):
-        raise TypeError(f"make_handler must be callable, not {make_handler!r}")
-    check_factory(make_handler)
-    server, client = new_channel(max_queued)
-    try:
-        handler = make_handler(client)
-        if not callable(getattr(handler, "proc_req", None)):
-            raise TypeError(f"make_handler returned {handler!r}, which has no proc_req() method")
-        if check is not None:
-            check(handler)
-        weak = client.weak()
-    except BaseException:
-        server.close()
-        client.close()
-        raise
-    return server, client, weak, handler
+    def flush() -> None:
+        if words:
+            out.extend(
+                textwrap.wrap(
+                    " ".join(words),
+                    width,
+                    initial_indent=first,
+                    subsequent_indent=rest,
+                    break_on_hyphens=False,
+                )
+            )
+            words.clear()
+
+    for line in doc.splitlines():
+        text = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if not text or (not indent and text.endswith(":") and " " not in text):
+            flush()
+            out.append(text)  # a blank line, or a section header
+        elif indent == "    " or (not indent and not words):
+            flush()  # a paragraph, or a section entry, begins
+            first, rest = indent, indent + "    " if indent else ""
+            words.extend(text.split())
+        else:
+            words.extend(text.split())  # the unit goes on
+    flush()
+    return "\n".join(out) + "\n"
 
 
 def check_factory(make_handler: Callable[..., object]) -> None:
@@ -207,11 +245,6 @@ def check_factory(make_handler: Callable[..., object]) -> None:
         f"make_handler is {what} does not take the client: spawn() calls "
         f"make_handler(client) to build the handler, so pass a factory, e.g. {example}"
     )
-
-
-def loop_name(name: str | None, handler: object) -> str:
-    """The name the loop goes by in log messages."""
-    return name if name is not None else type(handler).__qualname__
 
 
 def _short(exc: BaseException) -> str:
@@ -253,6 +286,230 @@ def loop_cancelled(server: Server[Any, Any], name: str) -> None:
         "use asyncmp.thread.spawn for a server that outlives event loops",
         None,
     )
+
+
+# -- the loop's state machine ---------------------------------------------------------
+
+
+@final
+class DispatchLoop:
+    """The decisions of one dispatch loop, with no I/O; a face (``task.py``, ``thread.py``)
+    drives it.
+
+    The face waits for the requests, calls what this object hands it, and awaits — or, the
+    blocking face, refuses — what that returns. Its steps, in order::
+
+        init = dispatch.starting()      # the handler's init, or None: init(weak)
+        proc_req = dispatch.serving()   # then for each request: proc_req(msg, rctx)
+        recover = dispatch.failed(msg, rctx, exc)  # it failed: None ends the loop (the
+        dispatch.went_on()              #   face re-raises), else recover() and this
+        term = dispatch.ended()         # Break, or all clients gone: term(rv) unless None
+        dispatch.finish(value)          # the handle yields value
+        dispatch.raised(exc)            # or the loop (or term) raised: re-raise if true
+
+    Per request the face calls nothing here (a method call costs about 1 % of a task
+    server's request): it reads the result of ``proc_req`` with `check_flow`, and a
+    watchdog watches by wrapping ``proc_req`` (`serving`), so the loop has no watchdog
+    branch.
+
+    *awaits*: the face awaits (a task, whose cancellation, KeyboardInterrupt and SystemExit
+    propagate into its event loop), or blocks (a thread, which has nobody to raise to: every
+    exception is the loop's failure, logged and kept for the joiners).
+    """
+
+    __slots__ = (
+        "_awaits",
+        "_dog",
+        "_handler",
+        "_limit",
+        "_on_error",
+        "_waiting",
+        "_where",
+        "handle",
+        "server",
+    )
+
+    def __init__(
+        self,
+        server: Server[Any, Any],
+        handle: JoinHandle[Any],
+        handler: Any,
+        limit: float | None,
+        on_error: Literal["stop", "continue"] | Callable[[Exception, Any], object],
+        awaits: bool,
+    ) -> None:
+        self.server = server
+        self.handle = handle
+        self._handler = handler
+        self._awaits = awaits
+        self._limit = limit
+        self._dog: Watchdog | None = None  # started with the loop (`starting`)
+        # What a failed proc_req calls before the loop goes on: None ends the loop instead.
+        self._on_error: Callable[[Exception, Any], object] | None = None
+        if on_error == "continue":
+            self._on_error = self._log_failure
+        elif not isinstance(on_error, str):
+            self._on_error = on_error
+        self._waiting = "server.wait()" if awaits else "server.blocking.wait()"
+        # Where the loop is, for the log line of a failure: None while it waits for a request.
+        # Written when the loop changes step, never per request.
+        self._where: str | None = "init()"
+
+    @staticmethod
+    def check_options(name: object, watchdog: object, on_error: object) -> float | None:
+        """Validate ``spawn``'s ``name=``, ``watchdog=`` and ``on_error=``; return the
+        watchdog limit as a float."""
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {name!r}")
+        if isinstance(on_error, str):
+            if on_error not in ("stop", "continue"):
+                raise ValueError(
+                    f'on_error must be "stop", "continue" or a callable, not {on_error!r}'
+                )
+        elif not callable(on_error):
+            raise TypeError(f'on_error must be "stop", "continue" or a callable, not {on_error!r}')
+        if watchdog is None:
+            return None
+        if isinstance(watchdog, bool) or not isinstance(watchdog, (int, float)):
+            raise TypeError(f"watchdog must be a number of seconds or None, not {watchdog!r}")
+        if not (watchdog > 0 and math.isfinite(watchdog)):
+            raise ValueError(f"watchdog must be a finite number of seconds > 0, not {watchdog!r}")
+        return float(watchdog)
+
+    @classmethod
+    def build(
+        cls,
+        make_handler: Callable[[Client[Any, Any]], object],
+        max_queued: int | None,
+        name: str | None,
+        limit: float | None,
+        on_error: Literal["stop", "continue"] | Callable[[Exception, Any], object],
+        awaits: bool,
+        check: Callable[[Any], None] | None = None,
+    ) -> tuple[DispatchLoop, Client[Any, Any], WeakClient[Any, Any]]:
+        """Make the channel and run ``make_handler(client)`` in the caller, as ``spawn``
+        must; then the loop's handle — named *name*, or after the handler's class — and
+        its state. Returns the state, the application's client and the loop's weak one.
+
+        If ``make_handler`` raises, or builds no handler (or one that *check* rejects), both
+        ends are closed, so nothing could ever wait on this channel, and the exception
+        propagates to ``spawn``'s caller.
+        """
+        if not callable(make_handler):
+            raise TypeError(f"make_handler must be callable, not {make_handler!r}")
+        check_factory(make_handler)
+        server, client = new_channel(max_queued)
+        try:
+            handler = make_handler(client)
+            if not callable(getattr(handler, "proc_req", None)):
+                raise TypeError(
+                    f"make_handler returned {handler!r}, which has no proc_req() method"
+                )
+            if check is not None:
+                check(handler)
+            weak = client.weak()
+            handle = JoinHandle._create(
+                name if name is not None else type(handler).__qualname__, server
+            )
+        except BaseException:
+            server.close()
+            client.close()
+            raise
+        return cls(server, handle, handler, limit, on_error, awaits), client, weak
+
+    def starting(self) -> Callable[[WeakClient[Any, Any]], object] | None:
+        """The loop starts (its watchdog too, if it has a limit): the handler's ``init`` to
+        call with the weak client, if any."""
+        if self._limit is not None:
+            self._dog = Watchdog(self._limit, self.handle._name)
+        return getattr(self._handler, "init", None)
+
+    def serving(self) -> Callable[[Any, ReplyContext[Any]], object]:
+        """``init`` is done: what to call for each request — the handler's ``proc_req``, or
+        with a watchdog, ``proc_req`` watched."""
+        self._where = None
+        proc_req: Callable[[Any, ReplyContext[Any]], object] = self._handler.proc_req
+        dog = self._dog
+        return proc_req if dog is None else dog.watch(proc_req, self._awaits)
+
+    def failed(
+        self, msg: object, rctx: ReplyContext[Any], exc: BaseException
+    ) -> Callable[[], object] | None:
+        """``proc_req(msg, rctx)`` raised *exc*, or returned no flow value: the request gets
+        `NoReply` (cause *exc*) unless it was answered. Returns ``None`` if the loop ends
+        with *exc* (``on_error="stop"``, or no ``Exception``: the face re-raises it), else
+        what to call before the loop goes on (then `went_on`): ``on_error(exc, msg)``."""
+        abort_request(rctx, exc)
+        self._where = f"proc_req({type(msg).__qualname__})"
+        on_error = self._on_error
+        if on_error is None or not isinstance(exc, Exception):
+            return None
+        self._where = "on_error()"
+        return functools.partial(on_error, exc, msg)
+
+    def went_on(self) -> None:
+        """``on_error`` returned: the loop waits for the next request."""
+        self._where = None
+
+    def ended(self) -> Callable[[Any], object] | None:
+        """The loop ended by a `Break`, or because every client had gone: the server is
+        closed now (what is still queued gets `ServerDisappeared`). Returns the handler's
+        ``term``, to call with the loop's value, or ``None``: the handle yields the value."""
+        self._close()
+        self._where = "term()"
+        return getattr(self._handler, "term", None)
+
+    def finish(self, value: object) -> None:
+        """The handle yields *value*: what ``term`` returned, or the loop's value."""
+        self.handle._finish(value, None)
+
+    def raised(self, exc: BaseException, cancelled: bool = False) -> bool:
+        """The loop, or its ``term``, raised *exc* (*cancelled*: the cancellation of the
+        loop's task). Close the server telling later callers why, log the failure, finish
+        the handle; return whether the face re-raises *exc*: a task does for a cancellation,
+        KeyboardInterrupt and SystemExit, which belong to its event loop."""
+        name = self.handle._name
+        failure = isinstance(exc, Exception) or not self._awaits  # the handler's, to report
+        try:
+            if self._where == "term()":
+                if failure:
+                    logger.error(
+                        "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
+                        name,
+                        exc,
+                        exc_info=exc,
+                    )
+            elif cancelled:
+                loop_cancelled(self.server, name)
+            elif failure:
+                loop_failed(self.server, name, exc, self._where or self._waiting)
+            # A KeyboardInterrupt or SystemExit in a task propagates into the event loop,
+            # which reports it; the server is closed plainly.
+        finally:
+            self._close()  # idempotent: closed already if term raised
+        if cancelled:
+            error = RuntimeError(f"dispatch loop {name!r} was cancelled")
+            self.handle._finish(None, error, quiet=True)
+            return True
+        # A failure was logged already: the handle needs no log line of its own if nobody
+        # joins.
+        self.handle._finish(None, exc, quiet=failure)
+        return not failure
+
+    def _close(self) -> None:
+        self.server.close()
+        if self._dog is not None:
+            self._dog.stop()
+
+    def _log_failure(self, exc: Exception, msg: object) -> None:
+        """``on_error="continue"``: log the failure (its request has had `NoReply`)."""
+        logger.error(
+            "dispatch loop %r: proc_req(%s) failed; its request got NoReply unless it was "
+            "answered, and the loop goes on",
+            self.handle._name,
+            type(msg).__qualname__,
+            exc_info=exc,
+        )
 
 
 # -- the join handle -------------------------------------------------------------------
@@ -463,6 +720,30 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def watch(
+        self, proc_req: Callable[[Any, ReplyContext[Any]], object], awaits: bool
+    ) -> Callable[[Any, ReplyContext[Any]], object]:
+        """*proc_req*, watched: each call begins and ends the watch — for a face that
+        *awaits*, once the awaitable it returned has completed."""
+        begin, end = self.begin, self.end
+
+        def watched(msg: object, rctx: ReplyContext[Any]) -> object:
+            begin(msg)
+            try:
+                return proc_req(msg, rctx)
+            finally:
+                end()
+
+        async def watched_async(msg: object, rctx: ReplyContext[Any]) -> object:
+            begin(msg)
+            try:
+                flow = proc_req(msg, rctx)
+                return await flow if inspect.isawaitable(flow) else flow
+            finally:
+                end()
+
+        return watched_async if awaits else watched
 
     def _run(self) -> None:
         warned: tuple[float, str] | None = None

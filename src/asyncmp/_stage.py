@@ -67,6 +67,7 @@ from ._lowlevel._wake import (
     wake,
 )
 from ._stage_outcomes import Finished, Notified, TimedOut
+from ._statistics import StageStatistics
 
 __all__ = ("Director", "Finished", "Notified", "Stage", "Ticket", "TimedOut")
 
@@ -266,6 +267,12 @@ class Stage(Generic[T, R, B]):
                 raise
         return Finished(value)
 
+    def statistics(self) -> StageStatistics:
+        """A snapshot of the stage: the tickets held, whether someone heads, the waiters
+        parked (tasks and threads) and the notifications pending."""
+        with self._lock:
+            return self._statistics()
+
     @property
     def blocking(self) -> _BlockingStage[T, R, B]:
         """The blocking face, for plain threads: ``stage.blocking.enter(ticket, head)``."""
@@ -455,10 +462,24 @@ class Stage(Generic[T, R, B]):
                 self._promote(promoted)  # cut short by an interrupt at its start: once more
                 raise
 
+    def _statistics(self) -> StageStatistics:
+        """The numbers of `statistics`. Without the lock (a repr, which never waits), each is
+        read as it was at some instant, not all at the same one: ``len()`` and the copy of
+        the entries are single C calls, which no other thread interleaves."""
+        entries = list(self._entries.values())
+        return StageStatistics(
+            tickets=len(entries),
+            headed=self._head is not None,
+            parked=len(self._parked),
+            notified=sum([1 for entry in entries if entry.notified]),
+        )
+
     def __repr__(self) -> str:
-        with self._lock:
-            heading = "headed" if self._head is not None else "free"
-            return f"<Stage {heading} [tickets: {len(self._entries)}, parked: {len(self._parked)}]>"
+        """``<Stage headed [tickets: 2, parked: 1]>``, read without the stage's lock: a repr
+        never waits (a debugger, a log line, a deadlock report)."""
+        s = self._statistics()
+        heading = "headed" if s.headed else "free"
+        return f"<Stage {heading} [tickets: {s.tickets}, parked: {s.parked}]>"
 
 
 @final

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ("ChannelStatistics",)
+__all__ = ("ChannelStatistics", "StageStatistics")
 
 
 @final
@@ -28,3 +28,21 @@ class ChannelStatistics:
     """Server waits (tasks or threads) parked for a request."""
     closed: bool
     """Whether the server is closed."""
+
+
+@final
+@dataclass(frozen=True)
+class StageStatistics:
+    """A snapshot of a stage, from `Stage.statistics` (the counterpart of trio's
+    ``MemoryChannelStatistics``: who holds what, and who waits)."""
+
+    tickets: int
+    """Tickets held: tokens whose notifications are recorded."""
+    headed: bool
+    """Whether a caller of ``enter`` heads the stage (its head function runs)."""
+    parked: int
+    """Waiters parked in ``enter`` — tasks and threads alike — until they are notified,
+    promoted to head, or time out."""
+    notified: int
+    """Tickets with a notification pending: the next ``enter`` of each returns
+    `Notified()` at once."""

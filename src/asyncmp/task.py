@@ -18,26 +18,12 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, Protocol, TypeVar, final
 
-from ._channel import Client, ReplyContext, Server, WeakClient
+from ._channel import Client, ReplyContext, WeakClient
 from ._errors import ClientsDisappeared
 from ._loopwatch import forget, watch
 from ._lowlevel._backend import current_library
 from ._lowlevel._finalize import finalize
-from ._serving import (
-    Break,
-    Continue,
-    JoinHandle,
-    Watchdog,
-    abort_request,
-    build,
-    check_flow,
-    check_options,
-    logger,
-    loop_cancelled,
-    loop_failed,
-    loop_name,
-    report_failure,
-)
+from ._serving import Break, Continue, DispatchLoop, JoinHandle, check_flow, spawn_doc
 
 __all__ = ("TaskHandler", "TaskSpawner", "spawn")
 
@@ -98,6 +84,21 @@ class TaskSpawner(Protocol):
     ) -> object: ...
 
 
+@spawn_doc(
+    ending="The exception does not propagate into the task group. If the loop's task is "
+    "cancelled, the request in hand gets ``NoReply``, the server is closed and joining "
+    "raises ``RuntimeError``.",
+    name="Name of the task, and of the loop in log messages.",
+    arguments="""
+    task_group: An anyio ``TaskGroup`` or trio nursery to run the loop in. Required under
+        trio. Under asyncio, without one the loop runs as a new asyncio task that the
+        handle keeps a reference to.""",
+    on_error_runs="on the loop (a plain ``def`` or an ``async def``)",
+    always_ends="cancellation, ``KeyboardInterrupt`` and ``SystemExit``",
+    type_error="no ``task_group`` under trio; the handler has no ``proc_req``",
+    raises="""
+    RuntimeError: not called from a running asyncio or trio event loop.""",
+)
 def spawn(
     make_handler: Callable[[Client[Req, Rep]], TaskHandler[Req, Rep, Any]],
     *,
@@ -110,61 +111,9 @@ def spawn(
     """Start a server whose dispatch loop runs as a task on the running event loop.
 
     A plain function, called from async code: it makes a channel, calls
-    ``make_handler(client)`` right away, starts the loop and returns
-    ``(client, handle)``.
-
-    The loop calls the handler's ``init``, then ``proc_req(msg, rctx)`` for each request,
-    one at a time, in the order they were sent; requests withdrawn by their sender
-    (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
-    or when every strong client is closed and the queue is drained; then the server is
-    closed (anything still queued fails with
-    `ServerDisappeared`), ``term`` is called, and the handle
-    yields its result.
-
-    If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
-    is the exception, unless it was answered; then *on_error* decides. By default the
-    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
-    the server is closed (later callers' `ServerDisappeared` names the exception), and
-    joining the handle raises that exception; the exception does not propagate into the
-    task group. An exception from ``init`` or ``term`` always ends the
-    loop so. If the loop's task is cancelled, the request in hand gets ``NoReply``, the
-    server is closed and joining raises ``RuntimeError``.
-
-    Args:
-        make_handler: Builds the handler: ``make_handler(client)`` with the server's
-            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
-            a class whose ``__init__`` takes the client; not the handler class itself).
-            The handler should not keep *client* or a clone of it: a client it keeps
-            keeps the loop running. A handler that must reach its own server keeps the
-            weak client that its ``init`` receives.
-        max_queued: Bound of the channel (see `channel`).
-        name: Name of the task, and of the loop in log messages.
-        watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
-            warning on the ``asyncmp`` logger (the request still completes).
-        task_group: An anyio ``TaskGroup`` or trio nursery to run the loop in. Required
-            under trio. Under asyncio, without one the loop runs as a new asyncio task that
-            the handle keeps a reference to.
-        on_error: What a failing ``proc_req`` does to the loop (its request has had
-            ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop
-            ends with the exception. ``"continue"``: the exception is logged on the
-            ``asyncmp`` logger and the loop goes on with the next request. A callable:
-            ``on_error(exc, msg)`` runs on the loop (a plain ``def`` or an ``async def``),
-            and the loop goes on unless it raises, in which case the loop ends with what it
-            raised. Only an ``Exception`` counts: cancellation, ``KeyboardInterrupt`` and
-            ``SystemExit`` always end the loop.
-
-    Returns:
-        The application's client and the loop's `JoinHandle`.
-
-    Raises:
-        TypeError: bad arguments; no ``task_group`` under trio; the handler has no
-            ``proc_req``.
-        ValueError: *on_error* is a string other than ``"stop"`` or ``"continue"``.
-        RuntimeError: not called from a running asyncio or trio event loop.
-        Exception: whatever ``make_handler`` raised (then no loop runs).
+    ``make_handler(client)`` right away, starts the loop and returns ``(client, handle)``.
     """
-    limit = check_options(name, watchdog, on_error)
+    limit = DispatchLoop.check_options(name, watchdog, on_error)
     library = _running_library()
     if task_group is None:
         if library == "trio":
@@ -174,10 +123,12 @@ def spawn(
     elif not callable(getattr(task_group, "start_soon", None)):
         raise TypeError(f"task_group must have a start_soon() method, not {task_group!r}")
 
-    server, client, weak, handler = build(make_handler, max_queued)
-    handle: JoinHandle[Any] = JoinHandle._create(loop_name(name, handler), server)
-    guard = _Guard(server, handle)
-    args = (guard, weak, handler, limit, library == "asyncio", on_error)
+    dispatch, client, weak = DispatchLoop.build(
+        make_handler, max_queued, name, limit, on_error, awaits=True
+    )
+    server, handle = dispatch.server, dispatch.handle
+    guard = _Guard(dispatch)
+    args = (guard, weak, library == "asyncio")
     try:
         if task_group is None:
             task = asyncio.get_running_loop().create_task(_serve(*args), name=name)
@@ -219,11 +170,10 @@ class _Guard:
     it is collected, so joiners never hang.
     """
 
-    __slots__ = ("armed", "handle", "server")
+    __slots__ = ("armed", "dispatch")
 
-    def __init__(self, server: Server[Any, Any], handle: JoinHandle[Any]) -> None:
-        self.server = server
-        self.handle = handle
+    def __init__(self, dispatch: DispatchLoop) -> None:
+        self.dispatch = dispatch
         self.armed = True
 
     def disarm(self) -> None:
@@ -232,105 +182,55 @@ class _Guard:
     def fire(self, _: object = None) -> None:
         if self.armed:
             self.armed = False
-            self.server.close()
-            name = self.handle._name
-            error = RuntimeError(f"dispatch loop {name!r} never started")
-            self.handle._finish(None, error, quiet=True)
-            forget(self.handle)
+            self.dispatch.server.close()
+            handle = self.dispatch.handle
+            error = RuntimeError(f"dispatch loop {handle._name!r} never started")
+            handle._finish(None, error, quiet=True)
+            forget(handle)
 
     def __del__(self) -> None:
         if self.armed and not sys.is_finalizing():
-            finalize((self.server._channel.lock, self.handle._cell.lock), self.fire)
+            dispatch = self.dispatch
+            finalize((dispatch.server._channel.lock, dispatch.handle._cell.lock), self.fire)
 
 
-async def _serve(
-    guard: _Guard,
-    weak: WeakClient[Any, Any],
-    handler: Any,
-    limit: float | None,
-    on_asyncio: bool,
-    on_error: Any,
-) -> None:
+async def _serve(guard: _Guard, weak: WeakClient[Any, Any], on_asyncio: bool) -> None:
+    """The async face of `DispatchLoop`: the loop's task."""
     guard.disarm()
-    server, handle = guard.server, guard.handle
-    name = handle._name
-    dog = None if limit is None else Watchdog(limit, name)
-    where = ["init()"]  # where the loop is, for the log line of a failure (see _dispatch)
+    dispatch = guard.dispatch
     try:
-        try:
-            on_failure = None if on_error == "stop" else on_error
-            rv = await _dispatch(server, weak, handler, dog, on_asyncio, on_failure, name, where)
-        except BaseException as exc:
-            # Whatever ended the loop, nothing queued may wait for a loop that is gone, and
-            # every later caller is told why.
-            if isinstance(exc, _cancelled_class()):
-                loop_cancelled(server, name)
-            elif isinstance(exc, Exception):
-                loop_failed(server, name, exc, where[0])
-            # KeyboardInterrupt, SystemExit: they propagate into the event loop, which
-            # reports them; the server is closed plainly below.
-            raise
-        finally:
-            server.close()  # the normal end (and the plain one); idempotent
-            if dog is not None:
-                dog.stop()
-        term = getattr(handler, "term", None)
-        where[0] = "term()"
+        init = dispatch.starting()
+        if init is not None:
+            await _maybe_await(init(weak))
+        del weak
+        rv = await _serve_requests(dispatch, on_asyncio)
+        term = dispatch.ended()
         value = rv if term is None else await _maybe_await(term(rv))
     except BaseException as exc:
-        if isinstance(exc, Exception):
-            if where[0] == "term()":
-                logger.error(
-                    "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
-                    name,
-                    exc,
-                    exc_info=exc,
-                )
-            # Logged already: the handle needs no log line of its own if nobody joins.
-            handle._finish(None, exc, quiet=True)
-            return  # reported to whoever joins; the task group is not torn down by it
-        cancelled = isinstance(exc, _cancelled_class())
-        error = RuntimeError(f"dispatch loop {name!r} was cancelled") if cancelled else exc
-        handle._finish(None, error, quiet=cancelled)
-        raise
+        # Kept for whoever joins; only what belongs to the event loop (a cancellation,
+        # KeyboardInterrupt, SystemExit) goes on into it: the task group is not torn down
+        # by a handler's failure.
+        if dispatch.raised(exc, isinstance(exc, _cancelled_class())):
+            raise
     else:
-        handle._finish(value, None)
+        dispatch.finish(value)
     finally:
-        forget(handle)  # nothing waits for this loop any more
+        forget(dispatch.handle)  # nothing waits for this loop any more
 
 
-async def _dispatch(
-    server: Server[Any, Any],
-    weak: WeakClient[Any, Any],
-    handler: Any,
-    dog: Watchdog | None,
-    on_asyncio: bool,
-    on_failure: Any,
-    name: str,
-    where: list[str],
-) -> Any:
-    """The loop proper: returns the `Break` value, or None once every client has gone.
-
-    *on_failure*: ``on_error`` unless it is "stop" (then None). *where*: set to where the
-    loop is when it raises (written on the way out, never per request)."""
-    init = getattr(handler, "init", None)
-    if init is not None:
-        await _maybe_await(init(weak))
-    del weak
-    where[0] = "server.wait()"
-    proc_req = handler.proc_req
-    wait = server.wait
-    if on_asyncio:
-        # This task serves on one loop all its life: tell `wait` which, once.
-        wait = server._serving(asyncio.get_running_loop()).wait
+async def _serve_requests(dispatch: DispatchLoop, on_asyncio: bool) -> Any:
+    """The loop proper: returns the `Break` value, or None once every client has gone. Per
+    request it calls nothing of *dispatch*'s: this is the hot path."""
+    proc_req = dispatch.serving()
+    server = dispatch.server
+    # This task serves on one loop all its life: on asyncio, tell `wait` which, once.
+    wait = server._serving(asyncio.get_running_loop()).wait if on_asyncio else server.wait
     taken = 0
     while True:
         try:
             msg, rctx = await wait()
         except ClientsDisappeared:
             return None
-        if dog is not None:
-            dog.begin(msg)
         try:
             flow = proc_req(msg, rctx)
             if flow is not None:
@@ -342,19 +242,12 @@ async def _dispatch(
             else:
                 stop = None
         except BaseException as exc:
-            abort_request(rctx, exc)
-            where[0] = f"proc_req({type(msg).__qualname__})"
-            if on_failure is None or not isinstance(exc, Exception):
+            recover = dispatch.failed(msg, rctx, exc)
+            if recover is None:
                 raise
-            if dog is not None:
-                dog.end()
-            where[0] = "on_error()"
-            await _maybe_await(report_failure(on_failure, name, exc, msg))
-            where[0] = "server.wait()"
+            await _maybe_await(recover())
+            dispatch.went_on()
             stop = None  # go on, like a proc_req that returned None
-        finally:
-            if dog is not None:
-                dog.end()
         # Drop our references now: a context the handler neither answered nor kept is
         # collected here, and its requester gets NoReply at once, not at the next request.
         del msg, rctx

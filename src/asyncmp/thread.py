@@ -17,21 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypeVar
 
-from ._channel import Client, ReplyContext, Server, WeakClient
+from ._channel import Client, ReplyContext, WeakClient
 from ._errors import ClientsDisappeared
-from ._serving import (
-    Break,
-    Continue,
-    JoinHandle,
-    Watchdog,
-    abort_request,
-    build,
-    check_flow,
-    check_options,
-    logger,
-    loop_failed,
-    report_failure,
-)
+from ._serving import Break, Continue, DispatchLoop, JoinHandle, check_flow, spawn_doc
 
 __all__ = ("ThreadHandler", "spawn")
 
@@ -74,6 +62,16 @@ class ThreadHandler(Protocol[Req_contra, Rep, RV_co]):
         ...
 
 
+@spawn_doc(
+    ending="The thread is a daemon thread: it does not keep the process alive; join the "
+    "handle to wait for the loop to end.",
+    name="Name of the thread (default ``asyncmp-server-N``), also used in log messages.",
+    arguments="",
+    on_error_runs="on the server thread (a plain ``def``)",
+    always_ends="``KeyboardInterrupt`` and ``SystemExit``",
+    type_error="the handler has no plain-``def`` ``proc_req``",
+    raises="",
+)
 def spawn(
     make_handler: Callable[[Client[Req, Rep]], ThreadHandler[Req, Rep, Any]],
     *,
@@ -85,73 +83,21 @@ def spawn(
     """Start a server whose dispatch loop runs on a new thread.
 
     Callable from anywhere (a thread or async code): it makes a channel, calls
-    ``make_handler(client)`` right away, starts the thread and returns
-    ``(client, handle)``.
-
-    The loop calls the handler's ``init``, then ``proc_req(msg, rctx)`` for each request,
-    one at a time, in the order they were sent; requests withdrawn by their sender
-    (cancelled, timed out) are skipped. It ends when ``proc_req`` returns ``Break(value)``
-    or when every strong client is closed and the queue is drained; then the server is
-    closed (anything still queued fails with
-    `ServerDisappeared`), ``term`` is called, and the handle
-    yields its result.
-
-    If ``proc_req`` raises (or returns something other than ``None``, ``Continue`` or a
-    ``Break``), the request in hand gets `NoReply` whose ``__cause__``
-    is the exception, unless it was answered; then *on_error* decides. By default the
-    exception is logged at once (ERROR, with its traceback, on the ``asyncmp`` logger),
-    the server is closed (later callers' `ServerDisappeared` names the exception), the
-    thread ends, and joining the handle raises that exception. An
-    exception from ``init`` or ``term`` always ends the loop so.
-
-    The thread is a daemon thread: it does not keep the process alive; join the handle to
-    wait for the loop to end.
-
-    Args:
-        make_handler: Builds the handler: ``make_handler(client)`` with the server's
-            first client, the one ``spawn`` returns (a ``lambda client: Handler()``, or
-            a class whose ``__init__`` takes the client; not the handler class itself).
-            The handler should not keep *client* or a clone of it: a client it keeps
-            keeps the loop running. A handler that must reach its own server keeps the
-            weak client that its ``init`` receives.
-        max_queued: Bound of the channel (see `channel`).
-        name: Name of the thread (default ``asyncmp-server-N``), also used in log messages.
-        watchdog: If set, a ``proc_req`` that runs longer than this many seconds logs a
-            warning on the ``asyncmp`` logger (the request still completes).
-        on_error: What a failing ``proc_req`` does to the loop (its request has had
-            ``NoReply`` either way). ``"stop"`` (the default, ump-server's rule): the loop
-            ends with the exception. ``"continue"``: the exception is logged on the
-            ``asyncmp`` logger and the loop goes on with the next request. A callable:
-            ``on_error(exc, msg)`` runs on the server thread (a plain ``def``), and the loop
-            goes on unless it raises, in which case the loop ends with what it raised. Only an
-            ``Exception`` counts: ``KeyboardInterrupt`` and ``SystemExit`` always end the
-            loop.
-
-    Returns:
-        The application's client and the loop's `JoinHandle`.
-
-    Raises:
-        TypeError: bad arguments; the handler has no plain-``def`` ``proc_req``.
-        ValueError: *on_error* is a string other than ``"stop"`` or ``"continue"``.
-        Exception: whatever ``make_handler`` raised (then no loop runs).
+    ``make_handler(client)`` right away, starts the thread and returns ``(client, handle)``.
     """
-    limit = check_options(name, watchdog, on_error)
-    server, client, weak, handler = build(make_handler, max_queued, _check_sync)
+    limit = DispatchLoop.check_options(name, watchdog, on_error)
     thread_name = name if name is not None else f"asyncmp-server-{next(_counter)}"
-    handle: JoinHandle[Any] = JoinHandle._create(thread_name, server)
-    thread = threading.Thread(
-        target=_serve,
-        args=(server, weak, handler, handle, limit, None if on_error == "stop" else on_error),
-        name=thread_name,
-        daemon=True,
+    dispatch, client, weak = DispatchLoop.build(
+        make_handler, max_queued, thread_name, limit, on_error, awaits=False, check=_check_sync
     )
+    thread = threading.Thread(target=_serve, args=(dispatch, weak), name=thread_name, daemon=True)
     try:
         thread.start()
     except BaseException:
-        server.close()
+        dispatch.server.close()
         client.close()
         raise
-    return client, handle
+    return client, dispatch.handle
 
 
 def _check_sync(handler: object) -> None:
@@ -163,97 +109,47 @@ def _check_sync(handler: object) -> None:
             )
 
 
-def _serve(
-    server: Server[Any, Any],
-    weak: WeakClient[Any, Any],
-    handler: Any,
-    handle: JoinHandle[Any],
-    limit: float | None,
-    on_failure: Any,
-) -> None:
-    name = handle._name
-    dog = None if limit is None else Watchdog(limit, name)
-    where = ["init()"]  # where the loop is, for the log line of a failure (see _dispatch)
+def _serve(dispatch: DispatchLoop, weak: WeakClient[Any, Any]) -> None:
+    """The blocking face of `DispatchLoop`: the loop's thread. Each call of the handler's
+    returns a plain value; an awaitable is refused (`_not_awaitable`)."""
     try:
-        try:
-            rv = _dispatch(server, weak, handler, dog, on_failure, name, where)
-        except BaseException as exc:
-            # Whatever ended the loop, nothing queued may wait for a loop that is gone, and
-            # every later caller is told why. On a thread nothing else would report it.
-            loop_failed(server, name, exc, where[0])
-            raise
-        finally:
-            server.close()  # the normal end; idempotent
-            if dog is not None:
-                dog.stop()
-        term = getattr(handler, "term", None)
-        where[0] = "term()"
+        init = dispatch.starting()
+        if init is not None:
+            _not_awaitable(init(weak), "init")
+        del weak
+        proc_req = dispatch.serving()
+        wait = dispatch.server.blocking.wait
+        while True:
+            try:
+                msg, rctx = wait()
+            except ClientsDisappeared:
+                rv = None
+                break
+            try:
+                # Checked here, so that a bad return is the cause of the request's NoReply.
+                flow = proc_req(msg, rctx)
+                stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
+            except BaseException as exc:
+                recover = dispatch.failed(msg, rctx, exc)
+                if recover is None:
+                    raise
+                _not_awaitable(recover(), "on_error")
+                dispatch.went_on()
+                stop = None  # go on, like a proc_req that returned None
+            # Drop our references now: a context the handler neither answered nor kept is
+            # collected here, and its requester gets NoReply at once, not at the next one.
+            del msg, rctx
+            if stop is not None:
+                rv = stop.value
+                break
+        term = dispatch.ended()
         value = rv if term is None else _not_awaitable(term(rv), "term")
     except BaseException as exc:
-        if where[0] == "term()":
-            logger.error(
-                "dispatch loop %r: term() raised %r; joining the loop's handle raises it",
-                name,
-                exc,
-                exc_info=exc,
-            )
-        # Reported to whoever joins (logged already, so the handle needs no log line of its
-        # own); re-raising here would only reach threading.excepthook.
-        handle._finish(None, exc, quiet=True)
-        return
-    handle._finish(value, None)
-
-
-def _dispatch(
-    server: Server[Any, Any],
-    weak: WeakClient[Any, Any],
-    handler: Any,
-    dog: Watchdog | None,
-    on_failure: Any,
-    name: str,
-    where: list[str],
-) -> Any:
-    """The loop proper: returns the `Break` value, or None once every client has gone.
-
-    *on_failure*: ``on_error`` unless it is "stop" (then None). *where*: set to where the
-    loop is when it raises (written on the way out, never per request)."""
-    init = getattr(handler, "init", None)
-    if init is not None:
-        _not_awaitable(init(weak), "init")
-    del weak
-    where[0] = "server.blocking.wait()"
-    proc_req = handler.proc_req
-    wait = server.blocking.wait
-    while True:
-        try:
-            msg, rctx = wait()
-        except ClientsDisappeared:
-            return None
-        if dog is not None:
-            dog.begin(msg)
-        try:
-            # Checked here, so that a bad return is the cause of the request's NoReply.
-            flow = proc_req(msg, rctx)
-            stop = None if flow is None else check_flow(_not_awaitable(flow, "proc_req"))
-        except BaseException as exc:
-            abort_request(rctx, exc)
-            where[0] = f"proc_req({type(msg).__qualname__})"
-            if on_failure is None or not isinstance(exc, Exception):
-                raise
-            if dog is not None:
-                dog.end()
-            where[0] = "on_error()"
-            _not_awaitable(report_failure(on_failure, name, exc, msg), "on_error")
-            where[0] = "server.blocking.wait()"
-            stop = None  # go on, like a proc_req that returned None
-        finally:
-            if dog is not None:
-                dog.end()
-        # Drop our references now: a context the handler neither answered nor kept is
-        # collected here, and its requester gets NoReply at once, not at the next request.
-        del msg, rctx
-        if stop is not None:
-            return stop.value
+        # Reported to whoever joins, and logged: re-raising would only reach
+        # threading.excepthook.
+        dispatch.raised(exc)
+    else:
+        dispatch.finish(value)
 
 
 def _not_awaitable(result: object, method: str) -> object:

@@ -22,8 +22,7 @@ from asyncmp import (
     ServerDisappeared,
     WouldBlock,
 )
-
-WAIT = 10.0  # seconds: the bound of every wait in this file
+from bounds import WAIT
 
 
 async def serve_forever(server: asyncmp.Server[Any, Any], fn: Any = lambda m: m * 2) -> None:

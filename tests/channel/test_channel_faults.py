@@ -29,8 +29,7 @@ import uvloop
 import asyncmp
 from asyncmp import ClientsDisappeared, Closed, NoReply, ServerDisappeared, thread
 from asyncmp._lowlevel._wake import ThreadWaiter
-
-WAIT = 5  # seconds: the bound of every wait in this file
+from bounds import WAIT
 
 Interrupt = Callable[[Callable[[], object] | None], None]
 

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 import asyncmp
-
-WAIT = 10.0  # bound on every wait for another thread
+from bounds import WAIT
 
 
 def channel_lock() -> Any:

@@ -44,6 +44,7 @@ from hypothesis.stateful import (
 
 import asyncmp
 from asyncmp import ClientsDisappeared, Closed, NoReply, ServerDisappeared
+from bounds import WAIT
 
 
 class AppError(Exception):
@@ -193,7 +194,6 @@ def test_channel_agrees_with_the_model() -> None:
 
 # -- on running loops ---------------------------------------------------------------------
 
-WAIT = 10  # seconds: the bound of every wait for something the model says has happened
 LOOPS = ("asyncio", "uvloop", "trio")
 CANCELLED = "cancelled"  # the outcome of a send whose cancel scope caught the cancellation
 

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from bounds import WAIT
+
 T = TypeVar("T")
 
 ASYNCIO_ONLY = pytest.mark.parametrize(
@@ -21,9 +23,6 @@ ASYNCIO_ONLY = pytest.mark.parametrize(
 
 TRIO_ONLY = pytest.mark.parametrize("anyio_backend", [("trio", {})], ids=["trio"])
 """For a test of trio's own semantics (a refused cancellation)."""
-
-WAIT = 5.0
-"""Seconds: the bound of every wait in these tests (none is ever expected to be reached)."""
 
 
 def run_bounded(fn: Callable[[], T]) -> T:

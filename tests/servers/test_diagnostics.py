@@ -33,8 +33,7 @@ from asyncmp import (
     task,
     thread,
 )
-
-WAIT = 10.0  # a bound on every wait, never a timing assertion
+from bounds import WAIT
 
 
 @contextmanager

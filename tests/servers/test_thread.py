@@ -30,8 +30,7 @@ from asyncmp import (
     WeakClient,
     thread,
 )
-
-WAIT = 5  # seconds: the bound of every wait in this file
+from bounds import WAIT
 
 
 class Adder:

@@ -25,6 +25,7 @@ import asyncmp
 from asyncmp import Closed, Director, Finished, Notified, Stage, Ticket, TimedOut
 from asyncmp._lowlevel._wake import ThreadWaiter, wake
 from asyncmp._stage import IDLE
+from bounds import WAIT
 
 Outcome = Finished[Any] | Notified | TimedOut
 AnyStage = Stage[Any, Any, Any]
@@ -32,8 +33,8 @@ AnyStage = Stage[Any, Any, Any]
 
 @asynccontextmanager
 async def bounded_group() -> AsyncIterator[anyio.abc.TaskGroup]:
-    """A task group that must finish within 5 seconds (nothing in these tests may hang)."""
-    with anyio.fail_after(5):
+    """A task group that must finish within `WAIT` (nothing in these tests may hang)."""
+    with anyio.fail_after(WAIT):
         async with anyio.create_task_group() as tg:
             yield tg
 
@@ -46,14 +47,14 @@ def parked(stage: AnyStage) -> list[Any]:
 
 async def wait_parked(stage: AnyStage, *tokens: Any) -> None:
     """Wait (bounded) until exactly *tokens* are parked, in this order."""
-    with anyio.fail_after(5):
+    with anyio.fail_after(WAIT):
         # Polled: threads and other loops park here too, and they signal no event.
         while parked(stage) != list(tokens):  # noqa: ASYNC110
             await anyio.sleep(0.001)
 
 
 def wait_parked_blocking(stage: AnyStage, *tokens: Any) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT
     while parked(stage) != list(tokens):
         assert time.monotonic() < deadline, f"parked: {parked(stage)}, wanted {tokens}"
         time.sleep(0.001)
@@ -988,3 +989,66 @@ def test_stage_is_shared_by_asyncio_trio_and_a_thread_at_once() -> None:
                     thread.join(5)
         assert results == {"main": Finished("main"), **expected}
     assert order == ["asyncio", "trio"]
+
+
+# -- statistics and repr --------------------------------------------------------------------
+
+
+async def test_statistics_count_tickets_head_parked_waiters_and_pending_notifications() -> None:
+    """statistics() reports what trio's channel statistics report of a channel: the tickets
+    held, whether someone heads, the waiters parked — a thread and a task alike — and the
+    notifications no enter has returned yet."""
+    stage: AnyStage = Stage(None, {})
+    idle = ticket(stage, "idle")
+    results: dict[str, Outcome] = {}
+    assert stage.statistics() == asyncmp.StageStatistics(
+        tickets=1, headed=False, parked=0, notified=0
+    )
+
+    def run_thread(key: str) -> None:
+        with ticket(stage, key) as t:
+            results[key] = stage.blocking.enter(t, lambda d: key, timeout=WAIT)
+
+    holder = Holder(then=lambda director: director.notify("idle"))
+    async with bounded_group() as tg:
+        tg.start_soon(run_into, results, "head", stage, ticket(stage, "head"), holder)
+        await holder.started.wait()
+        tg.start_soon(anyio.to_thread.run_sync, run_thread, "thread")
+        await wait_parked(stage, "thread")
+        tg.start_soon(run_into, results, "task", stage, ticket(stage, "task"), returns("task"))
+        await wait_parked(stage, "thread", "task")
+
+        assert stage.statistics() == asyncmp.StageStatistics(
+            tickets=4, headed=True, parked=2, notified=0
+        )
+        holder.release.set()  # the head notifies "idle", then each waiter heads in turn
+
+    assert results == {
+        "head": Finished("held"),
+        "thread": Finished("thread"),
+        "task": Finished("task"),
+    }
+    # The thread closed its ticket; the tasks' tickets are held until collected or closed.
+    stats = stage.statistics()
+    assert (stats.headed, stats.parked, stats.notified) == (False, 0, 1)
+    assert await stage.enter(idle, must_not_head) == Notified()
+    assert stage.statistics().notified == 0
+
+
+def test_repr_of_a_stage_takes_no_lock() -> None:
+    """repr(stage) reads the stage without its lock: it returns while another thread holds
+    the lock (a debugger, a log line, a deadlock report)."""
+    stage: AnyStage = Stage(None, {})
+    held = ticket(stage, "a")
+    shown: list[str] = []
+    worker = threading.Thread(target=lambda: shown.append(repr(stage)), daemon=True)
+    assert stage._lock.acquire(timeout=WAIT)
+    try:
+        worker.start()
+        worker.join(WAIT)  # bounded: a repr that waited for the lock would still be waiting
+    finally:
+        stage._lock.release()
+
+    assert shown == ["<Stage free [tickets: 1, parked: 0]>"]
+    held.close()
+    assert repr(stage) == "<Stage free [tickets: 0, parked: 0]>"

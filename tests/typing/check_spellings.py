@@ -87,6 +87,14 @@ def channel_spellings() -> None:
     assert_type(server.statistics().queued, int)
 
 
+def stage_spellings() -> None:
+    stage: asyncmp.Stage[str, None, dict[str, int]] = asyncmp.Stage(None, {})
+    stats = stage.statistics()
+    assert_type(stats, asyncmp.StageStatistics)
+    assert_type(stats.parked, int)
+    assert_type(stats.headed, bool)
+
+
 def nats_spellings() -> None:
     remote = asyncmp.nats.connect("kv", "nats://127.0.0.1:4222", timeout=5)
     assert_type(remote, asyncmp.nats.Client[Any, Any])
