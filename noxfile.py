@@ -6,16 +6,17 @@ and nox's closing summary names each session run or skipped.
 project's ``.venv``), then calls ``nox`` with ``ASYNCMP_NOX_SKIP_OWN=1``: the session of that
 interpreter is then skipped ("ran above") rather than run a second time for nothing.
 
-Each session installs asyncmp as a user gets it, not in editable mode:
+Each session installs asyncmp as a user gets it, from an sdist of this checkout (not in
+editable mode), with the test extra:
 
-- on a GIL build, built from this checkout with its compiled core, then the suite runs once
-  on the compiled core (where the channel and server tests also run the pure core, in one
-  process) and once with ``ASYNCMP_NO_EXTENSIONS=1`` on the pure core, as scripts/test does;
-- on a free-threaded build (docs/install.md, "Free-threaded CPython"), built with its compiled
-  core as from the sdist, the suite runs with the GIL on (``PYTHON_GIL=1``: importing the
-  compiled core turns it on anyway, with a warning); then the pure wheel PyPI gives these
-  interpreters (``ASYNCMP_NO_EXTENSIONS=1`` at build time) replaces it and the suite runs
-  with the GIL off.
+- on a GIL build, with its compiled core; the suite runs once on the compiled core (where the
+  channel and server tests also run the pure core, in one process) and once with
+  ``ASYNCMP_NO_EXTENSIONS=1`` on the pure core, as scripts/test does;
+- on a free-threaded build (docs/install.md, "Free-threaded CPython"), first with its
+  compiled core, and the suite runs with the GIL on (``PYTHON_GIL=1``: importing the
+  compiled core turns it on anyway, with a warning); then the pure wheel that PyPI gives
+  these interpreters (``ASYNCMP_NO_EXTENSIONS=1`` at build time) replaces it, and the suite
+  runs with the GIL off.
 
 ``nox -s tests -- ARGS`` passes ARGS to pytest (``nox -s tests-3.10 -- tests/channel``).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from pathlib import Path
 
 import nox
 
@@ -50,12 +52,27 @@ def tests(session: nox.Session) -> None:
     if os.environ.get("ASYNCMP_NOX_SKIP_OWN") and python == _own_python():
         session.skip(f"ran above: scripts/test ran the suite on {python} in .venv")
     free_threaded = python.endswith("t")
-    session.install(".[test]")
+    # From an sdist of this checkout, as pip installs the one on PyPI: built in a clean
+    # directory, where a build of the checkout itself would pick up whatever an earlier build
+    # left in build/ (a module since removed, say).
+    tmp = Path(session.create_tmp())
+    for old in tmp.glob("asyncmp-*.tar.gz"):
+        old.unlink()
+    session.install("build")
+    session.run("python", "-m", "build", "--sdist", "--outdir", str(tmp), silent=True)
+    (sdist,) = tmp.glob("asyncmp-*.tar.gz")
+    session.install(f"{sdist}[test]")
     compiled = {"ASYNCMP_EXPECT_CORE": "compiled"}
     pure = {"ASYNCMP_NO_EXTENSIONS": "1", "ASYNCMP_EXPECT_CORE": "pure"}
     if free_threaded:
         compiled["PYTHON_GIL"] = "1"
     session.run("python", "-m", "pytest", *session.posargs, env=compiled)
     if free_threaded:
-        session.install("--force-reinstall", "--no-deps", ".", env={"ASYNCMP_NO_EXTENSIONS": "1"})
+        # The pure wheel (not pip's cached build of the compiled one): it runs on its pure
+        # core with nothing switched off, which tests/test_cores.py checks.
+        no_extensions = {"ASYNCMP_NO_EXTENSIONS": "1"}
+        session.install(
+            "--force-reinstall", "--no-deps", "--no-cache-dir", str(sdist), env=no_extensions
+        )
+        pure = {"ASYNCMP_EXPECT_CORE": "pure"}
     session.run("python", "-m", "pytest", *session.posargs, env=pure)
