@@ -48,6 +48,17 @@ NOT_COMPARED = {"__annotations__", "__new__", "__pyx_vtable__"}
 needs_both = pytest.mark.skipif(
     COMPILED is None, reason="the compiled core is not built here (no C compiler)"
 )
+# Known to fail from CPython 3.13 on (noxfile.py runs the suite there), until the compiled
+# core makes up for what 3.13 changed: the compiler dedents a Python function's docstring
+# (Cython keeps the indentation), a class compiled from Python records its
+# `__static_attributes__`, and pydoc describes a Python method as "from
+# asyncmp._channel.Client" and a fields class's `__new__` by that class. Strict: it fails
+# once the cores agree there, to be removed then.
+differs_from_3_13 = pytest.mark.xfail(
+    sys.version_info >= (3, 13),
+    reason="3.13+: docstrings dedented, __static_attributes__, pydoc's 'from' (see above)",
+    strict=True,
+)
 
 
 def test_the_run_uses_the_core_it_names() -> None:
@@ -82,6 +93,7 @@ def test_the_compiled_core_is_the_one_in_use_when_built() -> None:
 
 
 @needs_both
+@differs_from_3_13
 def test_the_compiled_core_is_compiled_from_the_one_source() -> None:
     """The protocol has one source: the compiled core's code comes from `_channel_py.py`
     (Cython records it), and it offers the pure module's names, of the same kinds."""
@@ -157,6 +169,7 @@ def faces(core: ModuleType, other: ModuleType) -> dict[str, dict[str, object]]:
 
 
 @needs_both
+@differs_from_3_13
 def test_both_cores_show_the_same_api() -> None:
     """Every class of the channel that users meet, and each of their members, looks the
     same on both cores to `inspect`, `asyncio` and `help()`: names, qualified names,

@@ -585,9 +585,12 @@ def test_send_collected_after_its_loop_closed_reports_nothing(
 # handler for a signal that arrived while a compiled call ran runs as the call returns, in the
 # caller, whatever the call returned. So a blocking call runs pending handlers itself, before
 # it changes anything and before it returns what it took. These tests leave a signal pending
-# at those instants by calling from C code only (map, operator.call, functools.partial), so
-# Python has no chance to run the handler in between; on the pure core the call's own frame
+# at those instants by calling from C code only (map, operator.methodcaller, functools.partial),
+# so Python has no chance to run the handler in between; on the pure core the call's own frame
 # runs it at once, which is what the compiled core now does.
+
+# Calls its argument with no arguments, in C (operator.call, which does the same, is 3.11+).
+invoke = operator.methodcaller("__call__")
 
 needs_main_thread = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
@@ -619,7 +622,7 @@ def pending_interrupt() -> Iterator[Callable[[], None]]:
 def call_from_c(*calls: Callable[[], object]) -> list[object]:
     """Run *calls* in turn from C code: no Python runs between them (see above)."""
     results: list[object] = []
-    functools.partial(results.extend, map(operator.call, calls))()
+    functools.partial(results.extend, map(invoke, calls))()
     return results
 
 
@@ -695,7 +698,7 @@ def test_blocking_wait_gives_back_a_request_taken_as_a_signal_came(
     # a client hands a request to this very wait, then the signal comes.
     hand_over_then_signal = functools.partial(
         sent.extend,
-        map(operator.call, [functools.partial(client.request, "handed"), pending_interrupt]),
+        map(invoke, [functools.partial(client.request, "handed"), pending_interrupt]),
     )
     core._set_hooks(types.SimpleNamespace(before_push=id, before_wait=hand_over_then_signal))
     try:

@@ -311,13 +311,12 @@ def test_bridge_asyncio_task_cancelled_after_its_wake_up_passes_it_on(use_uvloop
             await first
         return await asyncio.wait_for(second, 5)
 
-    factory = None
     if use_uvloop:
         import uvloop
 
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        assert runner.run(main()) == Plain("x")
+        assert uvloop.run(main()) == Plain("x")
+    else:
+        assert asyncio.run(main()) == Plain("x")
 
 
 async def test_bridge_recv_cancelled_before_it_runs_leaves_the_message_queued() -> None:
