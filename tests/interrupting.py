@@ -31,9 +31,21 @@ from contextlib import contextmanager
 from types import CodeType, FrameType
 from typing import Any
 
+import pytest
+
 from bounds import WAIT
 
 SIGNAL = signal.SIGUSR1
+
+WITH_PROTECTS = pytest.mark.xfail(
+    sys.version_info < (3, 11),
+    strict=True,
+    reason="CPython 3.10 runs a due signal handler between a with statement's C __enter__ and"
+    " its block, so with lock: leaves the lock held there (docs/threads.md, Interrupts)",
+)
+"""For a test that relies on ``with lock:`` letting the lock go when a handler raises as the
+lock is acquired: true from CPython 3.11, false on 3.10 (an expected failure there, strict so
+that it is noticed should it hold)."""
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:

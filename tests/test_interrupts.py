@@ -25,6 +25,7 @@ from asyncmp._lowlevel._wake import ThreadWaiter
 from asyncmp.dharma import EMPTY, Plain, Receiver, Sender, connect
 from interrupting import (
     WAIT,
+    WITH_PROTECTS,
     ctrl_c,
     interrupt_as_acquired,
     interrupt_on_call,
@@ -45,6 +46,7 @@ def release_if_stuck(lock: Any) -> bool:
 # -- the outcome cell: pending.blocking.wait, handle.blocking.join --------------------------
 
 
+@WITH_PROTECTS
 def test_pending_blocking_wait_interrupted_as_it_takes_the_lock_gives_up_as_a_timeout() -> None:
     """`pending.blocking.wait()` interrupted as it takes the channel's lock: the interrupt
     propagates, the lock is free, the request is given up as by a timeout (waiting again
@@ -76,6 +78,7 @@ class Echo:
         rctx.reply(msg)
 
 
+@WITH_PROTECTS
 def test_handle_blocking_join_interrupted_as_it_takes_the_lock_can_join_again() -> None:
     """`handle.blocking.join()` interrupted as it takes the handle's lock: the interrupt
     propagates, the loop runs on, ends when its client closes, and joining again returns its
@@ -102,6 +105,7 @@ def test_handle_blocking_join_interrupted_as_it_takes_the_lock_can_join_again() 
 # -- the wait queue: receiver.blocking.recv, a bridge send -----------------------------------
 
 
+@WITH_PROTECTS
 def test_receiver_blocking_recv_interrupted_as_it_takes_the_lock_leaves_nothing_parked() -> None:
     """`receiver.blocking.recv()` interrupted as it takes the queue's lock: the interrupt
     propagates, the lock is free, no receive stays parked, and the next message is there
@@ -123,6 +127,7 @@ def test_receiver_blocking_recv_interrupted_as_it_takes_the_lock_leaves_nothing_
     assert receiver.blocking.recv(timeout=WAIT) == Plain("next")
 
 
+@WITH_PROTECTS
 def test_a_send_interrupted_as_it_takes_the_lock_queues_or_not_and_wakes_the_receive() -> None:
     """A bridge send on the main thread interrupted as it takes the receiver's lock (which
     it takes only to wake a parked receive, the message queued already): the lock is free,
@@ -183,6 +188,7 @@ def headed_stage() -> tuple[asyncmp.Stage[str, None, dict[str, int]], threading.
     return stage, leave, thread
 
 
+@WITH_PROTECTS
 def test_stage_blocking_enter_interrupted_as_it_takes_the_lock_leaves_the_ticket_usable() -> None:
     """`stage.blocking.enter()` interrupted as it takes the stage's lock: the interrupt
     propagates, the lock is free, and the ticket heads the free stage next."""

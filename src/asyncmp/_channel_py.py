@@ -59,8 +59,11 @@ Invariants (under ``state.lock`` unless said otherwise):
   when it did not take it back.
 - Parked servers woken with ``None`` (last client gone, server closed) look at the queue
   again; such wake-ups go to *every* parked server, so none is left behind.
-- Locks are taken as ``lock.acquire()`` / ``try: … finally: lock.release()``: in the compiled
-  core a typed C call, and in pure Python half the cost of ``with lock:``.
+- Locks are taken as ``lock.acquire()`` / ``try: … finally: lock.release()``, the acquire
+  right before its ``try``: in the compiled core a typed C call, after which no Python code
+  runs before the ``try``; in pure Python a ``Mutex.acquire`` that an interrupt cannot leave
+  holding the lock (`asyncmp._lowlevel._primitives.Mutex`). Either way an interrupt cannot
+  leave the lock held (docs/design.md, "Interrupts and finalizers").
 """
 
 from __future__ import annotations
@@ -979,27 +982,31 @@ class ChannelState:
         """A snapshot of the channel (see `ChannelStatistics`). With *locked* false (for a
         repr, which must not wait for the lock) each number is read as it was at some
         instant, not all at the same one."""
-        if locked:
-            self.lock.acquire()
+        if not locked:
+            return self._snapshot()
+        self.lock.acquire()
         try:
-            queue = list(self.queue)  # one C call: the queue as it is at one instant
-            queued = sum([1 for node in queue if not _withdrawn(node)])
-            if self.max_queued is not None:
-                queued = min(queued, self.max_queued)
-            in_flight = self.taken - self.answered.value()
-            dropped = self.weak_dropped.value()  # first: made ≥ dropped, never negative
-            return ChannelStatistics(
-                queued=queued,
-                max_queued=self.max_queued,
-                clients=self.clients,
-                weak_clients=self.weak_made.value() - dropped,
-                in_flight=max(in_flight, 0),
-                servers_waiting=len(self.server_waiters),
-                closed=self.server_closed,
-            )
+            return self._snapshot()
         finally:
-            if locked:
-                self.lock.release()
+            self.lock.release()
+
+    def _snapshot(self) -> ChannelStatistics:
+        """The numbers of `statistics`, as they are now."""
+        queue = list(self.queue)  # one C call: the queue as it is at one instant
+        queued = sum([1 for node in queue if not _withdrawn(node)])
+        if self.max_queued is not None:
+            queued = min(queued, self.max_queued)
+        in_flight = self.taken - self.answered.value()
+        dropped = self.weak_dropped.value()  # first: made ≥ dropped, never negative
+        return ChannelStatistics(
+            queued=queued,
+            max_queued=self.max_queued,
+            clients=self.clients,
+            weak_clients=self.weak_made.value() - dropped,
+            in_flight=max(in_flight, 0),
+            servers_waiting=len(self.server_waiters),
+            closed=self.server_closed,
+        )
 
 
 def _schedule(loop: asyncio.AbstractEventLoop, hand_off: _HandOff) -> None:
@@ -1288,8 +1295,8 @@ class WeakClient(Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="Clie
         return Client._create(state)  # type: ignore[no-any-return]
 
     def __del__(self) -> None:
-        """Collected: one weak client fewer (counted without a lock)."""
-        self._channel.weak_dropped.add()  # lock-free: a finalizer must not wait for the lock
+        """Collected: one weak client fewer (counted without a lock, so always at once)."""
+        finalize((), self._channel.weak_dropped.add)
 
     def __repr__(self) -> str:
         """``<WeakClient>``."""

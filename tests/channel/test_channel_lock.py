@@ -1,6 +1,9 @@
-"""The channel's lock (``state.lock``): a ``threading.Lock`` on the pure core, the compiled
-core's `Mutex` (a flag guarded by the GIL, with a real lock only to wait on) on the other.
-Each test runs on both cores and checks the same guarantees on whichever lock each uses.
+"""The channel's lock (``state.lock``): on the pure core a `Mutex` whose ``acquire()`` an
+interrupt cannot leave holding it (``asyncmp._lowlevel._primitives.Mutex``), on the compiled
+core the `Mutex` of ``asyncmp._speedups`` (a flag guarded by the GIL, with a real lock only to
+wait on). Each test runs on both cores and checks the same guarantees on whichever lock each
+uses; the last ones interrupt the channel's calls as they take it (a real signal, made
+deterministic by `interrupting.interrupt_as_acquired`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 import pytest
 
 import asyncmp
+from asyncmp._lowlevel._primitives import Mutex
 from bounds import WAIT
+from interrupting import ctrl_c, interrupt_as_acquired
 
 
 def channel_lock() -> Any:
@@ -122,20 +127,23 @@ def test_a_blocked_waiter_gets_the_lock_when_the_holder_releases() -> None:
     """A thread blocked in acquire() owns the lock once the holder releases it."""
     lock = channel_lock()
     thread, _held, release = hold_in_thread(lock)
-    got = threading.Event()
+    got, done = threading.Event(), threading.Event()
 
     def waiter() -> None:
         lock.acquire()
         got.set()
+        assert done.wait(WAIT)
+        lock.release()
 
     w = threading.Thread(target=waiter)
     w.start()
     release.set()
     thread.join(WAIT)
     assert got.wait(WAIT)
+    assert lock.locked()  # the waiter owns it
+    assert lock.acquire(blocking=False) is False
+    done.set()
     w.join(WAIT)
-    assert lock.locked()  # the waiter owns it (and never released it)
-    lock.release()
     assert not lock.locked()
 
 
@@ -151,7 +159,7 @@ def test_a_hand_off_made_as_a_timed_wait_runs_out_is_taken(core: ModuleType) -> 
     (before the waiter has the GIL back). The waiter was still counted, so the lock was
     handed to it: it takes it (acquire answers True) instead of leaving it held by nobody."""
     if core.__name__ != "asyncmp._channel_c":
-        pytest.skip("the compiled core's Mutex only (the pure core uses threading.Lock)")
+        pytest.skip("the compiled core's Mutex only (the pure core's has no hand-off)")
     speedups: Any = importlib.import_module("asyncmp._speedups")
     lock = channel_lock()
     assert type(lock) is speedups.Mutex
@@ -177,3 +185,86 @@ def test_a_hand_off_made_as_a_timed_wait_runs_out_is_taken(core: ModuleType) -> 
     assert not lock.locked()
     assert lock.acquire(blocking=False) is True
     lock.release()
+
+
+# -- Ctrl-C as the lock is taken -----------------------------------------------------------------
+
+
+def pure_only(core: ModuleType) -> None:
+    if core.__name__ == "asyncmp._channel_c":
+        pytest.skip(
+            "the compiled core's lock wait runs no signal handler, and its callers run no"
+            " Python code before their try: there is no instant to interrupt"
+        )
+
+
+def test_the_lock_is_let_go_when_a_signal_handler_raises_as_it_is_acquired(
+    core: ModuleType,
+) -> None:
+    """Pure core: a handler that raises as ``lock.acquire()`` returns (the instant in which
+    ``threading.Lock`` would stay held, as tests/test_interrupt_rules.py shows) raises out of
+    the acquire with the lock free; taken again, it works."""
+    pure_only(core)
+    lock = channel_lock()
+    assert type(lock) is Mutex
+    with (
+        ctrl_c(),
+        interrupt_as_acquired(lock, Mutex.acquire) as window,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        lock.acquire()
+    assert window.tripped
+    assert not lock.locked()
+    assert lock.acquire(blocking=False) is True
+    assert lock.locked()
+    lock.release()
+
+
+def test_blocking_send_interrupted_as_it_takes_the_lock_queues_nothing(core: ModuleType) -> None:
+    """Pure core: ``client.blocking.send`` interrupted as it takes the channel's lock to queue
+    its request raises ``KeyboardInterrupt`` having queued nothing; the lock is free and the
+    channel serves the next request."""
+    pure_only(core)
+    server, client = asyncmp.channel()
+    with server, client:
+        lock = client._channel.lock
+        with (
+            ctrl_c(),
+            interrupt_as_acquired(lock, Mutex.acquire) as window,
+            pytest.raises(KeyboardInterrupt),
+        ):
+            client.blocking.send("lost", timeout=WAIT)
+        assert window.tripped
+        assert not lock.locked(), "the interrupt left the channel's lock held"
+        assert server.try_pop() is None
+        pending = client.request("next")
+        msg, rctx = server.try_pop()  # type: ignore[misc]
+        assert msg == "next"
+        assert rctx.reply("ok") is True
+        assert pending.blocking.wait(timeout=WAIT) == "ok"
+
+
+def test_blocking_wait_interrupted_as_it_takes_the_lock_leaves_the_request_queued(
+    core: ModuleType,
+) -> None:
+    """Pure core: ``server.blocking.wait`` interrupted as it takes the channel's lock to take
+    a queued request raises ``KeyboardInterrupt`` with the request still queued (nothing
+    taken, nothing dropped) and the lock free."""
+    pure_only(core)
+    server, client = asyncmp.channel()
+    with server, client:
+        pending = client.request("kept")
+        lock = client._channel.lock
+        with (
+            ctrl_c(),
+            interrupt_as_acquired(lock, Mutex.acquire) as window,
+            pytest.raises(KeyboardInterrupt),
+        ):
+            server.blocking.wait(timeout=WAIT)
+        assert window.tripped
+        assert not lock.locked(), "the interrupt left the channel's lock held"
+        assert server.statistics().in_flight == 0
+        msg, rctx = server.blocking.wait(timeout=WAIT)
+        assert msg == "kept"
+        assert rctx.reply("ok") is True
+        assert pending.blocking.wait(timeout=WAIT) == "ok"

@@ -13,7 +13,8 @@ calls exactly these names:
   knows): then asyncio's futures are not the way to wait;
 - ``is_running_here(loop)``: whether *loop* is the asyncio loop running this thread now;
 - ``thread_ident()``: the calling thread's identifier;
-- ``Mutex()``: the channel's lock, with ``acquire()`` / ``release()``;
+- ``Mutex()``: the channel's lock, with ``acquire()`` / ``release()``, which an interrupt
+  cannot leave held as it is taken (see its doc);
 - ``Parker``: what a plain thread blocks on in a blocking call (see its doc);
 - ``checkout()`` / ``checkin(parker)``: a parker for this call, and its return once it is
   clean (the compiled build reuses one per thread; here each call makes its own);
@@ -28,6 +29,7 @@ calls exactly these names:
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import itertools
 import threading
@@ -53,7 +55,6 @@ __all__ = (
 
 running_loop = asyncio._get_running_loop
 thread_ident = threading.get_ident
-Mutex = threading.Lock
 
 
 _BaseEventLoop = asyncio.BaseEventLoop
@@ -72,6 +73,54 @@ def is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
     if isinstance(loop, _BaseEventLoop):
         return loop._thread_id == thread_ident()  # type: ignore[attr-defined,no-any-return]
     return loop is running_loop()
+
+
+@final
+class Mutex(_thread.RLock):
+    """The channel's lock in pure Python, taken as ``lock.acquire()`` then ``try:``, which an
+    interrupt cannot leave held.
+
+    Python runs a signal handler at the first check of its eval loop after a C call returns,
+    so ``threading.Lock().acquire()`` followed by ``try:`` leaves an instant in which a
+    handler's exception (Ctrl-C's ``KeyboardInterrupt``) strikes with the lock held and no
+    ``finally`` to let it go. Here `acquire` is a Python function around an owner-aware C
+    lock (an ``RLock``, whose ``_is_owned()`` a plain lock lacks):
+
+    - a handler that raises in it as the C acquire returns finds this thread the owner and
+      lets the lock go before the exception leaves; one that raises while it blocks (the C
+      acquire then fails) finds it not the owner and lets nothing go;
+    - from CPython 3.11 a Python function's return is not such a check, nor is anything up
+      to the first call inside the caller's ``try``: the lock is inside the ``try`` the
+      moment `acquire` returns. (CPython 3.10 checks after every call, a Python function's
+      too: there the instant remains, as it does for ``with lock:``.)
+
+    ``release``, ``__enter__`` and ``__exit__`` are the ``RLock``'s own, in C: ``with lock:``
+    (the outcome cell of a trio requester takes it so) is protected as for any C lock. The
+    protocol never takes the lock twice on one thread, so its count is 0 or 1. The compiled
+    core's mutex (``asyncmp._speedups.Mutex``) needs none of this: its wait runs no signal
+    handler, and the compiled code that calls it runs no Python code before its ``try``.
+    """
+
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, as ``threading.Lock.acquire``; an exception raised meanwhile (a
+        signal handler's) leaves it as it was."""
+        try:
+            return _RLock.acquire(self, blocking, timeout)
+        except BaseException:
+            if self._is_owned():  # type: ignore[attr-defined]
+                self.release()
+            raise
+
+    def locked(self) -> bool:
+        """Whether any thread holds the lock: a look, for finalizers (`_finalize`). An
+        ``RLock`` before CPython 3.14 tells only in its repr ("<locked …" or "<unlocked …"),
+        which reads its count without taking anything."""
+        return repr(self).startswith("<locked")
+
+
+_RLock = _thread.RLock
 
 
 def check_signals() -> None:
