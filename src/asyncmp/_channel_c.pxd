@@ -76,6 +76,12 @@ cdef class _Request:
 
 
 @cython.final
+cdef class _Resolve:
+    cdef object fut
+    cdef object value
+
+
+@cython.final
 cdef class _HandOff:
     cdef object fut
     cdef object node

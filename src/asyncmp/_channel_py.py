@@ -244,6 +244,34 @@ def _resolve(fut: asyncio.Future[Any], value: object) -> None:
     # Cancelled: the entry stays for the requester, whose give-up path removes it.
 
 
+class _Resolve:
+    """An answer on its way to an asyncio requester whose loop runs another thread: the
+    callback that loop runs (once) to resolve the requester's future.
+
+    If the loop drops it unrun — closed without running its queued callbacks, the
+    requester's task never cancelled — nobody is left to take the answer, and its finalizer
+    takes the entry out of ``_in_flight``: otherwise the entry would keep the future, and
+    through it the task, its coroutine, the message and the answer, for good."""
+
+    __slots__ = ("fut", "value")
+
+    def __init__(self, fut: asyncio.Future[Any], value: object) -> None:
+        self.fut: asyncio.Future[Any] | None = fut
+        self.value = value
+
+    def __call__(self) -> None:
+        fut = self.fut
+        if fut is not None:
+            self.fut = None
+            _resolve(fut, self.value)
+
+    def __del__(self) -> None:
+        fut = self.fut
+        if fut is not None:
+            self.fut = None
+            finalize((), _in_flight.pop, fut, None)  # a dict takes no lock
+
+
 @cython.locals(call=_BlockingCall)
 def settle(to: object, value: object) -> bool:
     """Deliver *value* (a reply or a `Failure`) to a requester. True if it still waited."""
@@ -261,7 +289,7 @@ def settle(to: object, value: object) -> bool:
         return True
     _in_flight[fut] = value
     try:
-        loop.call_soon_threadsafe(_resolve, fut, value)
+        loop.call_soon_threadsafe(_Resolve(fut, value))
     except RuntimeError:  # its loop is closed: the requester is gone
         _in_flight.pop(fut, None)
         return False
@@ -1730,6 +1758,14 @@ if not cython.compiled:
     del _fields
 if cython.compiled:
     # An extension type says its module through its C name: the facade's, as above.
-    for _type in (_BlockingCall, _Request, _HandOff, ChannelState, _ClientFields, _ServerFields):
+    for _type in (
+        _BlockingCall,
+        _Request,
+        _HandOff,
+        _Resolve,
+        ChannelState,
+        _ClientFields,
+        _ServerFields,
+    ):
         _set_type_module(_type, "asyncmp._channel")  # type: ignore[name-defined]  # noqa: F821
     del _type

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -772,3 +773,37 @@ def test_a_hand_off_to_a_loop_closed_before_it_ran_goes_back_to_the_queue() -> N
     assert msg == "handed"
     assert rctx.reply("ok") is True
     assert pending.blocking.wait(timeout=WAIT) == "ok"
+
+
+class Message:
+    """A message a weak reference can watch."""
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_a_reply_to_a_loop_closed_before_it_ran_keeps_nothing_alive(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """A reply made while its requester's loop is not running, to a loop then closed without
+    running its callbacks (the requester's task never cancelled), is dropped harmlessly as
+    docs/threads.md says: nothing is left in flight, and the task, its coroutine and the
+    message are collected. (Before, the in-flight entry kept them alive for good.)"""
+    server, client = asyncmp.channel()
+    loop = new_loop()
+    message = Message()
+    watch = weakref.ref(message)
+    task = loop.create_task(client.send(message))
+    task_watch = weakref.ref(task)
+    loop.run_until_complete(asyncio.sleep(0))  # the request is queued, the task parked
+    item = server.try_pop()
+    assert item is not None
+    msg, rctx = item
+    assert msg is message
+    del msg, item, message
+    assert rctx.reply("late") is True  # from outside the loop: a callback queued on it
+    loop.close()  # the callback is dropped unrun
+    del task, rctx
+    gc.collect()
+    assert task_watch() is None
+    assert watch() is None
+    server.close()
+    client.close()
