@@ -137,10 +137,14 @@ def _followed_by_its_try(func: ast.AST, stmt: ast.stmt, lock: str) -> bool:
             if not isinstance(block, list) or stmt not in block:
                 continue
             after = block[block.index(stmt) + 1 : block.index(stmt) + 2]
-            return bool(after) and isinstance(after[0], ast.Try) and any(
-                _name(call.func.value) == lock  # type: ignore[attr-defined]
-                for final in after[0].finalbody
-                for call in _calls(final, "release")
+            return (
+                bool(after)
+                and isinstance(after[0], ast.Try)
+                and any(
+                    _name(call.func.value) == lock  # type: ignore[attr-defined]
+                    for final in after[0].finalbody
+                    for call in _calls(final, "release")
+                )
             )
     return False
 

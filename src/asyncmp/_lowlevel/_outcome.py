@@ -42,6 +42,7 @@ from ._wake import (
 )
 
 if TYPE_CHECKING:
+    from ._primitives import Mutex
     from ._wake import Waiter
 
 __all__ = ("DONE", "GIVEN_UP", "PENDING", "Failure", "OutcomeCell")
@@ -66,11 +67,13 @@ class OutcomeCell:
 
     __slots__ = ("lock", "state", "value", "waiters")
 
-    def __init__(self, lock: threading.Lock | None = None, waiter: Waiter | None = None) -> None:
-        """*lock*: the owner's lock (a new one by default). *waiter*: a waiter to park at
-        once, before the cell is shared (no lock needed): wait for it with `park_async` or
-        `park_blocking`."""
-        self.lock = threading.Lock() if lock is None else lock
+    def __init__(
+        self, lock: threading.Lock | Mutex | None = None, waiter: Waiter | None = None
+    ) -> None:
+        """*lock*: the owner's lock (a new one by default; a channel's is its `Mutex`).
+        *waiter*: a waiter to park at once, before the cell is shared (no lock needed): wait
+        for it with `park_async` or `park_blocking`."""
+        self.lock: threading.Lock | Mutex = threading.Lock() if lock is None else lock
         self.state: int = PENDING
         self.value: Any = None
         # Made when the first waiter parks: most cells (a request collected later, or never)

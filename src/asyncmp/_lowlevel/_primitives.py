@@ -76,7 +76,7 @@ def is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 @final
-class Mutex(_thread.RLock):
+class Mutex(_thread.RLock):  # type: ignore[misc]  # (typeshed: final; CPython: not)
     """The channel's lock in pure Python, taken as ``lock.acquire()`` then ``try:``, which an
     interrupt cannot leave held.
 
