@@ -272,6 +272,15 @@ class _Resolve:
             finalize((), _in_flight.pop, fut, None)  # a dict takes no lock
 
 
+def _settle_again(to: object, value: object) -> None:
+    """An exception (a signal handler's: Ctrl-C) struck an answer after its context was
+    marked answered, maybe before the requester had it: deliver it now. A delivery that went
+    out already is not made twice (`settle` is idempotent: a settled requester refuses), so
+    the requester gets the answer exactly once and is never left waiting for one that no
+    context will send."""
+    settle(to, value)
+
+
 @cython.locals(call=_BlockingCall)
 def settle(to: object, value: object) -> bool:
     """Deliver *value* (a reply or a `Failure`) to a requester. True if it still waited."""
@@ -360,10 +369,15 @@ class _Request:
         to = self._to
         if to is not None and self._phase == ACTIVE:
             self._to = None
-            self._channel.answered.add()
             error = NoReply("the server closed the reply context without answering")
             error.__cause__ = cause
-            settle(to, _Failure(error))
+            failure = _Failure(error)
+            try:
+                self._channel.answered.add()
+                settle(to, failure)
+            except BaseException:
+                _settle_again(to, failure)
+                raise
 
 
 @final
@@ -398,18 +412,22 @@ class ReplyContext(_Request, Generic[Rep], metaclass=NoPublicConstructor, made_b
         if to is None:
             raise AlreadyReplied("cannot reply(): this reply context was already answered")
         self._to = None
-        self._channel.answered.add()
-        # `settle(to, value)`, with its hot case first: an asyncio requester whose loop runs
-        # this thread (the ident test rejects other threads cheaply; the loop test catches a
-        # loop that has moved to another thread since the request was sent).
-        if self._tid == thread_ident():
-            fut: asyncio.Future[Any] = to  # type: ignore[assignment]
-            if is_running_here(_fut_get_loop(fut)):
-                if _fut_done(fut):
-                    return False
-                _fut_set_result(fut, value)  # a running loop is not closed
-                return True
-        return settle(to, value)
+        try:
+            self._channel.answered.add()
+            # `settle(to, value)`, with its hot case first: an asyncio requester whose loop
+            # runs this thread (the ident test rejects other threads cheaply; the loop test
+            # catches a loop that has moved to another thread since the request was sent).
+            if self._tid == thread_ident():
+                fut: asyncio.Future[Any] = to  # type: ignore[assignment]
+                if is_running_here(_fut_get_loop(fut)):
+                    if _fut_done(fut):
+                        return False
+                    _fut_set_result(fut, value)  # a running loop is not closed
+                    return True
+            return settle(to, value)
+        except BaseException:
+            _settle_again(to, value)
+            raise
 
     @cython.locals(self=_Request)
     def fail(self, exc: BaseException) -> bool:
@@ -429,8 +447,13 @@ class ReplyContext(_Request, Generic[Rep], metaclass=NoPublicConstructor, made_b
         if to is None:
             raise AlreadyReplied("cannot fail(): this reply context was already answered")
         self._to = None
-        self._channel.answered.add()
-        return settle(to, _Failure(exc))
+        failure = _Failure(exc)
+        try:
+            self._channel.answered.add()
+            return settle(to, failure)
+        except BaseException:
+            _settle_again(to, failure)
+            raise
 
     def close(self) -> None:
         """Close without answering: the requester gets `NoReply`. Idempotent."""

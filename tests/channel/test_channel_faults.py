@@ -29,8 +29,10 @@ import uvloop
 
 import asyncmp
 from asyncmp import ClientsDisappeared, Closed, NoReply, ServerDisappeared, thread
+from asyncmp._lowlevel._outcome import OutcomeCell
 from asyncmp._lowlevel._wake import ThreadWaiter
 from bounds import WAIT
+from interrupting import interrupt_on_call
 
 Interrupt = Callable[[Callable[[], object] | None], None]
 
@@ -807,3 +809,40 @@ def test_a_reply_to_a_loop_closed_before_it_ran_keeps_nothing_alive(
     assert watch() is None
     server.close()
     client.close()
+
+
+# -- an answer interrupted on its way ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param(lambda rctx: rctx.reply("ok"), "ok", id="reply"),
+        pytest.param(lambda rctx: rctx.fail(KeyError("no")), KeyError, id="fail"),
+        pytest.param(lambda rctx: rctx.close(), NoReply, id="close"),
+    ],
+)
+def test_an_answer_interrupted_before_it_arrives_still_arrives_once(
+    answer: Callable[[Any], object], expected: object
+) -> None:
+    """A Ctrl-C on the main thread as an answer is being delivered — after the context was
+    marked answered, before the requester had it (made certain: the interrupt strikes as the
+    requester's cell starts to take it) — propagates, and the requester still gets the
+    answer, once. (Before, it waited for ever: the context was answered, nobody delivered.)"""
+    server, client = asyncmp.channel()
+    with server, client:
+        pending = client.request("q")
+        item = server.try_pop()
+        assert item is not None
+        _msg, rctx = item
+        with interrupt_on_call(OutcomeCell.set) as window, pytest.raises(KeyboardInterrupt):
+            answer(rctx)
+        assert window.tripped
+        assert rctx.answered
+        outcome: object
+        try:
+            outcome = pending.blocking.wait(timeout=WAIT)
+        except (KeyError, NoReply) as exc:
+            outcome = type(exc)
+        assert outcome == expected
+        assert server.statistics().in_flight == 0
