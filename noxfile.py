@@ -10,8 +10,12 @@ Each session installs asyncmp as a user gets it, from an sdist of this checkout 
 editable mode), with the test extra:
 
 - on a GIL build, with its compiled core; the suite runs once on the compiled core (where the
-  channel and server tests also run the pure core, in one process) and once with
-  ``ASYNCMP_NO_EXTENSIONS=1`` on the pure core, as scripts/test does;
+  channel and server tests also run the pure core, in one process), and with
+  ``ASYNCMP_NOX_PURE=1`` (the wheels workflow's test job sets it) once more with
+  ``ASYNCMP_NO_EXTENSIONS=1`` on the pure core, as scripts/test does on its own interpreter.
+  Without it the second run is left out: what a user of that Python runs is the compiled
+  wheel, the channel's protocol is one source checked on both cores there already, and each
+  extra run costs minutes of every local ``scripts/test``;
 - on a free-threaded build (docs/install.md, "Free-threaded CPython"), first with its
   compiled core, and the suite runs with the GIL on (``PYTHON_GIL=1``: importing the
   compiled core turns it on anyway, with a warning); then the pure wheel that PyPI gives
@@ -68,6 +72,8 @@ def tests(session: nox.Session) -> None:
     if free_threaded:
         compiled["PYTHON_GIL"] = "1"
     session.run("python", "-m", "pytest", *session.posargs, env=compiled)
+    if not free_threaded and not os.environ.get("ASYNCMP_NOX_PURE"):
+        return  # (module doc: the pure core's whole-suite run only where asked for)
     if free_threaded:
         # The pure wheel (not pip's cached build of the compiled one): it runs on its pure
         # core with nothing switched off, which tests/test_cores.py checks.
