@@ -118,10 +118,10 @@ cdef class ChannelState:
     cpdef receive_blocking(self, object ended, object timeout)
     cdef _returning(self, tuple item)
     cpdef try_take(self, object ended)
-    cpdef drop_client(self)
+    cpdef drop_client(self, object client)
     cpdef close_server(self, object reason=*, object cause=*)
     cpdef disappeared(self, str default)
-    cpdef bint add_client(self, bint only_if_alive) except -1
+    cpdef bint add_client(self, bint only_if_alive, object client) except -1
     cpdef statistics(self, bint locked=*)
 
 

@@ -978,10 +978,19 @@ class ChannelState:
 
     # -- the ends of a channel ---------------------------------------------------------------
 
-    def drop_client(self) -> None:
-        """One strong client fewer; the last one's going wakes every parked server."""
+    def drop_client(self, client: object) -> None:
+        """*client* (a `Client`) stops counting, once; the last one's going wakes every
+        parked server.
+
+        Marking the client closed and uncounting it is one change under the lock, with no
+        call in between: an interrupt strikes before both or after both, so a client is
+        never closed yet counted (the server would wait for ever) nor uncounted twice."""
+        fields: Any = client  # (attribute access: not a hot path)
         self.lock.acquire()
         try:
+            if fields._closed:
+                return
+            fields._closed = True
             self.clients -= 1
             if self.clients:
                 return
@@ -1017,13 +1026,20 @@ class ChannelState:
             settle(to, _Failure(self.disappeared("the server closed before taking it")))
         _wake_all_surely(waiters)
 
-    def add_client(self, only_if_alive: bool) -> bool:
-        """Count one more strong client; with *only_if_alive*, only while one is left and the
-        server is open (`WeakClient.upgrade`). True if counted."""
+    def add_client(self, only_if_alive: bool, client: object) -> bool:
+        """Count *client* (a `Client` made closed) as one more strong client, opening it;
+        with *only_if_alive*, only while one is left and the server is open
+        (`WeakClient.upgrade`). True if counted.
+
+        As in `drop_client`, opening and counting are one change: a client made and then
+        lost to an interrupt is either not counted, or open and counted (its finalizer
+        uncounts it)."""
+        fields: Any = client  # (attribute access: not a hot path)
         self.lock.acquire()
         try:
             if only_if_alive and (not self.clients or self.server_closed):
                 return False
+            fields._closed = False
             self.clients += 1
             return True
         finally:
@@ -1106,7 +1122,7 @@ def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[
         if max_queued < 1:
             raise ValueError(f"max_queued must be at least 1, not {max_queued}")
     state = ChannelState(max_queued)
-    return Server._create(state), Client._create(state)
+    return Server._create(state), Client._create(state, True)
 
 
 class _ClientFields:
@@ -1139,11 +1155,12 @@ class Client(
     __slots__ = ("__weakref__",)
 
     @classmethod
-    def _create(cls, state: ChannelState) -> Client[Any, Any]:
-        # The caller has already counted this client in state.clients.
+    def _create(cls, state: ChannelState, counted: bool = False) -> Client[Any, Any]:
+        # Counted: the channel's first client, which ChannelState counts from the start.
+        # Otherwise made closed; `add_client` opens it as it counts it.
         self: _ClientFields = _ClientFields.__new__(cls)
         self._channel = state
-        self._closed = False
+        self._closed = not counted
         return self  # type: ignore[return-value]
 
     async def send(self, msg: Req) -> Rep:
@@ -1201,8 +1218,9 @@ class Client(
         """A new, independent strong client of the same server."""
         if self._closed:
             raise Closed("cannot clone a closed client")
-        self._channel.add_client(False)
-        return Client._create(self._channel)  # type: ignore[no-any-return]
+        client = Client._create(self._channel)
+        self._channel.add_client(False, client)
+        return client  # type: ignore[no-any-return]
 
     @cython.locals(self=_ClientFields)
     def weak(self) -> WeakClient[Req, Rep]:
@@ -1218,8 +1236,7 @@ class Client(
         Requests already sent are unaffected: their replies still arrive.
         """
         if not self._closed:
-            self._closed = True
-            self._channel.drop_client()
+            self._channel.drop_client(self)
 
     @cython.locals(self=_ClientFields)
     def statistics(self) -> ChannelStatistics:
@@ -1238,16 +1255,14 @@ class Client(
         unclosed file does (shown in Python's development mode): the server waits for the
         last client to go, and a client left to the garbage collector goes late."""
         if not self._closed and not sys.is_finalizing():
-            warnings.warn(
+            text = (
                 f"{self!r} was never closed; close it with client.close(), `with client:` or "
-                "`async with client:`",
-                ResourceWarning,
-                stacklevel=1,
-                source=self,
+                "`async with client:`"
             )
-            self._closed = True
             state = self._channel
-            finalize((state.lock,), state.drop_client)
+            # First: the warning may raise (-W error), and the client must stop counting.
+            finalize((state.lock,), state.drop_client, self)
+            warnings.warn(text, ResourceWarning, stacklevel=1, source=self)
 
     @cython.locals(self=_ClientFields)
     def __repr__(self) -> str:
@@ -1341,9 +1356,10 @@ class WeakClient(Generic[Req, Rep], metaclass=NoPublicConstructor, made_by="Clie
         """A new strong client, or ``None`` once no strong client remains or the server is
         closed."""
         state = self._channel
-        if not state.add_client(True):
+        client = Client._create(state)
+        if not state.add_client(True, client):
             return None
-        return Client._create(state)  # type: ignore[no-any-return]
+        return client  # type: ignore[no-any-return]
 
     def __del__(self) -> None:
         """Collected: one weak client fewer (counted without a lock, so always at once)."""

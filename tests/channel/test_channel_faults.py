@@ -32,7 +32,7 @@ from asyncmp import ClientsDisappeared, Closed, NoReply, ServerDisappeared, thre
 from asyncmp._lowlevel._outcome import OutcomeCell
 from asyncmp._lowlevel._wake import ThreadWaiter
 from bounds import WAIT
-from interrupting import interrupt_on_call
+from interrupting import interrupt_on_call, interrupt_on_return
 
 Interrupt = Callable[[Callable[[], object] | None], None]
 
@@ -846,3 +846,58 @@ def test_an_answer_interrupted_before_it_arrives_still_arrives_once(
             outcome = type(exc)
         assert outcome == expected
         assert server.statistics().in_flight == 0
+
+
+# -- a client closed or cloned as an interrupt strikes ---------------------------------------------
+
+
+def pure_core_only(core: ModuleType) -> None:
+    if core.__name__ == "asyncmp._channel_c":
+        pytest.skip("compiled: close() and clone() run no Python code in which to interrupt")
+
+
+def test_a_close_interrupted_as_it_begins_leaves_the_client_open_and_counted(
+    core: ModuleType,
+) -> None:
+    """Pure core: ``client.close()`` interrupted as the uncounting begins raises with the
+    client still open and counted; closing it again ends the server's wait with
+    ClientsDisappeared. (Before, the client was marked closed but still counted: a second
+    close did nothing and the server waited for ever.)"""
+    pure_core_only(core)
+    server, client = asyncmp.channel()
+    with server:
+        with (
+            interrupt_on_call(core.ChannelState.drop_client) as window,
+            pytest.raises(KeyboardInterrupt),
+        ):
+            client.close()
+        assert window.tripped
+        assert not client.closed
+        assert server.statistics().clients == 1
+        client.close()
+        assert client.closed
+        with pytest.raises(ClientsDisappeared):
+            server.blocking.wait(timeout=WAIT)
+
+
+def test_a_clone_interrupted_as_it_is_counted_is_uncounted_when_collected(
+    core: ModuleType,
+) -> None:
+    """Pure core: ``client.clone()`` interrupted just after the new client was counted loses
+    the clone to the exception; collecting it uncounts it, so the server's wait still ends
+    once the original closes. (Before, the count had no client left to drop it: the server
+    waited for ever.)"""
+    pure_core_only(core)
+    server, client = asyncmp.channel()
+    with server:
+        with (
+            interrupt_on_return(core.ChannelState.add_client) as window,
+            pytest.raises(KeyboardInterrupt),
+        ):
+            client.clone()
+        assert window.tripped
+        gc.collect()
+        client.close()
+        assert server.statistics().clients == 0
+        with pytest.raises(ClientsDisappeared):
+            server.blocking.wait(timeout=WAIT)
