@@ -70,15 +70,17 @@ def _code_of(where: Callable[..., Any] | CodeType) -> CodeType:
 
 
 def _acquiring(frame: FrameType | None, code: CodeType) -> bool:
-    """Whether *frame* is *code* inside a call that acquires a lock: a ``with … lock …:`` or
-    an ``….acquire(`` on the line being run."""
+    """Whether *frame* is *code* inside a call that acquires a lock: a ``with … lock …:``, or
+    an ``….acquire(`` or ``….__enter__(`` on the line being run."""
     if frame is None or frame.f_code is not code:
         return False
     op = dis.opname[code.co_code[frame.f_lasti]]
     line = linecache.getline(code.co_filename, frame.f_lineno)
     if op == "BEFORE_WITH":
         return "lock" in line
-    return op in ("CALL", "PRECALL", "CALL_METHOD") and ".acquire(" in line
+    return op in ("CALL", "PRECALL", "CALL_METHOD") and (
+        ".acquire(" in line or ".__enter__(" in line
+    )
 
 
 class Window:

@@ -107,6 +107,10 @@ class Mutex(_thread.RLock):  # type: ignore[misc]  # (typeshed: final; CPython: 
         """Take the lock, as ``threading.Lock.acquire``; an exception raised meanwhile (a
         signal handler's) leaves it as it was."""
         try:
+            if blocking is True and timeout == -1:
+                # The channel's call: the C acquire with no argument to parse (half the
+                # cost of passing them).
+                return _RLock.__enter__(self)
             return _RLock.acquire(self, blocking, timeout)
         except BaseException:
             if self._is_owned():  # type: ignore[attr-defined]
