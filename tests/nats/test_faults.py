@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,93 @@ async def test_nats_serve_with_the_broker_down_raises_once_nats_py_gives_up(
     assert len(caplog.records) <= 1
     local_client.close()
     local_server.close()
+
+
+# -- what docs/nats.md says happens with the broker down, against what does --------------
+
+NATS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "nats.md"
+
+
+def test_nats_page_gives_the_defaults_that_bound_a_broker_outage() -> None:
+    """The numbers docs/nats.md gives for the broker down are the defaults that decide them:
+    a client's ``timeout`` (30 s) bounds its send; ``serve`` has no timeout of its own, and
+    nats-py's ``max_reconnect_attempts`` (60) and ``reconnect_time_wait`` (2 s) bound it:
+    "about 2 minutes". (What these bounds do is measured, scaled down, by the two tests
+    below; the page's full-size measurements take minutes.)"""
+    import inspect
+
+    import nats.aio.client
+
+    page = " ".join(NATS_PAGE.read_text().split())
+    timeout = inspect.signature(asyncmp.nats.connect).parameters["timeout"].default
+    nats_py = inspect.signature(nats.aio.client.Client.connect).parameters
+    attempts = nats_py["max_reconnect_attempts"].default
+    wait = nats_py["reconnect_time_wait"].default
+
+    assert "timeout" not in inspect.signature(asyncmp.nats.serve).parameters
+    assert f"`timeout` ({timeout:g} s by default)" in page
+    assert (
+        f"with the default `timeout={timeout!r}` raises `ServerDisappeared` after "
+        f"{timeout:g} seconds"
+    ) in page
+    assert f"(every {wait} seconds, {attempts} times)" in page
+    assert (
+        f"`max_reconnect_attempts={attempts}` attempts `reconnect_time_wait={wait}` seconds "
+        f"apart, so about {attempts * wait // 60:g} minutes"
+    ) in page
+
+
+async def test_nats_send_with_the_broker_down_waits_out_its_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/nats.md: with the NATS server down, a send raises ServerDisappeared when its
+    timeout runs out — not at the first refused connection, since nats-py retries —
+    naming the URL, the timeout and the refusal; one warning is logged, at the first
+    failed attempt."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    caplog.set_level(logging.WARNING, logger="asyncmp")
+    timeout = 1.5
+    with anyio.fail_after(20):
+        async with asyncmp.nats.connect("down", url, timeout=timeout) as client:
+            started = time.monotonic()
+            with pytest.raises(asyncmp.ServerDisappeared) as info:
+                await client.send(1)
+            elapsed = time.monotonic() - started
+
+    assert str(info.value).startswith(
+        f"cannot connect to NATS at {url} within 1.5 seconds: ConnectionRefusedError"
+    )
+    assert timeout * 0.95 <= elapsed < timeout + 5, elapsed
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "ConnectionRefusedError" in record.getMessage()
+
+
+async def test_nats_serve_with_the_broker_down_tries_for_its_attempts_then_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/nats.md: serve() started with the NATS server down logs one warning at once,
+    keeps trying ``max_reconnect_attempts`` times ``reconnect_time_wait`` apart (the page's
+    measured 2 minutes is 60 × 2 s; scaled down here), then raises ServerDisappeared naming
+    the URL and the refusal."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    caplog.set_level(logging.WARNING, logger="asyncmp")
+    attempts, wait = 4, 0.25
+    local_server, local_client = asyncmp.channel()
+    started = time.time()
+    with anyio.fail_after(20), pytest.raises(asyncmp.ServerDisappeared) as info:
+        await asyncmp.nats.serve(
+            local_client, "down", url, max_reconnect_attempts=attempts, reconnect_time_wait=wait
+        )
+    elapsed = time.time() - started
+    local_client.close()
+    local_server.close()
+
+    assert str(info.value).startswith(f"cannot connect to NATS at {url}: ConnectionRefusedError")
+    assert attempts * wait * 0.95 <= elapsed < attempts * wait + 5, elapsed
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.created - started < wait, "not logged at the first attempt"
 
 
 @pytest.fixture
