@@ -12,11 +12,12 @@ import sys
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar, final
 
+from ._lowlevel._check import check_timeout
 from ._lowlevel._finalize import finalize
 from ._lowlevel._format import seconds
 from ._lowlevel._outcome import DONE, GIVEN_UP, PENDING, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
-from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
+from ._lowlevel._wake import ensure_blocking_allowed
 
 __all__ = ("PendingReply",)
 

@@ -52,13 +52,13 @@ import anyio
 
 from ._closing import Closing
 from ._errors import Closed
+from ._lowlevel._check import check_timeout
 from ._lowlevel._finalize import finalize
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._waitqueue import WaitQueue
 from ._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
-    check_timeout,
     deliver,
     ensure_blocking_allowed,
     new_async_waiter,

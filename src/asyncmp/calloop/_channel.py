@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
 from .._errors import Closed as ClosedError, Disconnected, WouldBlock
+from .._lowlevel._check import check_int, check_timeout
 from .._lowlevel._finalize import finalize
 from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
-from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
+from .._lowlevel._wake import ensure_blocking_allowed
 from ._poll import Readiness, WakeFd
 from ._source import PostAction, callback_action
 from ._token import Token
@@ -420,9 +421,5 @@ def channel() -> tuple[ChannelSender[Any], Channel[Any]]:
 
 def sync_channel(bound: int) -> tuple[SyncChannelSender[Any], Channel[Any]]:
     """A channel holding at most *bound* (≥ 1) queued messages; sends wait for room."""
-    if isinstance(bound, bool) or not isinstance(bound, int):
-        raise TypeError(f"bound must be an int, not {bound!r}")
-    if bound < 1:
-        raise ValueError(f"bound must be >= 1, not {bound}")
-    core = _ChannelState(bound)
+    core = _ChannelState(check_int(bound, "bound", minimum=1))
     return SyncChannelSender._create(core), Channel._create(core)

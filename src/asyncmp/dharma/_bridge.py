@@ -52,9 +52,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, 
 
 import anyio
 
+from .._lowlevel._check import check_int, check_timeout
 from .._lowlevel._finalize import finalize
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
-from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
+from .._lowlevel._wake import ensure_blocking_allowed
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -142,11 +143,7 @@ ReceiveResult: TypeAlias = Union[Plain[T], Defined[T], Custom[T], Special]  # no
 
 
 def _check_signal_id(signal_id: object) -> int:
-    if isinstance(signal_id, bool) or not isinstance(signal_id, int):
-        raise TypeError(f"a signal id must be an int, not {signal_id!r}")
-    if signal_id < 0:
-        raise ValueError(f"a signal id must be >= 0, not {signal_id}")
-    return signal_id
+    return check_int(signal_id, "a signal id", minimum=0)
 
 
 def _check_name(name: object) -> str:

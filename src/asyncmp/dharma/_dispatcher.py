@@ -33,10 +33,11 @@ import anyio
 
 from .._closing import Closing
 from .._errors import Closed
+from .._lowlevel._check import check_int, check_timeout, is_int
 from .._lowlevel._finalize import finalize
+from .._lowlevel._linux import THREAD_SIGNALS, blocking
 from .._lowlevel._poller import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, Poller
 from .._lowlevel._public import NoPublicConstructor
-from ._system import _blocked_signals
 
 __all__ = (
     "Dispatcher",
@@ -112,14 +113,11 @@ class _DispatcherState:
             getattr(handler, "process_event", None)
         ):
             raise TypeError(f"an event handler needs fileno() and process_event(), not {handler!r}")
-        given: object = kind
-        if isinstance(given, bool) or not isinstance(given, int):
+        if not is_int(kind):
             raise TypeError(f"kind must be an EventKind, not {kind!r}")
         if int(kind) & ~int(_ALL):
             raise ValueError(f"kind has unknown bits: {kind!r}")
-        fd = handler.fileno()
-        if isinstance(fd, bool) or not isinstance(fd, int):
-            raise TypeError(f"{handler!r}.fileno() returned {fd!r}, not an int")
+        fd = check_int(handler.fileno(), f"the fileno() of {handler!r}")
         with self.lock:
             self._check_open()
             handler_id = self.next_id
@@ -291,7 +289,7 @@ class Dispatcher(Closing):
         # The signal handlers of SignalEventHandler run on the main thread; off it, block the
         # signals so that the kernel delivers them to the main thread (restored on return).
         try:
-            with _blocked_signals(threading.current_thread() is not threading.main_thread()):
+            with blocking(THREAD_SIGNALS, threading.current_thread() is not threading.main_thread()):
                 while not core.should_stop():
                     core.dispatch(None)
         finally:
@@ -316,12 +314,15 @@ class Dispatcher(Closing):
             core.leave_run()
 
     def wait_and_process(self, timeout: float | None = None) -> int:
-        """Wait up to *timeout* seconds (``0`` polls) for events, process them, and return
-        how many handlers were called. dharma's ``LocalDispatcher`` method, in seconds.
+        """Wait up to *timeout* seconds (``0`` polls, ``None`` waits without limit) for
+        events, process them, and return how many handlers were called. dharma's
+        ``LocalDispatcher`` method, in seconds.
 
         Raises:
             Closed: it is closed.
+            TypeError, ValueError: *timeout* is not ``None`` or a number of seconds ≥ 0.
         """
+        timeout = check_timeout(timeout)
         core = self._core
         with core.lock:
             core._check_open()

@@ -40,6 +40,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError("asyncmp.nats needs nats-py: pip install 'asyncmp[nats]'") from _exc
 
 from .._errors import Closed, ServerDisappeared
+from .._lowlevel._backend import get_running_loop
 from .._lowlevel._format import seconds
 from .._lowlevel._outcome import PENDING, Failure, OutcomeCell
 from .._lowlevel._wake import Waiter, new_async_waiter, park, wake
@@ -133,7 +134,7 @@ class _Link:
                 await link.close(error)
 
         nc = await connect_nats(hub.options, timeout, log=hub.log, on_lost=lost)
-        link = cls(hub, nc, asyncio.get_running_loop())
+        link = cls(hub, nc, asyncio.getget_running_loop())
         try:
             await nc.subscribe(link.prefix + "*", cb=link._on_reply)
             await settle(nc)
@@ -243,7 +244,7 @@ class _Link:
     def notify_cancel(self, token: str) -> None:
         """Tell the server holding request *token* that its requester gave up (any thread)."""
         try:
-            if _running_loop() is self.loop:
+            if get_running_loop() is self.loop:
                 self.loop.create_task(self._publish_cancel(token))
             else:
                 self.loop.call_soon_threadsafe(self._spawn_cancel, token)
@@ -282,10 +283,6 @@ class _Link:
         if agen is not None and not getattr(agen, "ag_running", False):
             with contextlib.suppress(Exception):
                 await agen.aclose()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    return asyncio._get_running_loop()
 
 
 def _spawn_close(link: _Link) -> None:
@@ -488,7 +485,7 @@ class _IOThread:
             self.loop.call_soon_threadsafe(start)
         except RuntimeError:
             return
-        if join and threading.current_thread() is not self.thread and _running_loop() is None:
+        if join and threading.current_thread() is not self.thread and get_running_loop() is None:
             self.thread.join(timeout=5)
 
 
@@ -523,7 +520,7 @@ class Hub:
         naming the URL and the last connection error (`PermissionError` if the
         credentials were refused).
         """
-        loop = asyncio.get_running_loop()
+        loop = asyncio.getget_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             with self.lock:
@@ -623,7 +620,7 @@ class Hub:
             links = list(self.links.values())
             self.links.clear()
             io = self._io
-        here = _running_loop()
+        here = get_running_loop()
         mine: asyncio.Task[None] | None = None
         io_link = None
         for link in links:
