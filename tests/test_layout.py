@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, and the low-level layer stands on nothing above it.
+"""The package's shape: no import cycles, the low-level layer stands on nothing above it, and
+each shared helper has one home there (one public path per name: tests/test_exports.py).
 
 Imports are read from the source (``ast``): those a module runs when it is imported, that is
 at module level, outside ``if TYPE_CHECKING:`` blocks and outside functions (an import inside
@@ -10,8 +11,6 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "asyncmp"
 
@@ -111,22 +110,6 @@ def test_lowlevel_stands_on_nothing_above_it() -> None:
         if module.startswith("asyncmp._lowlevel"):
             above = {m for m in imports if not m.startswith("asyncmp._lowlevel")}
             assert above <= {"asyncmp._errors"}, (module, above)
-
-
-@pytest.mark.parametrize("package", ["asyncmp.dharma", "asyncmp.calloop", "asyncmp.nats"])
-def test_subpackage_names_report_the_public_module(package: str) -> None:
-    """Classes and functions a subpackage re-exports name the subpackage in tracebacks and
-    the docs (asyncmp.dharma.Sender), not a private module."""
-    import importlib
-
-    try:
-        module = importlib.import_module(package)
-    except ImportError as exc:  # an optional extra that is not installed
-        pytest.skip(f"{package}: {exc}")
-    for name in module.__all__:
-        defined_in = getattr(getattr(module, name), "__module__", None)
-        if isinstance(defined_in, str) and defined_in.startswith("asyncmp"):  # not an alias of int
-            assert defined_in == package, name
 
 
 # -- one home per helper ----------------------------------------------------------------------

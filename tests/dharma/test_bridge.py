@@ -1,4 +1,4 @@
-"""asyncmp.dharma.bridge: senders and receivers connected freely (dharma's bridge)."""
+"""asyncmp.dharma's bridge: senders and receivers connected freely (dharma's bridge)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""asyncmp.dharma.dispatcher: file-descriptor events dispatched to handlers (dharma's
+"""asyncmp.dharma.Dispatcher: file-descriptor events dispatched to handlers (dharma's
 Dispatcher)."""
 
 from __future__ import annotations
