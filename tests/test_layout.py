@@ -226,3 +226,21 @@ def test_the_home_checks_can_fail() -> None:
     assert _found(_tests_for_bool, source) == [3]
     assert _found(_asks_which_library, source) == [4]
     assert _found(_looks_the_loop_up, source) == [5]
+
+
+# -- one word per concept ---------------------------------------------------------------------
+
+
+def _names_a_core(node: ast.AST) -> bool:
+    """A class named ``…Core`` or an attribute ``_core``: state behind handles is ``…State``
+    (*core* is the compiled/pure choice, `asyncmp._cores`)."""
+    return (isinstance(node, ast.ClassDef) and node.name.endswith("Core")) or (
+        isinstance(node, ast.Attribute) and node.attr == "_core"
+    )
+
+
+def test_shared_state_is_named_state_and_core_is_the_compiled_or_pure_choice() -> None:
+    """No class is a ``…Core`` and no handle holds a ``_core``: what handles share is a
+    ``…State`` (trio's and anyio's word), so *core* keeps one meaning."""
+    assert _outside(_names_a_core, set()) == {}
+    assert _found(_names_a_core, "class _PingCore: pass\nx = self._core\n") == [1, 2]

@@ -281,7 +281,7 @@ def test_dispatcher_stale_readiness_never_reaches_a_handler_that_reused_the_fd(
             os.write(new[0].w, b"for the new handler")
         dispatcher.add_source(new[0], EventKind.READ)
 
-    poller = dispatcher._core.poller
+    poller = dispatcher._state.poller
     poller._epoll = HookedEpoll(poller._epoll, swap)  # type: ignore[assignment]
     try:
         called = dispatcher.wait_and_process(5)

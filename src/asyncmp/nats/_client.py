@@ -95,7 +95,7 @@ class _Decoder:
         self._codec = codec
         self._registry = registry
 
-    def outcome(self, msg: Msg) -> Any:
+    def decode_reply(self, msg: Msg) -> Any:
         """The reply *msg* stands for, or raise the error it carries."""
         headers = msg.headers
         if not headers:  # a reply (the hot path: a successful reply has no headers)

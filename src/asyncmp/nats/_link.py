@@ -56,7 +56,7 @@ logger = logging.getLogger("asyncmp")
 
 
 class _Decodes(Protocol):
-    def outcome(self, msg: Msg) -> Any: ...
+    def decode_reply(self, msg: Msg) -> Any: ...
 
 
 @final
@@ -78,7 +78,7 @@ class _Call(OutcomeCell):
         value = self.value
         if type(value) is Failure:
             raise value.error
-        return self.decoder.outcome(value)
+        return self.decoder.decode_reply(value)
 
     def _given_up_value(self) -> object:
         return Failure(Closed("this request was cancelled"))
