@@ -2,8 +2,8 @@
 version), a signalfd that reads a signal blocked on its thread, signal masks changed and
 restored, and a clear `NotImplementedError` off Linux.
 
-Masks are per thread: every test that changes one runs in a thread of its own, so the test
-runner's threads keep theirs.
+Masks are per thread: every test that changes one runs in a helper thread of its own
+(`run_bounded`), so the test runner's threads keep theirs.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import signal
 import struct
 import sys
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
 
@@ -30,31 +28,9 @@ from asyncmp._lowlevel._linux import (
     unblock,
 )
 
-from ._support import WAIT
-
-T = TypeVar("T")
+from ._support import WAIT, run_bounded
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-
-
-def in_own_thread(fn: Callable[[], T]) -> T:
-    """Run *fn* on a new thread (its own signal mask) and return what it returned."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive()
-    if errors:
-        raise errors[0]
-    return result[0]
 
 
 def test_libc_is_loaded_once() -> None:
@@ -96,7 +72,7 @@ def test_signalfd_reads_a_signal_blocked_on_its_thread() -> None:
         finally:
             os.close(fd)
 
-    assert in_own_thread(run) == signal.SIGUSR2
+    assert run_bounded(run) == signal.SIGUSR2
 
 
 def test_block_unblock_and_blocking_change_the_thread_mask_and_restore_it() -> None:
@@ -117,7 +93,7 @@ def test_block_unblock_and_blocking_change_the_thread_mask_and_restore_it() -> N
         seen.append(blocked())
         return seen
 
-    start, usr1, inside, after, disabled, end = in_own_thread(run)
+    start, usr1, inside, after, disabled, end = run_bounded(run)
     assert signal.SIGUSR1 not in start
     assert usr1 == start | {signal.SIGUSR1}
     assert inside == usr1 | THREAD_SIGNALS

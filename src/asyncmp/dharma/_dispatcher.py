@@ -288,8 +288,9 @@ class Dispatcher(Closing):
             return
         # The signal handlers of SignalEventHandler run on the main thread; off it, block the
         # signals so that the kernel delivers them to the main thread (restored on return).
+        off_main = threading.current_thread() is not threading.main_thread()
         try:
-            with blocking(THREAD_SIGNALS, threading.current_thread() is not threading.main_thread()):
+            with blocking(THREAD_SIGNALS, off_main):
                 while not state.should_stop():
                     state.dispatch(None)
         finally:

@@ -41,6 +41,7 @@ __all__ = ("Client", "connect")
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
+
 def connect(
     subject: str,
     servers: str | list[str] = "nats://127.0.0.1:4222",

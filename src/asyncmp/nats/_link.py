@@ -134,7 +134,7 @@ class _Link:
                 await link.close(error)
 
         nc = await connect_nats(hub.options, timeout, log=hub.log, on_lost=lost)
-        link = cls(hub, nc, asyncio.getget_running_loop())
+        link = cls(hub, nc, asyncio.get_running_loop())
         try:
             await nc.subscribe(link.prefix + "*", cb=link._on_reply)
             await settle(nc)
@@ -520,7 +520,7 @@ class Hub:
         naming the URL and the last connection error (`PermissionError` if the
         credentials were refused).
         """
-        loop = asyncio.getget_running_loop()
+        loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             with self.lock:
