@@ -1,5 +1,5 @@
 """The public surface: `__all__` matches what the package exports, handles users should not
-construct are final, and tracebacks name public paths."""
+construct are final, and every public name has one public path, the one tracebacks name."""
 
 from __future__ import annotations
 
@@ -64,12 +64,51 @@ def test_version_comes_from_the_package_metadata() -> None:
     assert asyncmp.__version__ == importlib.metadata.version("asyncmp") == declared
 
 
-def test_top_level_names_report_the_public_module() -> None:
-    """Classes and functions re-exported by `asyncmp` say `asyncmp` in tracebacks and docs."""
-    for name in asyncmp.__all__:
-        obj = getattr(asyncmp, name)
+def test_the_public_modules_are_flat_namespaces() -> None:
+    """One shape for the whole package: `asyncmp` and five public submodules, each a flat
+    namespace with no public submodule of its own (dharma's `bridge.py` … `timer.py` once
+    published every `asyncmp.dharma` name a second time)."""
+    assert PUBLIC_MODULES == [
+        "asyncmp.calloop",
+        "asyncmp.dharma",
+        "asyncmp.nats",
+        "asyncmp.task",
+        "asyncmp.thread",
+    ]
 
-        assert getattr(obj, "__module__", "asyncmp") == "asyncmp", name
+
+def _published(module_name: str) -> dict[str, Any]:
+    """The classes, functions and other asyncmp-made objects *module_name* lists in its
+    `__all__`, by name (type aliases, ints and strings have no module of their own)."""
+    module = importlib.import_module(module_name)
+    published = {}
+    for name in module.__all__:
+        obj = getattr(module, name)
+        defined_in = getattr(obj, "__module__", None)
+        if isinstance(defined_in, str) and defined_in.startswith("asyncmp"):
+            published[name] = obj
+    return published
+
+
+@pytest.mark.parametrize("module_name", ["asyncmp", *PUBLIC_MODULES])
+def test_every_public_name_reports_the_module_that_publishes_it(module_name: str) -> None:
+    """One public path per name: what a public module lists in `__all__` names that module
+    as its `__module__` (so tracebacks, reprs and the docs show the path users import, not
+    a private module), and no other public module lists the same object."""
+    try:
+        published = _published(module_name)
+    except ImportError as exc:  # an optional extra that is not installed
+        pytest.skip(f"{module_name}: {exc}")
+    others: dict[int, str] = {}
+    for other in ["asyncmp", *PUBLIC_MODULES]:
+        if other != module_name:
+            try:
+                others.update({id(obj): f"{other}.{n}" for n, obj in _published(other).items()})
+            except ImportError:
+                continue
+    for name, obj in published.items():
+        assert obj.__module__ == module_name, name
+        assert id(obj) not in others, (name, others.get(id(obj)))
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)

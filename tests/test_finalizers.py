@@ -88,7 +88,7 @@ def test_a_receiver_collected_while_its_thread_holds_its_queue_lock_is_dropped()
     sender: Sender[int] = Sender()
     receiver: Receiver[int] = Receiver()
     connect(sender, receiver)
-    queue = receiver._queue
+    state = receiver._state
     sender.send_plain(1)
 
     def build() -> None:
@@ -96,9 +96,9 @@ def test_a_receiver_collected_while_its_thread_holds_its_queue_lock_is_dropped()
         in_a_cycle(receiver)
         del receiver
 
-    collect_holding(queue.lock, build)
-    assert not queue.alive
-    assert len(queue.items) == 0
+    collect_holding(state.lock, build)
+    assert not state.alive
+    assert len(state.items) == 0
     sender.send_plain(2)
     assert sender.receivers == 0
 
@@ -107,7 +107,7 @@ def test_a_dispatcher_collected_while_its_thread_holds_the_poller_lock_is_closed
     """A `Dispatcher` in a cycle, collected while its thread holds its poller's lock: no
     deadlock, and its epoll set is released once the lock is let go."""
     dispatcher = Dispatcher()
-    poller = dispatcher._core.poller
+    poller = dispatcher._state.poller
 
     def build() -> None:
         nonlocal dispatcher
@@ -152,7 +152,7 @@ def test_calloop_senders_and_pings_collected_while_their_lock_is_held_close() ->
     from asyncmp import calloop
 
     sender, channel = calloop.channel()
-    core = sender._core
+    state = sender._state
 
     def drop_sender() -> None:
         nonlocal sender
@@ -161,16 +161,16 @@ def test_calloop_senders_and_pings_collected_while_their_lock_is_held_close() ->
 
     def untouched() -> None:
         # Not in the middle of the critical section the collection interrupted: later.
-        assert core.senders == 1
+        assert state.senders == 1
 
-    collect_holding(core.lock, drop_sender, untouched)
-    assert core.senders == 0
+    collect_holding(state.lock, drop_sender, untouched)
+    assert state.senders == 0
     with pytest.raises(asyncmp.Disconnected):
         channel.try_recv()
     channel.close()
 
     ping, source = calloop.make_ping()
-    ping_core = ping._core
+    ping_state = ping._state
 
     def drop_ping() -> None:
         nonlocal ping
@@ -178,10 +178,10 @@ def test_calloop_senders_and_pings_collected_while_their_lock_is_held_close() ->
         del ping
 
     def ping_untouched() -> None:
-        assert ping_core.pings == 1
+        assert ping_state.pings == 1
 
-    collect_holding(ping_core.lock, drop_ping, ping_untouched)
-    assert ping_core.pings == 0
+    collect_holding(ping_state.lock, drop_ping, ping_untouched)
+    assert ping_state.pings == 0
     source.close()
 
 
@@ -195,7 +195,7 @@ def test_a_calloop_executor_collected_while_its_lock_is_held_closes_its_coroutin
     async def never_run() -> None:
         pass
 
-    core = executor._core
+    state = executor._state
     scheduler.schedule(never_run())  # never stepped: no loop runs the executor
 
     def build() -> None:
@@ -204,11 +204,11 @@ def test_a_calloop_executor_collected_while_its_lock_is_held_closes_its_coroutin
         del executor
 
     def untouched() -> None:
-        assert core.alive
+        assert state.alive
 
-    collect_holding(core.lock, build, untouched)
-    assert not core.alive
-    assert not core.tasks
+    collect_holding(state.lock, build, untouched)
+    assert not state.alive
+    assert not state.tasks
 
 
 def test_a_nats_client_collected_while_its_thread_holds_the_hub_lock_counts_out() -> None:

@@ -54,7 +54,7 @@ def test_pending_blocking_wait_interrupted_as_it_takes_the_lock_gives_up_as_a_ti
     server, client = asyncmp.channel()
     with server, client:
         pending = client.request("first")
-        lock = pending._ticket.lock
+        lock = pending._cell.lock
         with (
             ctrl_c(),
             interrupt_as_acquired(lock, OutcomeCell.wait_blocking) as window,
@@ -113,16 +113,16 @@ def test_receiver_blocking_recv_interrupted_as_it_takes_the_lock_leaves_nothing_
     receiver: Receiver[str] = Receiver()
     sender: Sender[str] = Sender()
     connect(sender, receiver)
-    queue = receiver._queue
+    state = receiver._state
     with (
         ctrl_c(),
-        interrupt_as_acquired(queue.lock, WaitQueue.wait_for_blocking) as window,
+        interrupt_as_acquired(state.lock, WaitQueue.wait_for_blocking) as window,
         pytest.raises(KeyboardInterrupt),
     ):
         receiver.blocking.recv(timeout=WAIT)
     assert window.tripped
-    assert not release_if_stuck(queue.lock), "the interrupt left the receiver's lock held"
-    assert not queue.waiters
+    assert not release_if_stuck(state.lock), "the interrupt left the receiver's lock held"
+    assert not state.waiters
     sender.send_plain("next")
     assert receiver.blocking.recv(timeout=WAIT) == Plain("next")
 
@@ -136,7 +136,7 @@ def test_a_send_interrupted_as_it_takes_the_lock_queues_or_not_and_wakes_the_rec
     receiver: Receiver[str] = Receiver()
     sender: Sender[str] = Sender()
     connect(sender, receiver)
-    queue = receiver._queue
+    state = receiver._state
     got: list[object] = []
 
     def receive() -> None:
@@ -148,14 +148,14 @@ def test_a_send_interrupted_as_it_takes_the_lock_queues_or_not_and_wakes_the_rec
 
     worker = threading.Thread(target=receive, daemon=True)
     worker.start()
-    wait_until(lambda: queue.waiters, "the receive parked")
-    with ctrl_c(), interrupt_as_acquired(queue.lock, type(queue).wake_one) as window:
+    wait_until(lambda: state.waiters, "the receive parked")
+    with ctrl_c(), interrupt_as_acquired(state.lock, type(state).wake_one) as window:
         try:
             sender.send_plain("interrupted")
         except KeyboardInterrupt:
             pass
     assert window.tripped
-    assert not release_if_stuck(queue.lock), "the interrupt left the receiver's lock held"
+    assert not release_if_stuck(state.lock), "the interrupt left the receiver's lock held"
     sender.send_plain("last")
     worker.join(WAIT)
     assert not worker.is_alive()
@@ -374,7 +374,7 @@ def test_try_recv_takes_no_lock_so_no_interrupt_can_leave_one_held() -> None:
     release = threading.Event()
 
     def hold() -> None:
-        with receiver._queue.lock:
+        with receiver._state.lock:
             held.set()
             release.wait(WAIT)
 

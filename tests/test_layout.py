@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, and the low-level layer stands on nothing above it.
+"""The package's shape: no import cycles, the low-level layer stands on nothing above it, and
+each shared helper has one home there (one public path per name: tests/test_exports.py).
 
 Imports are read from the source (``ast``): those a module runs when it is imported, that is
 at module level, outside ``if TYPE_CHECKING:`` blocks and outside functions (an import inside
@@ -8,9 +9,8 @@ a function runs on first use and cannot take part in an import cycle).
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "asyncmp"
 
@@ -112,17 +112,135 @@ def test_lowlevel_stands_on_nothing_above_it() -> None:
             assert above <= {"asyncmp._errors"}, (module, above)
 
 
-@pytest.mark.parametrize("package", ["asyncmp.dharma", "asyncmp.calloop", "asyncmp.nats"])
-def test_subpackage_names_report_the_public_module(package: str) -> None:
-    """Classes and functions a subpackage re-exports name the subpackage in tracebacks and
-    the docs (asyncmp.dharma.Sender), not a private module."""
-    import importlib
+# -- one home per helper ----------------------------------------------------------------------
+#
+# Each helper below was once written again wherever it was needed, with drifting semantics
+# (two `check_timeout`s disagreed on infinity). Its home is the one module allowed to spell it
+# out; everything else imports it from there.
 
-    try:
-        module = importlib.import_module(package)
-    except ImportError as exc:  # an optional extra that is not installed
-        pytest.skip(f"{package}: {exc}")
-    for name in module.__all__:
-        defined_in = getattr(getattr(module, name), "__module__", None)
-        if isinstance(defined_in, str) and defined_in.startswith("asyncmp"):  # not an alias of int
-            assert defined_in == package, name
+CHECKS = {"check_int", "check_period", "check_seconds", "check_timeout", "is_int"}
+
+
+def _imports(node: ast.AST, names: set[str]) -> bool:
+    """Whether *node* imports one of the top-level modules *names*."""
+    if isinstance(node, ast.Import):
+        return any(a.name.split(".")[0] in names for a in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and (node.module or "").split(".")[0] in names
+    return False
+
+
+def _defines_a_check(node: ast.AST) -> bool:
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in CHECKS
+
+
+def _tests_for_bool(node: ast.AST) -> bool:
+    """``isinstance(x, bool)`` or ``isinstance(x, (bool, …))``: "an int but not a bool"."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "isinstance"
+        and len(node.args) == 2
+        and any(isinstance(n, ast.Name) and n.id == "bool" for n in ast.walk(node.args[1]))
+    )
+
+
+def _touches_the_os(node: ast.AST) -> bool:
+    """libc through ctypes, or a signal mask."""
+    return _imports(node, {"ctypes"}) or (
+        isinstance(node, ast.Attribute) and node.attr == "pthread_sigmask"
+    )
+
+
+def _asks_which_library(node: ast.AST) -> bool:
+    return _imports(node, {"sniffio", "trio"})
+
+
+def _looks_the_loop_up(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "_get_running_loop"
+
+
+def _found(predicate: Callable[[ast.AST], bool], source: str) -> list[int]:
+    return sorted(
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.stmt, ast.expr)) and predicate(node)
+    )
+
+
+def _outside(predicate: Callable[[ast.AST], bool], homes: set[str]) -> dict[str, list[int]]:
+    """Where *predicate* holds in a module of the package other than *homes* (paths below
+    src/asyncmp), with the lines."""
+    found = {
+        path.relative_to(PACKAGE).as_posix(): _found(predicate, path.read_text())
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
+    return {path: lines for path, lines in found.items() if lines and path not in homes}
+
+
+def test_argument_checks_live_in_lowlevel_check() -> None:
+    """`_lowlevel/_check.py` alone defines the argument checks and alone spells out "an int
+    that is not a bool" (``isinstance(x, bool)``): every other module calls it.
+
+    Exception, for now: the channel core (`_channel_py.py`) still spells out its
+    ``max_queued`` check; its timeout check is `_check.check_timeout` already (imported
+    through `_wake`, which re-exports it for the core)."""
+    assert _outside(_defines_a_check, {"_lowlevel/_check.py"}) == {}
+    assert _outside(_tests_for_bool, {"_lowlevel/_check.py", "_channel_py.py"}) == {}
+
+
+def test_libc_and_signal_masks_live_in_lowlevel_linux() -> None:
+    """`_lowlevel/_linux.py` alone loads libc (``ctypes``: timerfd, signalfd) and changes
+    signal masks (``pthread_sigmask``): the dharma timer, calloop's Signals, the dharma
+    dispatcher and event loops call it, so none of them imports another for a private mask
+    helper (the dispatcher imported dharma's `_system` for one, which imports it back)."""
+    assert _outside(_touches_the_os, {"_lowlevel/_linux.py"}) == {}
+
+
+def test_which_library_runs_is_asked_of_lowlevel_backend_only() -> None:
+    """`_lowlevel/_backend.py` alone reads sniffio, imports trio and looks the running
+    asyncio loop up with ``asyncio._get_running_loop``; the rest of the package asks it
+    (`current_library`, `on_trio`, `running_asyncio_loop`, `get_running_loop`, `trio_api`).
+
+    The one exception is the channel's hot path: its primitives (`_lowlevel/_primitives.py`,
+    and `_speedups.pyx`, their compiled twin, which this scan of Python files does not read)
+    hold their own reference to ``asyncio._get_running_loop``, called on every send and wait,
+    where going through `_backend` would cost a module attribute look-up each time."""
+    assert _outside(_asks_which_library, {"_lowlevel/_backend.py"}) == {}
+    hot_path = {"_lowlevel/_backend.py", "_lowlevel/_primitives.py"}
+    assert _outside(_looks_the_loop_up, hot_path) == {}
+
+
+def test_the_home_checks_can_fail() -> None:
+    """The scans above find what they look for, with its line."""
+    source = (
+        "import ctypes\n"
+        "def check_timeout(t): return t\n"
+        "ok = isinstance(v, (bool, str))\n"
+        "import trio.lowlevel\n"
+        "loop = asyncio._get_running_loop()\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, ())\n"
+    )
+    assert _found(_touches_the_os, source) == [1, 6]
+    assert _found(_defines_a_check, source) == [2]
+    assert _found(_tests_for_bool, source) == [3]
+    assert _found(_asks_which_library, source) == [4]
+    assert _found(_looks_the_loop_up, source) == [5]
+
+
+# -- one word per concept ---------------------------------------------------------------------
+
+
+def _names_a_core(node: ast.AST) -> bool:
+    """A class named ``…Core`` or an attribute ``_core``: state behind handles is ``…State``
+    (*core* is the compiled/pure choice, `asyncmp._cores`)."""
+    return (isinstance(node, ast.ClassDef) and node.name.endswith("Core")) or (
+        isinstance(node, ast.Attribute) and node.attr == "_core"
+    )
+
+
+def test_shared_state_is_named_state_and_core_is_the_compiled_or_pure_choice() -> None:
+    """No class is a ``…Core`` and no handle holds a ``_core``: what handles share is a
+    ``…State`` (trio's and anyio's word), so *core* keeps one meaning."""
+    assert _outside(_names_a_core, set()) == {}
+    assert _found(_names_a_core, "class _PingCore: pass\nx = self._core\n") == [1, 2]

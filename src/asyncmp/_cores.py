@@ -7,6 +7,10 @@ unless the environment variable ``ASYNCMP_NO_EXTENSIONS`` is set to a non-empty 
 convention of aiohttp, yarl and multidict). Both cores are one library: they run the same
 code and show the same face (documentation, signatures, errors). `CORE` says which one runs:
 ``asyncmp.CORE``.
+
+*Core* names this choice and nothing else in asyncmp. The state that handles share (a
+channel's, a dispatcher's, a calloop ping's or executor's, a bridge receiver's) is a
+``…State`` class, as trio and anyio name theirs.
 """
 
 from __future__ import annotations

@@ -12,11 +12,12 @@ import sys
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar, final
 
+from ._lowlevel._check import check_timeout
 from ._lowlevel._finalize import finalize
 from ._lowlevel._format import seconds
 from ._lowlevel._outcome import DONE, GIVEN_UP, PENDING, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
-from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
+from ._lowlevel._wake import ensure_blocking_allowed
 
 __all__ = ("PendingReply",)
 
@@ -36,28 +37,28 @@ class PendingReply(Generic[Rep], metaclass=NoPublicConstructor, made_by="Client.
     it up yet, and otherwise makes the server's `reply()` return `False`.
     """
 
-    __slots__ = ("__weakref__", "_ticket")
-    _ticket: OutcomeCell  # the channel's request cell, or a request of another transport
+    __slots__ = ("__weakref__", "_cell")
+    _cell: OutcomeCell  # the channel's request cell, or a request of another transport
 
     @classmethod
-    def _create(cls, ticket: OutcomeCell) -> PendingReply[Any]:
+    def _create(cls, cell: OutcomeCell) -> PendingReply[Any]:
         self: PendingReply[Any] = object.__new__(cls)
-        self._ticket = ticket
+        self._cell = cell
         return self
 
     def __await__(self) -> Generator[Any, None, Rep]:
-        ticket = self._ticket
-        yield from ticket.wait(give_up=True).__await__()
-        result: Rep = ticket.result()
+        cell = self._cell
+        yield from cell.wait(give_up=True).__await__()
+        result: Rep = cell.result()
         return result
 
     def done(self) -> bool:
         """Whether the outcome has arrived (or the request was given up)."""
-        return self._ticket.state != PENDING
+        return self._cell.state != PENDING
 
     def cancel(self) -> bool:
         """Give up on the reply. Returns ``True`` if the request had not been answered."""
-        return self._ticket.give_up()
+        return self._cell.give_up()
 
     @property
     def blocking(self) -> _BlockingPendingReply[Rep]:
@@ -67,12 +68,12 @@ class PendingReply(Generic[Rep], metaclass=NoPublicConstructor, made_by="Client.
         return _BlockingPendingReply(self)
 
     def __del__(self) -> None:
-        ticket = self._ticket
-        if ticket.state == PENDING and not sys.is_finalizing():
-            finalize((ticket.lock,), ticket.give_up)
+        cell = self._cell
+        if cell.state == PENDING and not sys.is_finalizing():
+            finalize((cell.lock,), cell.give_up)
 
     def __repr__(self) -> str:
-        state = {PENDING: "waiting", DONE: "done", GIVEN_UP: "given up"}[self._ticket.state]
+        state = {PENDING: "waiting", DONE: "done", GIVEN_UP: "given up"}[self._cell.state]
         return f"<PendingReply {state}>"
 
 
@@ -94,8 +95,8 @@ class _BlockingPendingReply(Generic[Rep]):
         """
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("waiting for a reply")
-        ticket = self._pending._ticket
-        if not ticket.wait_blocking(timeout, give_up=True):
+        cell = self._pending._cell
+        if not cell.wait_blocking(timeout, give_up=True):
             raise TimeoutError(f"no reply within {seconds(timeout)} seconds")
-        result: Rep = ticket.result()
+        result: Rep = cell.result()
         return result

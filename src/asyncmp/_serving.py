@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import sys
 import textwrap
 import threading
@@ -48,11 +47,12 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 import anyio
 
 from ._channel import Client, ReplyContext, Server, WeakClient, new_channel
+from ._lowlevel._check import check_period, check_timeout
 from ._lowlevel._finalize import finalize
 from ._lowlevel._format import seconds
 from ._lowlevel._outcome import Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
-from ._lowlevel._wake import check_timeout, ensure_blocking_allowed
+from ._lowlevel._wake import ensure_blocking_allowed
 
 __all__ = ("Break", "Continue", "JoinHandle")
 
@@ -368,13 +368,7 @@ class DispatchLoop:
                 )
         elif not callable(on_error):
             raise TypeError(f'on_error must be "stop", "continue" or a callable, not {on_error!r}')
-        if watchdog is None:
-            return None
-        if isinstance(watchdog, bool) or not isinstance(watchdog, (int, float)):
-            raise TypeError(f"watchdog must be a number of seconds or None, not {watchdog!r}")
-        if not (watchdog > 0 and math.isfinite(watchdog)):
-            raise ValueError(f"watchdog must be a finite number of seconds > 0, not {watchdog!r}")
-        return float(watchdog)
+        return None if watchdog is None else check_period(watchdog, "watchdog")
 
     @classmethod
     def build(

@@ -52,13 +52,13 @@ import anyio
 
 from ._closing import Closing
 from ._errors import Closed
+from ._lowlevel._check import check_timeout
 from ._lowlevel._finalize import finalize
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._waitqueue import WaitQueue
 from ._lowlevel._wake import (
     ThreadWaiter,
     Waiter,
-    check_timeout,
     deliver,
     ensure_blocking_allowed,
     new_async_waiter,
@@ -66,7 +66,7 @@ from ._lowlevel._wake import (
     trio_checkpoint,
     wake,
 )
-from ._stage_outcomes import Finished, Notified, TimedOut
+from ._stage_results import Finished, Notified, TimedOut
 from ._statistics import StageStatistics
 
 __all__ = ("Director", "Finished", "Notified", "Stage", "Ticket", "TimedOut")
@@ -183,7 +183,7 @@ class Stage(Generic[T, R, B]):
         self,
         ticket: Ticket[T],
         head: Callable[[Director[T, R, B]], Awaitable[Ret]],
-        timeout: float | None = None,  # noqa: ASYNC109 (an outcome, not an exception)
+        timeout: float | None = None,  # noqa: ASYNC109 (it ends in TimedOut(), a result)
     ) -> Finished[Ret] | Notified | TimedOut:
         """Wait until this ticket's token is notified, or head the stage, or time out.
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol, TypeVar, final
 from ._channel import Client, ReplyContext, WeakClient
 from ._errors import ClientsDisappeared
 from ._loopwatch import forget, watch
-from ._lowlevel._backend import current_library
+from ._lowlevel._backend import cancelled_exception, current_library
 from ._lowlevel._finalize import finalize
 from ._serving import Break, Continue, DispatchLoop, JoinHandle, check_flow, spawn_doc
 
@@ -210,7 +210,7 @@ async def _serve(guard: _Guard, weak: WeakClient[Any, Any], on_asyncio: bool) ->
         # Kept for whoever joins; only what belongs to the event loop (a cancellation,
         # KeyboardInterrupt, SystemExit) goes on into it: the task group is not torn down
         # by a handler's failure.
-        if dispatch.raised(exc, isinstance(exc, _cancelled_class())):
+        if dispatch.raised(exc, isinstance(exc, cancelled_exception())):
             raise
     else:
         dispatch.finish(value)
@@ -264,11 +264,3 @@ async def _maybe_await(result: object) -> object:
     if inspect.isawaitable(result):
         return await result
     return result
-
-
-def _cancelled_class() -> type[BaseException]:
-    if current_library() == "trio":
-        import trio
-
-        return trio.Cancelled
-    return asyncio.CancelledError

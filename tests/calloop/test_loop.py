@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -448,6 +449,14 @@ def test_wakeup_makes_a_dispatch_without_timeout_return(loop: EventLoop[Any]) ->
     t.join(5)
 
     loop.dispatch(None, None)  # would hang without the wake-up
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e12])
+def test_an_infinite_or_huge_timeout_waits_like_none(loop: EventLoop[Any], timeout: float) -> None:
+    """``inf`` and numbers past what epoll can take are timeouts like any other (no
+    OverflowError): the dispatch waits until something happens, here a wake-up."""
+    loop.get_signal().wakeup()
+    loop.dispatch(timeout, None)
 
 
 # -- sources inserted in callbacks (48) -------------------------------------------------

@@ -491,7 +491,7 @@ def test_sync_channel_place_for_a_task_of_a_closed_loop_goes_to_the_next_sender(
     loop = asyncio.new_event_loop()
     task = loop.create_task(sender.send("gone"))
     loop.run_until_complete(asyncio.sleep(0))  # one step: the task runs until it parks
-    assert len(chan._core.room_waiters) == 1
+    assert len(chan._state.room_waiters) == 1
     loop.close()
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # its loop is gone
 

@@ -380,14 +380,14 @@ def test_pending_reply_collected_under_the_lock_gives_the_request_up() -> None:
     request: the request is given up."""
     server, client = asyncmp.channel()
     pending = client.request(1)
-    ticket = pending._ticket
+    cell = pending._cell
     in_a_cycle(pending)
     del pending
     collect_with_lock_held(server._channel.lock)
 
-    assert ticket.wait_blocking(WAIT, give_up=True)  # at once: the request was given up
+    assert cell.wait_blocking(WAIT, give_up=True)  # at once: the request was given up
     with pytest.raises(Closed):
-        ticket.result()
+        cell.result()
     assert server.try_pop() is None
 
 

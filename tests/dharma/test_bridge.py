@@ -1,4 +1,4 @@
-"""asyncmp.dharma.bridge: senders and receivers connected freely (dharma's bridge)."""
+"""asyncmp.dharma's bridge: senders and receivers connected freely (dharma's bridge)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from asyncmp.dharma import (
     connect,
     direct_connect,
 )
-from asyncmp.dharma._bridge import _Queue
+from asyncmp.dharma._bridge import _ReceiverState
 
 
 def drain(receiver: Receiver[object]) -> list[object]:
@@ -296,7 +296,7 @@ def test_bridge_asyncio_task_cancelled_after_its_wake_up_passes_it_on(use_uvloop
     sender: Sender[str] = Sender()
     receiver: Receiver[str] = Receiver()
     connect(sender, receiver)
-    waiters = receiver._queue.waiters
+    waiters = receiver._state.waiters
 
     async def main() -> object:
         first = asyncio.create_task(receiver.recv())
@@ -468,7 +468,7 @@ def test_bridge_wake_up_for_a_task_of_a_closed_loop_goes_to_the_next_receive(
     loop = asyncio.new_event_loop()
     task = loop.create_task(receiver.recv())
     loop.run_until_complete(asyncio.sleep(0))  # one step: the task runs until it parks
-    assert len(receiver._queue.waiters) == 1
+    assert len(receiver._state.waiters) == 1
     loop.close()
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # its loop is gone
 
@@ -488,17 +488,17 @@ def _push_during_first_empty_look(
 ) -> list[int]:
     """Make the first receive look that finds nothing send *msg* right then, before the
     receive parks: the window a lock-free push can hit. Returns the count of looks."""
-    real = _Queue.take
+    real = _ReceiverState.take
     looks: list[int] = []
 
-    def take(self: _Queue) -> object:
+    def take(self: _ReceiverState) -> object:
         item = real(self)
         looks.append(1)
         if item is NOTHING and len(looks) == 1:
             sender.send_plain(msg)  # sees nobody parked yet: wakes nobody
         return item
 
-    monkeypatch.setattr(_Queue, "take", take)
+    monkeypatch.setattr(_ReceiverState, "take", take)
     return looks
 
 
@@ -515,7 +515,7 @@ async def test_bridge_send_between_a_receives_look_and_its_parking_is_not_lost(
     with anyio.fail_after(5):
         assert await receiver.recv() == Plain("x")
     assert len(looks) == 2
-    assert not receiver._queue.waiters
+    assert not receiver._state.waiters
 
 
 def test_bridge_blocking_send_between_look_and_parking_is_not_lost(
@@ -532,7 +532,7 @@ def test_bridge_blocking_send_between_look_and_parking_is_not_lost(
     receive = receive_in_thread(receiver)
     assert receive.join() == [Plain("x")]
     assert len(looks) == 2
-    assert not receiver._queue.waiters
+    assert not receiver._state.waiters
 
 
 async def test_bridge_send_that_saw_a_receive_parked_which_then_took_it_wakes_nobody(
@@ -544,16 +544,16 @@ async def test_bridge_send_that_saw_a_receive_parked_which_then_took_it_wakes_no
     sender: Sender[str] = Sender()
     receiver: Receiver[str] = Receiver()
     connect(sender, receiver)
-    real_take, real_wake_one = _Queue.take, _Queue.wake_one
+    real_take, real_wake_one = _ReceiverState.take, _ReceiverState.wake_one
     waking = threading.Event()
     looks: list[int] = []
     senders: list[threading.Thread] = []
 
-    def wake_one(self: _Queue) -> None:
+    def wake_one(self: _ReceiverState) -> None:
         waking.set()  # appended, saw the receive parked; now waits for the lock it holds
         real_wake_one(self)
 
-    def take(self: _Queue) -> object:
+    def take(self: _ReceiverState) -> object:
         looks.append(1)
         if len(looks) == 2:  # the look once parked, under the queue's lock
             senders.append(threading.Thread(target=sender.send_plain, args=("x",)))
@@ -561,14 +561,14 @@ async def test_bridge_send_that_saw_a_receive_parked_which_then_took_it_wakes_no
             assert waking.wait(5)
         return real_take(self)
 
-    monkeypatch.setattr(_Queue, "take", take)
-    monkeypatch.setattr(_Queue, "wake_one", wake_one)
+    monkeypatch.setattr(_ReceiverState, "take", take)
+    monkeypatch.setattr(_ReceiverState, "wake_one", wake_one)
     with anyio.fail_after(5):
         assert await receiver.recv() == Plain("x")
     senders[0].join(5)
     assert not senders[0].is_alive()
     assert len(looks) == 2
-    assert not receiver._queue.waiters
+    assert not receiver._state.waiters
     assert receiver.try_recv() is EMPTY
 
 
@@ -580,12 +580,12 @@ def test_bridge_nothing_sent_to_a_collected_receiver_is_kept() -> None:
     receiver: Receiver[list[int]] = Receiver()
     connect(sender, receiver)
     direct_connect(direct, receiver)
-    queue = receiver._queue
+    state = receiver._state
     del receiver
     gc.collect()
     sender.send_plain([1])
     direct.send_plain([2])
-    assert not queue.items
+    assert not state.items
     assert sender.receivers == 0
     assert not direct.connected
 

@@ -1,8 +1,9 @@
-"""asyncmp.dharma.dispatcher: file-descriptor events dispatched to handlers (dharma's
+"""asyncmp.dharma.Dispatcher: file-descriptor events dispatched to handlers (dharma's
 Dispatcher)."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -280,7 +281,7 @@ def test_dispatcher_stale_readiness_never_reaches_a_handler_that_reused_the_fd(
             os.write(new[0].w, b"for the new handler")
         dispatcher.add_source(new[0], EventKind.READ)
 
-    poller = dispatcher._core.poller
+    poller = dispatcher._state.poller
     poller._epoll = HookedEpoll(poller._epoll, swap)  # type: ignore[assignment]
     try:
         called = dispatcher.wait_and_process(5)
@@ -396,6 +397,39 @@ def test_dispatcher_rejects_bad_input(
         dispatcher.add_source(closed, EventKind.READ)
     with pytest.raises(TypeError, match="get_controller"):
         DispatcherController()
+    with pytest.raises(ValueError, match=r"timeout must be >= 0, not -1"):
+        dispatcher.wait_and_process(-1)
+    with pytest.raises(TypeError, match=r"timeout must be a number of seconds or None"):
+        dispatcher.wait_and_process("1")  # type: ignore[arg-type]
+
+
+class BoolFd(PipeHandler):
+    def fileno(self) -> int:
+        return True
+
+
+def test_a_handler_whose_fileno_is_a_bool_is_refused(
+    dispatcher: Dispatcher, pipes: Callable[..., PipeHandler]
+) -> None:
+    """``True`` is no fd (it would watch fd 1): a TypeError names the handler's fileno()."""
+    handler = BoolFd()
+    try:
+        with pytest.raises(TypeError, match=r"fileno\(\) of .* must be an int, not True"):
+            dispatcher.add_source(handler, EventKind.READ)
+    finally:
+        handler.close()
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e12])
+def test_an_infinite_or_huge_timeout_is_a_timeout_like_any_other(
+    dispatcher: Dispatcher, pipes: Callable[..., PipeHandler], timeout: float
+) -> None:
+    """``inf`` and numbers past what epoll can take wait until something happens (no
+    OverflowError)."""
+    handler = pipes()
+    dispatcher.add_source(handler, EventKind.READ)
+    os.write(handler.w, b"x")
+    assert dispatcher.wait_and_process(timeout) == 1
 
 
 def test_dispatcher_closed_refuses_use(pipes: Callable[..., PipeHandler]) -> None:

@@ -1,4 +1,4 @@
-"""asyncmp.dharma.event_loop: modules hosted by event loops on threads or as tasks."""
+"""asyncmp.dharma's event loops: modules hosted by event loops on threads or as tasks."""
 
 from __future__ import annotations
 

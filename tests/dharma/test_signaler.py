@@ -1,4 +1,4 @@
-"""asyncmp.dharma.signaler: application signals routed to subscribers (dharma's Signaler)."""
+"""asyncmp.dharma.Signaler: application signals routed to subscribers (dharma's Signaler)."""
 
 from __future__ import annotations
 

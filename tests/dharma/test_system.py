@@ -1,4 +1,4 @@
-"""asyncmp.dharma.system: SIGINT/SIGTERM handling and signal masks.
+"""asyncmp.dharma's system signals: SIGINT/SIGTERM handling and signal masks.
 
 Everything that receives a signal runs in a child process (with a timeout), so that the
 test process's own signal handlers are never touched.

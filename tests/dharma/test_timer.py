@@ -1,4 +1,4 @@
-"""asyncmp.dharma.timer: a periodic timer as a dispatcher event handler (dharma's Timer)."""
+"""asyncmp.dharma.PeriodicTimer: a periodic timer as a dispatcher event handler (dharma's Timer)."""
 
 from __future__ import annotations
 

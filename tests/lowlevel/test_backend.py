@@ -23,6 +23,7 @@ from asyncmp._lowlevel._backend import (
     cancelled_exception,
     current_library,
     on_trio,
+    running_asyncio_loop,
     trio_api,
 )
 from asyncmp._lowlevel._wake import (
@@ -44,6 +45,14 @@ async def test_the_running_library_is_named(anyio_backend_name: str) -> None:
     expected = "trio" if anyio_backend_name == "trio" else "asyncio"
     assert what_runs() == (expected, expected == "trio")
     assert await anyio.to_thread.run_sync(what_runs) == (None, False)
+
+
+async def test_running_asyncio_loop_is_the_loop_only_where_asyncio_runs_the_caller() -> None:
+    """On asyncio (and uvloop) `running_asyncio_loop` is the running loop; on trio and in a
+    worker thread it is None (trio's guest mode: the test below)."""
+    expected = None if on_trio() else asyncio.get_running_loop()
+    assert running_asyncio_loop() is expected
+    assert await anyio.to_thread.run_sync(running_asyncio_loop) is None
 
 
 async def test_cancelled_exception_is_what_cancels_the_task() -> None:
@@ -91,13 +100,15 @@ def test_trio_api_is_imported_once() -> None:
 
 def test_trio_in_guest_mode_on_asyncio_is_trio() -> None:
     """Under trio's guest mode an asyncio loop is running too, but a trio task cannot await
-    its futures: the answer is trio, and the waiter a `TrioWaiter`."""
+    its futures: the answer is trio, the waiter a `TrioWaiter`, and there is no asyncio loop
+    to use (`running_asyncio_loop`)."""
 
     async def in_trio() -> tuple[Any, ...]:
         return (
             current_library(),
             type(new_async_waiter()),
             _backend.get_running_loop() is not None,
+            running_asyncio_loop(),
         )
 
     async def host() -> Any:
@@ -110,7 +121,7 @@ def test_trio_in_guest_mode_on_asyncio_is_trio() -> None:
         )
         return (await asyncio.wait_for(done, WAIT)).unwrap()
 
-    assert asyncio.run(host()) == ("trio", TrioWaiter, True)
+    assert asyncio.run(host()) == ("trio", TrioWaiter, True, None)
 
 
 def test_a_library_asyncmp_does_not_support_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

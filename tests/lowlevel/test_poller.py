@@ -9,6 +9,7 @@ wrapped so that a hook runs just before ``epoll_wait`` or just after it returned
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import threading
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 
 from asyncmp import Closed
+from asyncmp._lowlevel._check import check_timeout
 from asyncmp._lowlevel._poller import (
     EPOLLET,
     EPOLLIN,
     EPOLLONESHOT,
+    MAX_WAIT,
     Poller,
     WakeFd,
 )
@@ -259,6 +262,41 @@ def test_wakeup_from_another_thread_ends_a_blocked_poll(poller: Poller[Any]) -> 
     poller.wakeup()
     assert poller.poll(WAIT) == ([], True)
     assert poller.poll(0) == ([], False)
+
+
+class ChunkedEpoll:
+    """Stands in for a poller's epoll set: records each wait's timeout and returns at once,
+    empty (as a wait that ran out) until the third wait, which a wake-up ends."""
+
+    def __init__(self, poller: Poller[Any]) -> None:
+        self.poller = poller
+        self.real = poller._epoll
+        self.timeouts: list[float] = []
+        poller._epoll = self  # type: ignore[assignment]
+
+    def poll(self, timeout: float = -1) -> list[tuple[int, int]]:
+        self.timeouts.append(timeout)
+        if len(self.timeouts) < 3:
+            return []
+        self.poller.wakeup()
+        polled: list[tuple[int, int]] = self.real.poll(0)
+        return polled
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_timeout_longer_than_epoll_takes_is_waited_out_in_max_waits(
+    poller: Poller[Any],
+) -> None:
+    """A timeout as `check_timeout` makes it (``inf`` is ``threading.TIMEOUT_MAX``, which
+    epoll refuses with OverflowError) is waited out in waits of at most `MAX_WAIT`; one that
+    ends empty does not end the poll, whose timeout has not passed."""
+    timeout = check_timeout(math.inf)
+    assert timeout is not None
+    epoll = ChunkedEpoll(poller)
+    assert poller.poll(timeout) == ([], True)
+    assert epoll.timeouts == [MAX_WAIT, MAX_WAIT, MAX_WAIT]
 
 
 def test_a_registration_from_another_thread_reaches_a_blocked_poll(

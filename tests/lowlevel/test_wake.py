@@ -1,5 +1,5 @@
-"""`_wake`: the wake protocol's three kinds of waiter, `deliver`/`wake`, `park`, and the checks
-every waiting operation makes first.
+"""`_wake`: the wake protocol's three kinds of waiter, `deliver`/`wake`, `park`, and the check
+every blocking operation makes first (the argument checks are `_check`'s: test_check.py).
 
 Races are placed, not hoped for: a waker "takes" a waiter by a ``deregister`` that answers
 False, a cancellation lands before or after a wake-up in a fixed order, and a scripted lock
@@ -9,7 +9,6 @@ puts an interrupt or a wake-up inside a thread's blocked acquire.
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +24,6 @@ from asyncmp._lowlevel._backend import on_trio
 from asyncmp._lowlevel._wake import (
     ThreadWaiter,
     TrioWaiter,
-    check_timeout,
     deliver,
     ensure_blocking_allowed,
     new_async_waiter,
@@ -312,44 +310,6 @@ def test_wait_delivered_holds_back_a_second_interrupt_until_the_wakeup_arrives()
 
 
 # -- checks ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("timeout", "expected"),
-    [
-        (None, None),
-        (0, 0.0),
-        (3, 3.0),
-        (0.25, 0.25),
-        (math.inf, threading.TIMEOUT_MAX),
-        (1e300, threading.TIMEOUT_MAX),
-    ],
-)
-def test_check_timeout_accepts_none_and_non_negative_numbers(
-    timeout: float | None, expected: float | None
-) -> None:
-    """``None`` waits forever; a number ≥ 0 becomes a float a lock accepts (capped at
-    ``threading.TIMEOUT_MAX``, so ``inf`` means forever)."""
-    checked = check_timeout(timeout)
-    assert checked == expected
-    assert checked is None or type(checked) is float
-
-
-@pytest.mark.parametrize(
-    ("timeout", "error"),
-    [
-        (-1, ValueError),
-        (-math.inf, ValueError),
-        (math.nan, ValueError),
-        (True, TypeError),
-        ("1", TypeError),
-    ],
-)
-def test_check_timeout_rejects_anything_else(timeout: Any, error: type[Exception]) -> None:
-    """A negative or NaN timeout is a ValueError; a bool or non-number is a TypeError; both
-    name the value."""
-    with pytest.raises(error, match=repr(timeout).replace("(", r"\(")):
-        check_timeout(timeout)
 
 
 async def test_ensure_blocking_allowed_refuses_a_thread_that_runs_an_event_loop() -> None:

@@ -115,3 +115,15 @@ async def test_nats_signal_bridge_raises_when_its_connection_is_closed_for_good(
     assert len(outcome) == 1
     assert isinstance(outcome[0], asyncmp.ServerDisappeared)
     assert "closed for good" in str(outcome[0])
+
+
+def test_nats_signal_bridge_refuses_trio_as_the_other_nats_entry_points_do() -> None:
+    """nats-py is asyncio-only: under trio `bridge_signaler` raises the RuntimeError that
+    `serve` raises, before it connects anywhere (the one check, `check_asyncio`, also
+    refuses trio's guest mode on an asyncio loop: tests/lowlevel/test_backend.py)."""
+
+    async def under_trio() -> None:
+        with pytest.raises(RuntimeError, match=r"bridge_signaler\(\) runs on asyncio"):
+            await asyncmp.nats.bridge_signaler(Signaler(), "nats://127.0.0.1:1")
+
+    anyio.run(under_trio, backend="trio")

@@ -230,14 +230,14 @@ async def test_enter_heads_at_once_when_nobody_heads() -> None:
         return 7
 
     with ticket(stage, "a") as a:
-        outcome = await stage.enter(a, head, timeout=0)
-    assert outcome == Finished(7)
+        result = await stage.enter(a, head, timeout=0)
+    assert result == Finished(7)
     assert seen == [("a", "the resource"), True]
-    match outcome:
+    match result:
         case Finished(value):
             assert value == 7
         case _:
-            pytest.fail(f"unexpected {outcome!r}")
+            pytest.fail(f"unexpected {result!r}")
 
 
 async def test_enter_times_out_while_another_heads() -> None:
@@ -768,8 +768,8 @@ async def test_buffer_nested_raises_instead_of_deadlocking() -> None:
         assert buf["a"] == 1
 
 
-def test_outcomes_are_frozen_values() -> None:
-    """The outcomes compare by value, are immutable and match positionally."""
+def test_results_are_frozen_values() -> None:
+    """What `enter` returns compares by value, is immutable and matches positionally."""
     assert Finished(1) == Finished(1)
     assert Finished(1) != Finished(2)
     assert Notified() == Notified()

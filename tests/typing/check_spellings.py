@@ -15,7 +15,7 @@ from typing import Any, Literal
 from typing_extensions import assert_type
 
 import asyncmp
-import asyncmp.dharma.bridge
+import asyncmp.dharma
 import asyncmp.nats
 
 
@@ -127,8 +127,7 @@ async def any_client_accepts_both() -> None:
 
 
 def dharma_spellings() -> None:
-    # `asyncmp.dharma.X` and the module paths `asyncmp.dharma.bridge.X` name the same classes.
-    sender: asyncmp.dharma.Sender[int] = asyncmp.dharma.bridge.Sender()
+    sender: asyncmp.dharma.Sender[int] = asyncmp.dharma.Sender()
     receiver: asyncmp.dharma.Receiver[int] = asyncmp.dharma.Receiver()
     asyncmp.dharma.connect(sender, receiver)
     assert_type(

@@ -8,6 +8,11 @@ guest mode an asyncio loop is "running" too, but trio tasks cannot await its fut
 
 The trio functions asyncmp calls are imported once, on first use (`trio_api`), not on every
 wake-up, so that importing asyncmp never imports trio.
+
+This is the one place that asks: the rest of the package calls these functions and never
+reads sniffio or ``asyncio._get_running_loop`` itself (tests/test_layout.py checks it). The
+one exception is the channel's hot path, whose primitives (``_primitives.py`` and their
+compiled twin in ``_speedups.pyx``) hold their own reference to the running-loop look-up.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ __all__ = (
     "current_library",
     "get_running_loop",
     "on_trio",
+    "running_asyncio_loop",
     "trio_api",
 )
 
@@ -60,6 +66,14 @@ def current_library() -> str | None:
     if name is not None:
         return name
     return "asyncio" if get_running_loop() is not None else None
+
+
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop that runs the calling code, or ``None``: where no loop runs, and
+    under trio, its guest mode on an asyncio loop included (trio tasks cannot await that
+    loop's futures)."""
+    name = library_mark.name
+    return get_running_loop() if name is None or name == "asyncio" else None
 
 
 _trio: Any = None

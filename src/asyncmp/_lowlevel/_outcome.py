@@ -6,7 +6,10 @@ Design note. A cell is PENDING until it is *set* (DONE: the outcome is stored) o
 instead). Every transition happens under the cell's ``lock`` — its owner's (a channel's, a
 connection hub's) or its own — and the outcome is stored before any waiter is woken, so a
 woken waiter reads it without the lock. An error travels as a `Failure` (a value), so that
-a reply may be any object, exceptions included; `result` raises it.
+a reply may be any object, exceptions included; `result` raises it. *Outcome* names this and
+nothing else in asyncmp: what a cell holds once set, a value or a `Failure` (trio's
+``outcome`` library says Value or Error). What `Stage.enter` returns is a result
+(`_stage_results`), and a bridge receive with no message returns a `NoMessage` value.
 
 The cells: a channel request whose requester is a trio task, a thread or a `PendingReply`; a
 request travelling over NATS (a subclass, whose giving up tells the server); the end of a

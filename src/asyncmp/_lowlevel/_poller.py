@@ -39,6 +39,7 @@ import contextlib
 import os
 import select
 import threading
+import time
 from collections.abc import Hashable
 from typing import Final, Generic, TypeVar, final
 
@@ -54,6 +55,7 @@ __all__ = (
     "EPOLLOUT",
     "EPOLLPRI",
     "EPOLLRDHUP",
+    "MAX_WAIT",
     "Poller",
     "WakeFd",
 )
@@ -69,6 +71,9 @@ EPOLLHUP: Final[int] = getattr(select, "EPOLLHUP", 0x010)
 EPOLLRDHUP: Final[int] = getattr(select, "EPOLLRDHUP", 0x2000)
 EPOLLONESHOT: Final[int] = getattr(select, "EPOLLONESHOT", 1 << 30)
 EPOLLET: Final[int] = getattr(select, "EPOLLET", 1 << 31)
+MAX_WAIT: Final = 86400.0
+"""The longest single epoll wait asyncmp makes, in seconds: epoll takes an int of milliseconds,
+which overflows past about 24 days. A longer timeout is waited out in waits of this length."""
 
 
 class WakeFd:
@@ -232,11 +237,23 @@ class Poller(Generic[Tok]):
             self._wake.add(1)
 
     def poll(self, timeout: float) -> tuple[list[tuple[Tok, int]], bool]:
-        """Wait up to *timeout* seconds (``-1``: no limit, ``0``: do not wait).
+        """Wait up to *timeout* seconds (``-1``: no limit, ``0``: do not wait; any length, as
+        `_check.check_timeout` returns it: a wait longer than `MAX_WAIT` is made of shorter
+        ones).
 
         Returns the events as ``(token, epoll_events)`` pairs, and whether a `wakeup` ended
         the wait (it carries no event of its own).
         """
+        if timeout <= MAX_WAIT:
+            return self._poll_events(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            events, woken = self._poll_events(max(0.0, min(left, MAX_WAIT)))
+            if events or woken or left <= MAX_WAIT:
+                return events, woken
+
+    def _poll_events(self, timeout: float) -> tuple[list[tuple[Tok, int]], bool]:
         events, dropped, woken = self._poll_once(timeout)
         if dropped:
             # Level-triggered: a new registration on a dropped fd that is ready shows again.

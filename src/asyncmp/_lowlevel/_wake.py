@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, final
 
 from ._backend import get_running_loop, library_mark, on_trio, trio_api
+from ._check import check_timeout as check_timeout  # the channel core's import; home: _check
 from ._coalesce import resolve_soon
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ __all__ = (
     "AsyncWaiter",
     "ThreadWaiter",
     "Waiter",
-    "check_timeout",
     "deliver",
     "ensure_blocking_allowed",
     "new_async_waiter",
@@ -312,14 +312,3 @@ def ensure_blocking_allowed(operation: str) -> None:
             f"{operation} blocks the calling thread, but this thread runs an event loop; "
             "await the async form instead"
         )
-
-
-def check_timeout(timeout: float | None) -> float | None:
-    """Validate a ``timeout=`` argument: ``None`` (wait forever) or a number ≥ 0."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    if not timeout >= 0:  # also rejects NaN
-        raise ValueError(f"timeout must be >= 0, not {timeout!r}")
-    return float(min(timeout, threading.TIMEOUT_MAX))

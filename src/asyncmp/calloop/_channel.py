@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
 from .._errors import Closed as ClosedError, Disconnected, WouldBlock
+from .._lowlevel._check import check_int, check_timeout
 from .._lowlevel._finalize import finalize
 from .._lowlevel._public import NoPublicConstructor
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
-from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
+from .._lowlevel._wake import ensure_blocking_allowed
 from ._poll import Readiness, WakeFd
 from ._source import PostAction, callback_action
 from ._token import Token
@@ -106,42 +107,42 @@ class _ChannelState:
 
 
 class _ChannelSenderBase(Generic[T]):
-    __slots__ = ("__weakref__", "_closed", "_core")
-    _core: _ChannelState
+    __slots__ = ("__weakref__", "_closed", "_state")
+    _state: _ChannelState
     _closed: bool
 
     @classmethod
-    def _create(cls, core: _ChannelState) -> Any:
-        # The caller has counted this sender in core.senders.
+    def _create(cls, state: _ChannelState) -> Any:
+        # The caller has counted this sender in state.senders.
         self = object.__new__(cls)
-        self._core = core
+        self._state = state
         self._closed = False
         return self
 
     def _check(self) -> _ChannelState:
         if self._closed:
             raise ClosedError(f"this {type(self).__name__} is closed")
-        return self._core
+        return self._state
 
     def clone(self) -> Any:
         """Another sender to the same channel."""
-        core = self._core
-        with core.lock:
+        state = self._state
+        with state.lock:
             self._check()
-            core.senders += 1
-        return type(self)._create(core)
+            state.senders += 1
+        return type(self)._create(state)
 
     def close(self) -> None:
         """Close this sender (idempotent); after the last one the channel reports
         ``ChannelClosed()``."""
-        core = self._core
-        with core.lock:
+        state = self._state
+        with state.lock:
             if self._closed:
                 return
             self._closed = True
-            core.senders -= 1
-            if core.senders == 0:
-                core.ping()
+            state.senders -= 1
+            if state.senders == 0:
+                state.ping()
 
     def __enter__(self) -> Any:
         return self
@@ -153,7 +154,7 @@ class _ChannelSenderBase(Generic[T]):
         # The collection may have started while this thread holds the channel's lock (a
         # send allocates under it): `finalize` then defers the close.
         if not getattr(self, "_closed", True):
-            finalize((self._core.lock,), self.close)
+            finalize((self._state.lock,), self.close)
 
 
 @final
@@ -174,10 +175,10 @@ class ChannelSender(
             asyncmp.Disconnected: the `Channel` is closed or collected.
             asyncmp.Closed: this sender is closed.
         """
-        core = self._core
-        with core.lock:
+        state = self._state
+        with state.lock:
             self._check()
-            core.push(value, bounded=False)
+            state.push(value, bounded=False)
 
 
 @final
@@ -199,11 +200,11 @@ class SyncChannelSender(
             asyncmp.Disconnected: the `Channel` is closed or collected.
             asyncmp.Closed: this sender is closed.
         """
-        core = self._core
-        with core.lock:
+        state = self._state
+        with state.lock:
             self._check()
-            if not core.push(value, bounded=True):
-                core.ping()  # as calloop: make sure the loop drains the full queue
+            if not state.push(value, bounded=True):
+                state.ping()  # as calloop: make sure the loop drains the full queue
                 raise WouldBlock("the calloop channel is full")
 
     async def send(self, value: T) -> None:
@@ -219,13 +220,13 @@ class SyncChannelSender(
         Raises:
             asyncmp.Disconnected: the `Channel` is closed or collected.
         """
-        core = self._core
+        state = self._state
 
         def take() -> object:
             self._check()
-            return True if core.push(value, bounded=True) else NOTHING
+            return True if state.push(value, bounded=True) else NOTHING
 
-        await core.room_waiters.wait_for(take)
+        await state.room_waiters.wait_for(take)
 
     @property
     def blocking(self) -> _BlockingSyncSender[T]:
@@ -257,13 +258,13 @@ class _BlockingSyncSender(Generic[T]):
         ensure_blocking_allowed("SyncChannelSender.blocking.send()")
         t = check_timeout(timeout)
         sender = self._sender
-        core = sender._core
+        state = sender._state
 
         def take() -> object:
             sender._check()
-            return True if core.push(value, bounded=True) else NOTHING
+            return True if state.push(value, bounded=True) else NOTHING
 
-        if core.room_waiters.wait_for_blocking(take, t) is NOTHING:
+        if state.room_waiters.wait_for_blocking(take, t) is NOTHING:
             raise TimeoutError("the calloop channel stayed full")
 
 
@@ -286,22 +287,22 @@ class Channel(
     raise ``asyncmp.Disconnected`` and drops undelivered messages.
     """
 
-    __slots__ = ("__weakref__", "_closed_sent", "_core")
-    _core: _ChannelState
+    __slots__ = ("__weakref__", "_closed_sent", "_state")
+    _state: _ChannelState
     _closed_sent: bool
 
     def _wake_fd(self) -> WakeFd:
-        if not self._core.receiver_open:
+        if not self._state.receiver_open:
             raise ClosedError("this Channel is closed")
-        return self._core.fd
+        return self._state.fd
 
     def _is_open(self) -> bool:
-        return self._core.receiver_open
+        return self._state.receiver_open
 
     @classmethod
-    def _create(cls, core: _ChannelState) -> Channel[Any]:
+    def _create(cls, state: _ChannelState) -> Channel[Any]:
         self: Channel[Any] = object.__new__(cls)
-        self._core = core
+        self._state = state
         self._poll = None
         self._token = None
         self._closed_sent = False
@@ -314,23 +315,23 @@ class Channel(
             asyncmp.WouldBlock: no message is queued (but a sender is open).
             asyncmp.Disconnected: no message is queued and every sender is closed.
         """
-        core = self._core
+        state = self._state
         hints: list[Any] = []
         try:
-            with core.lock:
-                if not core.receiver_open:
+            with state.lock:
+                if not state.receiver_open:
                     raise ClosedError("this Channel is closed")
-                if core.queue:
-                    core.freed(1, hints)
-                    return core.queue.popleft()  # type: ignore[no-any-return]
-                if core.senders == 0:
+                if state.queue:
+                    state.freed(1, hints)
+                    return state.queue.popleft()  # type: ignore[no-any-return]
+                if state.senders == 0:
                     raise Disconnected("every sender of this calloop channel is closed")
                 raise WouldBlock("no message is queued")
         finally:
             try:
-                core.hint(hints)
+                state.hint(hints)
             except BaseException:
-                core.hint(hints)  # cut short by an interrupt at its start: once more
+                state.hint(hints)  # cut short by an interrupt at its start: once more
                 raise
 
     def process_events(
@@ -341,39 +342,39 @@ class Channel(
     ) -> PostAction:
         if (token is not self._token and token != self._token) or self._closed_sent:
             return PostAction.CONTINUE
-        core = self._core
+        state = self._state
         # The wake-up is consumed before delivering, so every way out of the loop below
         # short of draining the queue (the per-dispatch limit, a callback that raises or
         # returns an action other than CONTINUE) pings the fd again: what is left is
         # delivered at the next dispatch in which the channel is registered, never stalled
         # until the next send.
-        core.fd.take()
-        limit = MAX_PER_DISPATCH if core.bound is None else min(core.bound + 1, MAX_PER_DISPATCH)
+        state.fd.take()
+        limit = MAX_PER_DISPATCH if state.bound is None else min(state.bound + 1, MAX_PER_DISPATCH)
         drained = closed = False
         try:
             for _ in range(limit):
                 hints: list[Any] = []
                 try:
-                    with core.lock:
-                        if not core.queue:
-                            drained, closed = True, core.senders == 0
+                    with state.lock:
+                        if not state.queue:
+                            drained, closed = True, state.senders == 0
                             break
-                        core.freed(1, hints)
-                        value = core.queue.popleft()
+                        state.freed(1, hints)
+                        value = state.queue.popleft()
                 finally:
                     try:
-                        core.hint(hints)
+                        state.hint(hints)
                     except BaseException:
-                        core.hint(hints)  # cut short by an interrupt at its start: once more
+                        state.hint(hints)  # cut short by an interrupt at its start: once more
                         raise
                 action = callback_action(callback(Msg(value), None), "Channel")
                 if action is not PostAction.CONTINUE:
                     return action
         finally:
             if not drained:
-                with core.lock:
-                    if core.queue or core.senders == 0:
-                        core.ping()  # more to deliver (or ChannelClosed to report)
+                with state.lock:
+                    if state.queue or state.senders == 0:
+                        state.ping()  # more to deliver (or ChannelClosed to report)
         if closed:
             self._closed_sent = True
             # Nothing can follow ChannelClosed: the channel leaves whatever the callback returns.
@@ -383,46 +384,42 @@ class Channel(
 
     def close(self) -> None:
         """Stop receiving (idempotent): queued messages are dropped, senders get errors."""
-        core = self._core
+        state = self._state
         if self._poll is not None:
             self.unregister(self._poll)
         hints: list[Any] = []
         try:
-            with core.lock:
-                if not core.receiver_open:
+            with state.lock:
+                if not state.receiver_open:
                     return
-                core.receiver_open = False
-                core.freed(len(core.room_waiters), hints)  # they wake to raise Disconnected
-                core.queue.clear()
-                core.fd.close()
+                state.receiver_open = False
+                state.freed(len(state.room_waiters), hints)  # they wake to raise Disconnected
+                state.queue.clear()
+                state.fd.close()
         finally:
             try:
-                core.hint(hints)
+                state.hint(hints)
             except BaseException:
-                core.hint(hints)  # cut short by an interrupt at its start: once more
+                state.hint(hints)  # cut short by an interrupt at its start: once more
                 raise
 
     def __del__(self) -> None:
         # `finalize` defers the close while this thread holds a lock it takes.
-        if getattr(self, "_core", None) is not None and self._core.receiver_open:
+        if getattr(self, "_state", None) is not None and self._state.receiver_open:
             finalize(self._locks(), self.close)
 
     def _locks(self) -> tuple[Any, ...]:
         poll = self._poll
-        return (self._core.lock,) if poll is None else (self._core.lock, poll._lock)
+        return (self._state.lock,) if poll is None else (self._state.lock, poll._lock)
 
 
 def channel() -> tuple[ChannelSender[Any], Channel[Any]]:
     """An unbounded channel: a thread-safe `ChannelSender` and the `Channel` source for the loop."""
-    core = _ChannelState(None)
-    return ChannelSender._create(core), Channel._create(core)
+    state = _ChannelState(None)
+    return ChannelSender._create(state), Channel._create(state)
 
 
 def sync_channel(bound: int) -> tuple[SyncChannelSender[Any], Channel[Any]]:
     """A channel holding at most *bound* (≥ 1) queued messages; sends wait for room."""
-    if isinstance(bound, bool) or not isinstance(bound, int):
-        raise TypeError(f"bound must be an int, not {bound!r}")
-    if bound < 1:
-        raise ValueError(f"bound must be >= 1, not {bound}")
-    core = _ChannelState(bound)
-    return SyncChannelSender._create(core), Channel._create(core)
+    state = _ChannelState(check_int(bound, "bound", minimum=1))
+    return SyncChannelSender._create(state), Channel._create(state)

@@ -82,7 +82,7 @@ class _Task:
 
 
 @final
-class _Core:
+class _ExecutorState:
     __slots__ = ("alive", "fd", "lock", "runnable", "tasks")
 
     def __init__(self) -> None:
@@ -106,13 +106,13 @@ class _Core:
 class Scheduler(Generic[T], metaclass=NoPublicConstructor, made_by="calloop.executor()"):
     """Schedules coroutines on its `Executor`; usable from any thread."""
 
-    __slots__ = ("_core",)
-    _core: _Core
+    __slots__ = ("_state",)
+    _state: _ExecutorState
 
     @classmethod
-    def _create(cls, core: _Core) -> Scheduler[Any]:
+    def _create(cls, state: _ExecutorState) -> Scheduler[Any]:
         self: Scheduler[Any] = object.__new__(cls)
-        self._core = core
+        self._state = state
         return self
 
     def schedule(self, coro: Coroutine[Any, Any, T]) -> None:
@@ -124,14 +124,14 @@ class Scheduler(Generic[T], metaclass=NoPublicConstructor, made_by="calloop.exec
         """
         if not inspect.iscoroutine(coro):
             raise TypeError(f"schedule() takes a coroutine object, not {coro!r}")
-        core = self._core
+        state = self._state
         task = _Task(coro)
-        with core.lock:
-            if not core.alive:
+        with state.lock:
+            if not state.alive:
                 coro.close()
                 raise ExecutorDestroyed("the calloop Executor of this Scheduler is closed")
-            core.tasks.add(task)
-        core.schedule(task)
+            state.tasks.add(task)
+        state.schedule(task)
 
 
 @final
@@ -148,21 +148,21 @@ class Executor(
     (``close()`` or garbage collection) closes the coroutines that have not finished.
     """
 
-    __slots__ = ("__weakref__", "_core")
-    _core: _Core
+    __slots__ = ("__weakref__", "_state")
+    _state: _ExecutorState
 
     def _wake_fd(self) -> WakeFd:
-        if not self._core.alive:
+        if not self._state.alive:
             raise Closed("this Executor is closed")
-        return self._core.fd
+        return self._state.fd
 
     def _is_open(self) -> bool:
-        return self._core.alive
+        return self._state.alive
 
     @classmethod
-    def _create(cls, core: _Core) -> Executor[Any]:
+    def _create(cls, state: _ExecutorState) -> Executor[Any]:
         self: Executor[Any] = object.__new__(cls)
-        self._core = core
+        self._state = state
         self._poll = None
         self._token = None
         return self
@@ -172,13 +172,13 @@ class Executor(
     ) -> PostAction:
         if token != self._token:
             return PostAction.CONTINUE
-        core = self._core
-        core.fd.take()
-        with core.lock:
-            n = min(len(core.runnable), MAX_PER_DISPATCH)
-            batch = [core.runnable.popleft() for _ in range(n)]
-            if core.runnable:
-                core.fd.add(1)  # the rest run at the next dispatch
+        state = self._state
+        state.fd.take()
+        with state.lock:
+            n = min(len(state.runnable), MAX_PER_DISPATCH)
+            batch = [state.runnable.popleft() for _ in range(n)]
+            if state.runnable:
+                state.fd.add(1)  # the rest run at the next dispatch
             for task in batch:
                 task.scheduled = False
         for i, task in enumerate(batch):
@@ -186,19 +186,19 @@ class Executor(
                 action = self._step(task, callback)
             except BaseException:
                 for rest in batch[i + 1 :]:
-                    core.schedule(rest)  # nothing is lost: they run at the next dispatch
+                    state.schedule(rest)  # nothing is lost: they run at the next dispatch
                 raise
             if action is not PostAction.CONTINUE:
                 # The callback asked to stop (disable, remove …): the rest of the batch runs
                 # when the executor is registered again.
                 for rest in batch[i + 1 :]:
-                    core.schedule(rest)
+                    state.schedule(rest)
                 return action
         return PostAction.CONTINUE
 
     def _step(self, task: _Task, callback: Callable[[T, None], object]) -> PostAction:
         """Run *task* one step; what the callback returned if it finished, else CONTINUE."""
-        core = self._core
+        state = self._state
         try:
             if task.throw is not None:
                 exc, task.throw = task.throw, None
@@ -206,49 +206,49 @@ class Executor(
             else:
                 yielded = task.coro.send(None)
         except StopIteration as stop:
-            core.tasks.discard(task)
+            state.tasks.discard(task)
             return callback_action(callback(stop.value, None), "Executor")
         except BaseException:
-            core.tasks.discard(task)
+            state.tasks.discard(task)
             raise
         if isinstance(yielded, _LoopFuture):
-            yielded._on_done(lambda: core.schedule(task))
+            yielded._on_done(lambda: state.schedule(task))
         else:
             task.throw = TypeError(
                 f"a calloop coroutine can only await calloop awaitables, not {yielded!r}"
             )
-            core.schedule(task)
+            state.schedule(task)
         return PostAction.CONTINUE
 
     def close(self) -> None:
         """Close every unfinished coroutine and the executor's fd (idempotent)."""
-        core = self._core
+        state = self._state
         if self._poll is not None:
             self.unregister(self._poll)
-        with core.lock:
-            if not core.alive:
+        with state.lock:
+            if not state.alive:
                 return
-            core.alive = False
-            tasks = list(core.tasks)
-            core.tasks.clear()
-            core.runnable.clear()
-            core.fd.close()
+            state.alive = False
+            tasks = list(state.tasks)
+            state.tasks.clear()
+            state.runnable.clear()
+            state.fd.close()
         for task in tasks:
             task.coro.close()
 
     def __del__(self) -> None:
         # `finalize` defers the close while this thread holds a lock it takes (a schedule
         # allocates under the executor's lock).
-        if getattr(self, "_core", None) is not None and self._core.alive:
+        if getattr(self, "_state", None) is not None and self._state.alive:
             poll = self._poll
-            locks = (self._core.lock,) if poll is None else (self._core.lock, poll._lock)
+            locks = (self._state.lock,) if poll is None else (self._state.lock, poll._lock)
             finalize(locks, self.close)
 
 
 def executor() -> tuple[Executor[Any], Scheduler[Any]]:
     """An `Executor` source to insert in a loop and its `Scheduler`."""
-    core = _Core()
-    return Executor._create(core), Scheduler._create(core)
+    state = _ExecutorState()
+    return Executor._create(state), Scheduler._create(state)
 
 
 @final

@@ -21,9 +21,10 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
+from .._lowlevel._check import check_timeout
 from .._lowlevel._public import NoPublicConstructor
 from ._errors import InsertError, InvalidToken
-from ._poll import Poll, Readiness, check_timeout
+from ._poll import Poll, Readiness
 from ._source import EventSource, PostAction
 from ._token import RegistrationToken, Token, TokenFactory
 
@@ -369,7 +370,7 @@ class EventLoop(Generic[Data]):
             self._enter()  # raises the error that says which
         inner.dispatching = True
         try:
-            t = None if timeout is None else check_timeout(timeout)
+            t = check_timeout(timeout)
             synthetic = self._before_sleep() if inner.lifecycles else _NO_EVENTS
             self._process(synthetic, 0.0 if synthetic else t, data)
         finally:

@@ -27,7 +27,7 @@ _CLOSE = 1
 
 
 @final
-class _PingCore:
+class _PingState:
     """The fd and the count of open Ping handles, shared by the source and the pings."""
 
     __slots__ = ("fd", "lock", "pings", "source_open")
@@ -53,15 +53,15 @@ class Ping(metaclass=NoPublicConstructor, made_by="make_ping()"):
     garbage collection) the `PingSource` removes itself from its loop.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_core")
-    _core: _PingCore
+    __slots__ = ("__weakref__", "_closed", "_state")
+    _state: _PingState
     _closed: bool
 
     @classmethod
-    def _create(cls, core: _PingCore) -> Ping:
-        # The caller has counted this handle in core.pings.
+    def _create(cls, state: _PingState) -> Ping:
+        # The caller has counted this handle in state.pings.
         self = object.__new__(cls)
-        self._core = core
+        self._state = state
         self._closed = False
         return self
 
@@ -71,34 +71,34 @@ class Ping(metaclass=NoPublicConstructor, made_by="make_ping()"):
         Raises:
             Closed: this handle was closed. (A ping whose source is gone does nothing.)
         """
-        core = self._core
-        with core.lock:
+        state = self._state
+        with state.lock:
             if self._closed:
                 raise Closed("this Ping is closed")
-            if core.source_open:
-                core.fd.add(_PING)
+            if state.source_open:
+                state.fd.add(_PING)
 
     def clone(self) -> Ping:
         """Another handle to the same source."""
-        core = self._core
-        with core.lock:
+        state = self._state
+        with state.lock:
             if self._closed:
                 raise Closed("this Ping is closed")
-            core.pings += 1
-        return Ping._create(core)
+            state.pings += 1
+        return Ping._create(state)
 
     def close(self) -> None:
         """Close this handle (idempotent); the last close makes the source remove itself."""
-        core = self._core
-        with core.lock:
+        state = self._state
+        with state.lock:
             if self._closed:
                 return
             self._closed = True
-            core.pings -= 1
-            if core.pings == 0:
-                if core.source_open:
-                    core.fd.add(_CLOSE)
-                core.release_if_unused()
+            state.pings -= 1
+            if state.pings == 0:
+                if state.source_open:
+                    state.fd.add(_CLOSE)
+                state.release_if_unused()
 
     def __enter__(self) -> Ping:
         return self
@@ -109,7 +109,7 @@ class Ping(metaclass=NoPublicConstructor, made_by="make_ping()"):
     def __del__(self) -> None:
         # `finalize` defers the close while this thread holds the lock (a ping in use).
         if not getattr(self, "_closed", True):
-            finalize((self._core.lock,), self.close)
+            finalize((self._state.lock,), self.close)
 
 
 @final
@@ -122,31 +122,31 @@ class PingSource(WakeFdSource, metaclass=NoPublicConstructor, made_by="make_ping
     collecting it) makes later pings no-ops.
     """
 
-    __slots__ = ("__weakref__", "_core")
-    _core: _PingCore
+    __slots__ = ("__weakref__", "_state")
+    _state: _PingState
 
     @classmethod
-    def _create(cls, core: _PingCore) -> PingSource:
+    def _create(cls, state: _PingState) -> PingSource:
         self = object.__new__(cls)
-        self._core = core
+        self._state = state
         self._poll = None
         self._token = None
         return self
 
     def _wake_fd(self) -> WakeFd:
-        if not self._core.source_open:
+        if not self._state.source_open:
             raise Closed("this PingSource is closed")
-        return self._core.fd
+        return self._state.fd
 
     def _is_open(self) -> bool:
-        return self._core.source_open
+        return self._state.source_open
 
     def process_events(
         self, readiness: Readiness, token: Token, callback: Callable[[None, None], Any]
     ) -> PostAction:
         if token is not self._token and token != self._token:  # `is`: no __eq__ call
             return PostAction.CONTINUE
-        value = self._core.fd.take()
+        value = self._state.fd.take()
         closing = value & _CLOSE
         action = PostAction.CONTINUE
         if value >= _PING:
@@ -154,7 +154,7 @@ class PingSource(WakeFdSource, metaclass=NoPublicConstructor, made_by="make_ping
                 action = callback_action(callback(None, None), "PingSource")
             except BaseException:
                 if closing:
-                    self._core.fd.add(_CLOSE)  # still to do: remove at the next dispatch
+                    self._state.fd.add(_CLOSE)  # still to do: remove at the next dispatch
                 raise
         # Once every Ping is closed nothing can follow: the source leaves whatever the
         # callback asked for.
@@ -162,24 +162,24 @@ class PingSource(WakeFdSource, metaclass=NoPublicConstructor, made_by="make_ping
 
     def close(self) -> None:
         """Unregister (if still registered) and release the fd once no Ping remains."""
-        core = self._core
+        state = self._state
         if self._poll is not None:
             self.unregister(self._poll)
-        with core.lock:
-            if core.source_open:
-                core.source_open = False
-                core.release_if_unused()
+        with state.lock:
+            if state.source_open:
+                state.source_open = False
+                state.release_if_unused()
 
     def __del__(self) -> None:
         # `finalize` defers the close while this thread holds a lock it takes.
-        if getattr(self, "_core", None) is not None and self._core.source_open:
+        if getattr(self, "_state", None) is not None and self._state.source_open:
             poll = self._poll
-            locks = (self._core.lock,) if poll is None else (self._core.lock, poll._lock)
+            locks = (self._state.lock,) if poll is None else (self._state.lock, poll._lock)
             finalize(locks, self.close)
 
 
 def make_ping() -> tuple[Ping, PingSource]:
     """A `Ping` (thread-safe sender) and the `PingSource` to insert in a loop."""
-    core = _PingCore()
-    core.pings = 1
-    return Ping._create(core), PingSource._create(core)
+    state = _PingState()
+    state.pings = 1
+    return Ping._create(state), PingSource._create(state)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol, final
 
+from .._lowlevel._check import is_int
 from .._lowlevel._poller import (
     EPOLLERR,
     EPOLLET,
@@ -26,6 +26,7 @@ from .._lowlevel._poller import (
     EPOLLOUT,
     EPOLLPRI,
     EPOLLRDHUP,
+    MAX_WAIT,
     Poller,
     WakeFd as WakeFd,
 )
@@ -43,12 +44,10 @@ class _HasFileno(Protocol):
 
 def fd_of(obj: int | _HasFileno) -> int:
     """The fd number of *obj*: an int ≥ 0 or an object with ``fileno()``."""
-    if isinstance(obj, bool):
-        raise TypeError(f"expected a file descriptor or an object with fileno(), not {obj!r}")
-    fd = obj if isinstance(obj, int) else getattr(obj, "fileno", None)
+    fd = obj if is_int(obj) else getattr(obj, "fileno", None)
     if callable(fd):
         fd = fd()
-    if not isinstance(fd, int):
+    if not is_int(fd):
         raise TypeError(f"expected a file descriptor or an object with fileno(), not {obj!r}")
     if fd < 0:
         raise ValueError(f"file descriptor must be >= 0, not {fd}")
@@ -94,7 +93,6 @@ _READABLE = Readiness(readable=True)
 # Readiness is immutable: one per epoll mask seen, shared by every event with that mask (a
 # handful of masks occur, so this stays small).
 _READINESS: dict[int, Readiness] = {}
-_MAX_WAIT = 86400.0  # epoll's millisecond int overflows past ~24 days; a shorter wait is harmless
 _IN = EPOLLIN | EPOLLPRI | EPOLLHUP | EPOLLRDHUP | EPOLLERR
 _OUT = EPOLLOUT | EPOLLERR
 
@@ -243,10 +241,13 @@ class Poll(metaclass=NoPublicConstructor, made_by="EventLoop()"):
             polled, woken = poll(0.0)  # due already (a timer, or timeout 0): do not wait
         else:
             while True:
-                wait = min(max(0.0, until - _monotonic()), _MAX_WAIT)
-                polled, woken = poll(wait)
-                # epoll rounds to milliseconds: a timer-driven wait may end a hair early.
-                if polled or woken or until != deadline or _monotonic() >= until:
+                left = until - _monotonic()
+                polled, woken = poll(max(0.0, min(left, MAX_WAIT)))
+                # A long wait is made of waits epoll can express (MAX_WAIT). epoll rounds to
+                # milliseconds: a timer-driven wait that ends a hair early waits again, for
+                # the timer is due only then; a timeout's last wait ends the dispatch.
+                last = until != deadline and left <= MAX_WAIT
+                if polled or woken or last or _monotonic() >= until:
                     break
         events: list[tuple[Readiness, Token]] = []
         if polled:
@@ -272,14 +273,3 @@ class Poll(metaclass=NoPublicConstructor, made_by="EventLoop()"):
 
     def _close(self) -> None:
         self._poller.close()
-
-
-def check_timeout(timeout: float | None) -> float | None:
-    """Validate a dispatch timeout: ``None`` (no limit) or seconds ≥ 0."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    if not timeout >= 0:
-        raise ValueError(f"timeout must be >= 0, not {timeout!r}")
-    return None if math.isinf(timeout) else float(timeout)

@@ -8,15 +8,16 @@ thread that does not block it. Linux only.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal as _signal
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any, final
+from typing import final
 
 from .._errors import Closed
+from .._lowlevel._check import check_int
 from .._lowlevel._finalize import finalize
+from .._lowlevel._linux import block, signalfd, unblock
 from .._lowlevel._public import NoPublicConstructor
 from ._poll import Interest, Mode, Poll, Readiness
 from ._source import PostAction, callback_action
@@ -26,30 +27,7 @@ __all__ = ("SignalEvent", "Signals")
 
 _SIGINFO_SIZE = 128  # sizeof(struct signalfd_siginfo)
 _SIGINFO = struct.Struct("=IiiIIiIIIIii")  # ssi_signo, errno, code, pid, uid, fd, tid, ...
-
-
-class _SigSet(ctypes.Structure):
-    _fields_ = [("val", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]
-
-
-_libc: Any = None
-
-
-def _signalfd(fd: int, signals: Iterable[int]) -> int:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        if not hasattr(_libc, "signalfd"):  # pragma: no cover - not Linux
-            raise OSError("calloop Signals need Linux's signalfd")
-    sigset = _SigSet()
-    _libc.sigemptyset(ctypes.byref(sigset))
-    for signum in signals:
-        _libc.sigaddset(ctypes.byref(sigset), int(signum))
-    result: int = _libc.signalfd(fd, ctypes.byref(sigset), os.O_NONBLOCK | os.O_CLOEXEC)
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return result
+_NEEDED_BY = "asyncmp.calloop.Signals"
 
 
 @final
@@ -84,12 +62,7 @@ class SignalEvent(metaclass=NoPublicConstructor, made_by="the Signals source"):
 
 
 def _check(signals: Iterable[int]) -> set[_signal.Signals]:
-    out: set[_signal.Signals] = set()
-    for s in signals:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise TypeError(f"expected a signal number, not {s!r}")
-        out.add(_signal.Signals(s))
-    return out
+    return {_signal.Signals(check_int(s, "a signal number")) for s in signals}
 
 
 @final
@@ -101,6 +74,11 @@ class Signals:
     `PostAction` (``None`` is ``CONTINUE``); one other than ``CONTINUE`` ends this
     dispatch's deliveries and is applied, and the signals still pending wait in the kernel
     for the next dispatch in which the source is registered.
+
+    Raises:
+        TypeError: a signal is not an int.
+        ValueError: an int that is no signal number.
+        NotImplementedError: not on Linux (signalfd).
     """
 
     __slots__ = ("__weakref__", "_fd", "_poll", "_signals", "_token")
@@ -108,8 +86,8 @@ class Signals:
     def __init__(self, signals: Iterable[int]) -> None:
         self._signals = _check(signals)
         self._fd = -1
-        self._fd = _signalfd(-1, self._signals)
-        _signal.pthread_sigmask(_signal.SIG_BLOCK, self._signals)
+        self._fd = signalfd(-1, self._signals, _NEEDED_BY)
+        block(self._signals)
         self._poll: Poll | None = None
         self._token: Token | None = None
 
@@ -118,10 +96,10 @@ class Signals:
             raise Closed("this Signals source is closed")
         added, removed = signals - self._signals, self._signals - signals
         if added:
-            _signal.pthread_sigmask(_signal.SIG_BLOCK, added)
-        _signalfd(self._fd, signals)
+            block(added)
+        signalfd(self._fd, signals, _NEEDED_BY)
         if removed:
-            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, removed)
+            unblock(removed)
         self._signals = signals
 
     def add_signals(self, signals: Iterable[int]) -> None:
@@ -183,7 +161,7 @@ class Signals:
             self.unregister(self._poll)
         os.close(self._fd)
         self._fd = -1
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, self._signals)
+        unblock(self._signals)
 
     def __del__(self) -> None:
         # `finalize` defers the close while this thread holds the poller's lock.

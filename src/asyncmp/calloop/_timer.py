@@ -12,26 +12,13 @@ import time
 from collections.abc import Callable
 from typing import final
 
+from .._lowlevel._check import check_seconds
 from .._lowlevel._public import NoPublicConstructor
 from ._poll import Poll, Readiness
 from ._source import PostAction
 from ._token import Token, TokenFactory
 
 __all__ = ("TimeoutAction", "Timer")
-
-
-def _seconds(value: object, what: str) -> float:
-    if type(value) is float:  # the common cases first, without isinstance calls
-        if value != value:  # NaN
-            raise ValueError(f"{what} must not be NaN")
-        return value
-    if type(value) is int:
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, not {value!r}")
-    if math.isnan(value):
-        raise ValueError(f"{what} must not be NaN")
-    return float(value)
 
 
 @final
@@ -62,12 +49,12 @@ class TimeoutAction(
     @classmethod
     def to_instant(cls, deadline: float) -> TimeoutAction:
         """Fire again at *deadline* (``time.monotonic()`` seconds); a past one fires at once."""
-        return cls._create("instant", _seconds(deadline, "deadline"))
+        return cls._create("instant", check_seconds(deadline, "deadline"))
 
     @classmethod
     def to_duration(cls, duration: float) -> TimeoutAction:
         """Fire again *duration* seconds after the callback returns (``inf``: remove it)."""
-        d = _seconds(duration, "duration")
+        d = check_seconds(duration, "duration")
         if d < 0:
             raise ValueError(f"duration must be >= 0, not {d}")
         self = object.__new__(cls)  # _create, inlined: a periodic timer makes one per period
@@ -135,11 +122,11 @@ class Timer(
     @classmethod
     def from_deadline(cls, deadline: float) -> Timer:
         """A timer due at *deadline*, a ``time.monotonic()`` value."""
-        return cls._create(_seconds(deadline, "deadline"))
+        return cls._create(check_seconds(deadline, "deadline"))
 
     def set_deadline(self, deadline: float) -> None:
         """Change the deadline; takes effect at the next (re)registration."""
-        self._deadline = _seconds(deadline, "deadline")
+        self._deadline = check_seconds(deadline, "deadline")
 
     def set_duration(self, duration: float) -> None:
         """Change the deadline to now + *duration*; takes effect at the next (re)registration."""
@@ -235,7 +222,7 @@ _monotonic = time.monotonic
 
 
 def _deadline_after(duration: float) -> float | None:
-    d = _seconds(duration, "duration")
+    d = check_seconds(duration, "duration")
     if d < 0:
         raise ValueError(f"duration must be >= 0, not {d}")
     return None if math.isinf(d) else time.monotonic() + d

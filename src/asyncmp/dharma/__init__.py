@@ -2,10 +2,10 @@
 for application signals, event loops that host modules on threads, an fd dispatcher, OS signal
 handling and a periodic timer.
 
-Everything is re-exported here (`asyncmp.dharma.Signaler`); the submodules
-`asyncmp.dharma.bridge`, `.signaler`, `.event_loop`, `.dispatcher`, `.system` and `.timer`
-group the same names as dharma does. The dispatcher, the timer and the system signal handler
-are Linux-only (epoll, timerfd), as in dharma.
+Every name has one public path, here (`asyncmp.dharma.Signaler`): this module only
+re-exports, the implementation lives in private modules, and tracebacks and the docs name
+``asyncmp.dharma``, as for `asyncmp.calloop` and `asyncmp` itself. The dispatcher, the timer
+and the system signal handler are Linux-only (epoll, timerfd), as in dharma.
 """
 
 from __future__ import annotations
@@ -91,5 +91,6 @@ __all__ = (
     "unblock_signals",
 )
 
+# Tracebacks and docs name the public path (asyncmp.dharma.Signaler), not the private module.
 publish(globals(), __all__)
 del publish

@@ -10,7 +10,7 @@ sent where nobody is connected is dropped, as in dharma.
 
 What a receiver returns is one of the result classes `Plain`,
 `Defined`, `Custom`,
-`Special`, or one of the outcome values
+`Special`, or one of the two `NoMessage` values
 `EMPTY` (``try_recv`` found nothing) and
 `TIMEOUT` (a wait with a timeout ran out). They are frozen
 dataclasses, so both ``==`` and ``match`` work::
@@ -19,27 +19,27 @@ dataclasses, so both ``==`` and ``match`` work::
         case Defined(signal_id, payload): ...
         case Special(SpecialCommand.TERMINATE): ...
 
-Design note. Each receiver's ``_Queue`` is a ``deque`` of messages and the parked receives
-(a `WaitQueue` under the queue's ``threading.Lock``). Senders hold the queues, never the
-``Receiver`` objects, so a receiver that is garbage-collected marks its queue dead and
-senders drop it. The messages themselves take no lock: a push appends, a receive pops, and
-``deque.append`` / ``popleft`` are atomic; a fan-out to a hundred receivers would otherwise
-pay a hundred lock round trips per message, and a receiver one per message. A push appends
-*then* looks whether a receive is parked (and only then takes the lock to take the oldest
-out and wake it); a receive that found nothing parks *then* looks once more (the queue's
-``relook``), so one of the two sees the other and no wake-up is lost (see `WaitQueue`). A
-push also looks at ``alive`` after appending, so a message that lands in the queue of a
-receiver collected meanwhile is cleared, not kept. The wake-up is a hint to look again,
-never a hand-off, so a woken receiver that finds the item
-taken by someone else waits again: no receive ever returns ``EMPTY``/``TIMEOUT`` while an
-item is queued, and no item is lost to a cancellation (dharma's spurious-wake-up hazard).
-A blocking receive interrupted inside its wait (``KeyboardInterrupt``, say) leaves exactly
-as a timed-out one does: it leaves ``waiters``, and a wake-up a push already gave it goes to
-the next parked receive. So does a wake-up that cannot reach its waiter (a task whose event
-loop was closed without cancelling it): a waiting receive is never left parked beside a
-queued item. Under trio a receive is a checkpoint even when an item is queued,
-taken trio's way: a pending cancel is raised *before* anything is taken, and the yield after
-taking is shielded, so a cancel never strikes between taking an item and returning it.
+Design note. Each receiver's state (``_ReceiverState``) is a ``deque`` of messages and the
+parked receives (a `WaitQueue` under the state's ``threading.Lock``). Senders hold the states,
+never the ``Receiver`` objects, so a receiver that is garbage-collected marks its state dead
+and senders drop it. The messages themselves take no lock: a push appends, a receive pops, and
+``deque.append`` / ``popleft`` are atomic; a fan-out to a hundred receivers would otherwise pay
+a hundred lock round trips per message, and a receiver one per message. A push appends *then*
+looks whether a receive is parked (and only then takes the lock to take the oldest out and wake
+it); a receive that found nothing parks *then* looks once more (the wait queue's ``relook``),
+so one of the two sees the other and no wake-up is lost (see `WaitQueue`). A push also looks at
+``alive`` after appending, so a message that lands in the queue of a receiver collected
+meanwhile is cleared, not kept. The wake-up is a hint to look again, never a hand-off, so a
+woken receiver that finds the item taken by someone else waits again: no receive ever returns
+``EMPTY``/``TIMEOUT`` while an item is queued, and no item is lost to a cancellation (dharma's
+spurious-wake-up hazard). A blocking receive interrupted inside its wait
+(``KeyboardInterrupt``, say) leaves exactly as a timed-out one does: it leaves ``waiters``, and
+a wake-up a push already gave it goes to the next parked receive. So does a wake-up that cannot
+reach its waiter (a task whose event loop was closed without cancelling it): a waiting receive
+is never left parked beside a queued item. Under trio a receive is a checkpoint even when an
+item is queued, taken trio's way: a pending cancel is raised *before* anything is taken, and
+the yield after taking is shielded, so a cancel never strikes between taking an item and
+returning it.
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, Union, 
 
 import anyio
 
+from .._lowlevel._check import check_int, check_timeout
 from .._lowlevel._finalize import finalize
 from .._lowlevel._waitqueue import NOTHING, WaitQueue
-from .._lowlevel._wake import check_timeout, ensure_blocking_allowed
+from .._lowlevel._wake import ensure_blocking_allowed
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -91,7 +92,7 @@ class SpecialCommand(enum.Enum):
 
 
 class NoMessage(enum.Enum):
-    """The two receive outcomes that carry no message."""
+    """What a receive returns when it has no message to return."""
 
     EMPTY = "empty"
     TIMEOUT = "timeout"
@@ -142,11 +143,7 @@ ReceiveResult: TypeAlias = Union[Plain[T], Defined[T], Custom[T], Special]  # no
 
 
 def _check_signal_id(signal_id: object) -> int:
-    if isinstance(signal_id, bool) or not isinstance(signal_id, int):
-        raise TypeError(f"a signal id must be an int, not {signal_id!r}")
-    if signal_id < 0:
-        raise ValueError(f"a signal id must be >= 0, not {signal_id}")
-    return signal_id
+    return check_int(signal_id, "a signal id", minimum=0)
 
 
 def _check_name(name: object) -> str:
@@ -156,7 +153,7 @@ def _check_name(name: object) -> str:
 
 
 @final
-class _Queue:
+class _ReceiverState:
     """One receiver's FIFO and its parked receives (module doc: the FIFO takes no lock;
     ``waiters`` and ``alive`` are changed under ``lock``)."""
 
@@ -238,11 +235,11 @@ class Receiver(Generic[T]):
     exactly one of them.
     """
 
-    __slots__ = ("__weakref__", "_items", "_queue")
+    __slots__ = ("__weakref__", "_items", "_state")
 
     def __init__(self) -> None:
-        self._queue = _Queue()
-        self._items = self._queue.items  # the FIFO, read without the lock (module doc)
+        self._state = _ReceiverState()
+        self._items = self._state.items  # the FIFO, read without the lock (module doc)
 
     def try_recv(self) -> ReceiveResult[T] | Literal[NoMessage.EMPTY]:
         """The oldest queued message, or `EMPTY`."""
@@ -254,7 +251,7 @@ class Receiver(Generic[T]):
                 pass
         return EMPTY
 
-    # The timeout is part of the contract: it turns into the TIMEOUT outcome value.
+    # The timeout is part of the contract: it turns into the TIMEOUT value.
     async def recv(
         self,
         timeout: float | None = None,  # noqa: ASYNC109
@@ -274,16 +271,16 @@ class Receiver(Generic[T]):
         cancel is raised before anything is taken.
         """
         timeout = check_timeout(timeout)
-        queue = self._queue
+        state = self._state
         if timeout is None:
-            item = await queue.waiters.wait_for(queue.take)
+            item = await state.waiters.wait_for(state.take)
             return item  # type: ignore[no-any-return]
         with anyio.move_on_after(timeout):
-            item = await queue.waiters.wait_for(queue.take)
+            item = await state.waiters.wait_for(state.take)
             return item  # type: ignore[no-any-return]
         # Timed out; a message may have arrived just as the deadline passed: prefer it.
-        with queue.lock:
-            item = queue.take()
+        with state.lock:
+            item = state.take()
         return TIMEOUT if item is NOTHING else item
 
     @property
@@ -293,16 +290,16 @@ class Receiver(Generic[T]):
 
     def __len__(self) -> int:
         """The number of queued messages (a snapshot)."""
-        return len(self._queue.items)
+        return len(self._state.items)
 
     def __del__(self) -> None:
-        # The collection may have started while this thread holds the queue's lock (a push
+        # The collection may have started while this thread holds the state's lock (a push
         # allocates under it): `finalize` then defers the work.
-        queue = self._queue
-        finalize((queue.lock,), queue.kill)
+        state = self._state
+        finalize((state.lock,), state.kill)
 
     def __repr__(self) -> str:
-        return f"<Receiver queued={len(self._queue.items)}>"
+        return f"<Receiver queued={len(self._state.items)}>"
 
 
 @final
@@ -329,8 +326,8 @@ class _BlockingReceiver(Generic[T]):
         """
         timeout = check_timeout(timeout)
         ensure_blocking_allowed("receiver.blocking.recv()")
-        queue = self._receiver._queue
-        item = queue.waiters.wait_for_blocking(queue.take, timeout)
+        state = self._receiver._state
+        item = state.waiters.wait_for_blocking(state.take, timeout)
         return TIMEOUT if item is NOTHING else item
 
 
@@ -347,23 +344,23 @@ class Sender(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # Replaced, never mutated, so a send iterates a consistent snapshot without a lock.
-        self._targets: tuple[_Queue, ...] = ()
+        self._targets: tuple[_ReceiverState, ...] = ()
 
-    def _add(self, queue: _Queue) -> None:
+    def _add(self, state: _ReceiverState) -> None:
         with self._lock:
-            self._targets = (*self._targets, queue)
+            self._targets = (*self._targets, state)
 
     def _push(self, msg: object) -> None:
-        # `_Queue.push`, inlined: a fan-out does this per receiver.
+        # `_ReceiverState.push`, inlined: a fan-out does this per receiver.
         gone = False
-        for queue in self._targets:
+        for state in self._targets:
             try:
-                queue.items.append(msg)
+                state.items.append(msg)
             finally:
-                if queue.waiters:
-                    queue.wake_one()
-            if not queue.alive:
-                queue.items.clear()
+                if state.waiters:
+                    state.wake_one()
+            if not state.alive:
+                state.items.clear()
                 gone = True
         if gone:
             with self._lock:
@@ -402,7 +399,7 @@ class DirectSender(Generic[T]):
     __slots__ = ("__weakref__", "_target")
 
     def __init__(self) -> None:
-        self._target: _Queue | None = None
+        self._target: _ReceiverState | None = None
 
     def _push(self, msg: object) -> None:
         target = self._target
@@ -453,7 +450,7 @@ def connect(sender: Sender[T], receiver: Receiver[T]) -> None:
         raise TypeError(f"connect() needs a Sender, not {sender!r}")
     if not isinstance(receiver, Receiver):
         raise TypeError(f"connect() needs a Receiver, not {receiver!r}")
-    sender._add(receiver._queue)
+    sender._add(receiver._state)
 
 
 def direct_connect(sender: DirectSender[T], receiver: Receiver[T]) -> None:
@@ -466,4 +463,4 @@ def direct_connect(sender: DirectSender[T], receiver: Receiver[T]) -> None:
         raise TypeError(f"direct_connect() needs a DirectSender, not {sender!r}")
     if not isinstance(receiver, Receiver):
         raise TypeError(f"direct_connect() needs a Receiver, not {receiver!r}")
-    sender._target = receiver._queue
+    sender._target = receiver._state

@@ -33,10 +33,11 @@ import anyio
 
 from .._closing import Closing
 from .._errors import Closed
+from .._lowlevel._check import check_int, check_timeout, is_int
 from .._lowlevel._finalize import finalize
+from .._lowlevel._linux import THREAD_SIGNALS, blocking
 from .._lowlevel._poller import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, Poller
 from .._lowlevel._public import NoPublicConstructor
-from ._system import _blocked_signals
 
 __all__ = (
     "Dispatcher",
@@ -112,14 +113,11 @@ class _DispatcherState:
             getattr(handler, "process_event", None)
         ):
             raise TypeError(f"an event handler needs fileno() and process_event(), not {handler!r}")
-        given: object = kind
-        if isinstance(given, bool) or not isinstance(given, int):
+        if not is_int(kind):
             raise TypeError(f"kind must be an EventKind, not {kind!r}")
         if int(kind) & ~int(_ALL):
             raise ValueError(f"kind has unknown bits: {kind!r}")
-        fd = handler.fileno()
-        if isinstance(fd, bool) or not isinstance(fd, int):
-            raise TypeError(f"{handler!r}.fileno() returned {fd!r}, not an int")
+        fd = check_int(handler.fileno(), f"the fileno() of {handler!r}")
         with self.lock:
             self._check_open()
             handler_id = self.next_id
@@ -243,14 +241,14 @@ class Dispatcher(Closing):
     does it too once no controller is left. Handlers' own fds are never closed.
     """
 
-    __slots__ = ("__weakref__", "_core")
+    __slots__ = ("__weakref__", "_state")
 
     def __init__(self) -> None:
-        self._core = _DispatcherState()
+        self._state = _DispatcherState()
 
     def get_controller(self) -> DispatcherController:
         """A handle for other threads: add and delete sources, stop the dispatcher."""
-        return DispatcherController._create(self._core)
+        return DispatcherController._create(self._state)
 
     def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
         """Start watching *handler*'s fd for *kind*, level-triggered; return its id.
@@ -264,7 +262,7 @@ class Dispatcher(Closing):
             ValueError: the fd is not open, or already watched by this dispatcher.
             Closed: the dispatcher is closed.
         """
-        return self._core.add_source(handler, kind)
+        return self._state.add_source(handler, kind)
 
     def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
         """Stop watching the handler with *handler_id* and return it; ``None`` if unknown.
@@ -272,7 +270,7 @@ class Dispatcher(Closing):
         Once this returns, the handler is not called again (unless a call to it was already
         under way on the dispatching thread).
         """
-        return self._core.delete_source(handler_id)
+        return self._state.delete_source(handler_id)
 
     def run(self) -> None:
         """Dispatch events on the calling thread until `stop()`.
@@ -285,17 +283,18 @@ class Dispatcher(Closing):
             RuntimeError: it is already running.
             Closed: it is closed.
         """
-        core = self._core
-        if not core.enter_run():
+        state = self._state
+        if not state.enter_run():
             return
         # The signal handlers of SignalEventHandler run on the main thread; off it, block the
         # signals so that the kernel delivers them to the main thread (restored on return).
+        off_main = threading.current_thread() is not threading.main_thread()
         try:
-            with _blocked_signals(threading.current_thread() is not threading.main_thread()):
-                while not core.should_stop():
-                    core.dispatch(None)
+            with blocking(THREAD_SIGNALS, off_main):
+                while not state.should_stop():
+                    state.dispatch(None)
         finally:
-            core.leave_run()
+            state.leave_run()
 
     async def run_async(self) -> None:
         """Dispatch events as a task of the running event loop until `stop()`.
@@ -304,33 +303,36 @@ class Dispatcher(Closing):
         uvloop or trio), so no thread is involved; handlers run on the loop's thread.
         Cancelling the task ends the run. Otherwise as `run`.
         """
-        core = self._core
-        if not core.enter_run():
+        state = self._state
+        if not state.enter_run():
             await anyio.lowlevel.checkpoint()
             return
         try:
-            while not core.should_stop():
-                await anyio.wait_readable(core.poller.fileno())
-                core.dispatch(0)
+            while not state.should_stop():
+                await anyio.wait_readable(state.poller.fileno())
+                state.dispatch(0)
         finally:
-            core.leave_run()
+            state.leave_run()
 
     def wait_and_process(self, timeout: float | None = None) -> int:
-        """Wait up to *timeout* seconds (``0`` polls) for events, process them, and return
-        how many handlers were called. dharma's ``LocalDispatcher`` method, in seconds.
+        """Wait up to *timeout* seconds (``0`` polls, ``None`` waits without limit) for
+        events, process them, and return how many handlers were called. dharma's
+        ``LocalDispatcher`` method, in seconds.
 
         Raises:
             Closed: it is closed.
+            TypeError, ValueError: *timeout* is not ``None`` or a number of seconds ≥ 0.
         """
-        core = self._core
-        with core.lock:
-            core._check_open()
-        return core.dispatch(timeout)
+        timeout = check_timeout(timeout)
+        state = self._state
+        with state.lock:
+            state._check_open()
+        return state.dispatch(timeout)
 
     def stop(self) -> None:
         """Make the current run return at once (after the handler now running, if any), or
         the next run if none is under way. Any thread."""
-        self._core.stop()
+        self._state.stop()
 
     def close(self) -> None:
         """Release the epoll set and the wake-up pipe. Idempotent.
@@ -338,17 +340,17 @@ class Dispatcher(Closing):
         Raises:
             RuntimeError: it is running.
         """
-        self._core.close()
+        self._state.close()
 
     @property
     def closed(self) -> bool:
         """Whether `close` has been called."""
-        return self._core.closed
+        return self._state.closed
 
     def __repr__(self) -> str:
-        core = self._core
-        state = "closed" if core.closed else "running" if core.running else "idle"
-        return f"<Dispatcher {state} sources={len(core.handlers)}>"
+        state = self._state
+        phase = "closed" if state.closed else "running" if state.running else "idle"
+        return f"<Dispatcher {phase} sources={len(state.handlers)}>"
 
 
 LocalDispatcher = Dispatcher
@@ -359,26 +361,26 @@ LocalDispatcher = Dispatcher
 class DispatcherController(metaclass=NoPublicConstructor, made_by="Dispatcher.get_controller()"):
     """A dispatcher's remote control, from `Dispatcher.get_controller()`; any thread."""
 
-    __slots__ = ("_core",)
-    _core: _DispatcherState
+    __slots__ = ("_state",)
+    _state: _DispatcherState
 
     @classmethod
-    def _create(cls, core: _DispatcherState) -> DispatcherController:
+    def _create(cls, state: _DispatcherState) -> DispatcherController:
         self = object.__new__(cls)
-        self._core = core
+        self._state = state
         return self
 
     def add_source(self, handler: EventHandler, kind: EventKind) -> EventHandlerId:
         """As `Dispatcher.add_source`."""
-        return self._core.add_source(handler, kind)
+        return self._state.add_source(handler, kind)
 
     def delete_source(self, handler_id: EventHandlerId) -> EventHandler | None:
         """As `Dispatcher.delete_source`."""
-        return self._core.delete_source(handler_id)
+        return self._state.delete_source(handler_id)
 
     def stop(self) -> None:
         """As `Dispatcher.stop`."""
-        self._core.stop()
+        self._state.stop()
 
     def __repr__(self) -> str:
         return "<DispatcherController>"

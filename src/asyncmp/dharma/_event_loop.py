@@ -31,9 +31,9 @@ from typing import Any, Generic, Protocol, TypeVar, final, runtime_checkable
 import anyio
 import anyio.abc
 
+from .._lowlevel._linux import THREAD_SIGNALS, block
 from ._bridge import Defined, Receiver, Special, SpecialCommand, _check_signal_id
 from ._signaler import Signaler
-from ._system import block_signals
 
 __all__ = (
     "EventLoopInfo",
@@ -230,7 +230,7 @@ class EventLoopInfo(Generic[C]):
 
         Returns once the loop has built its modules and subscribed its receiver: every
         signal emitted after this returns reaches it. The thread blocks SIGINT, SIGTERM,
-        SIGUSR1 and SIGUSR2 (see `asyncmp.dharma.system`) and ends after ``Signaler.terminate()``;
+        SIGUSR1 and SIGUSR2 (see `block_signals`) and ends after ``Signaler.terminate()``;
         join it. An exception from a module ends the loop (after finalizing every module)
         and goes to ``threading.excepthook``.
 
@@ -244,7 +244,7 @@ class EventLoopInfo(Generic[C]):
         failure: list[BaseException] = []
 
         def main() -> None:
-            block_signals()
+            block(THREAD_SIGNALS)
             try:
                 loop = _Loop(self)
             except BaseException as exc:
@@ -320,7 +320,7 @@ class ServiceInfo:
         self._started = True
 
         def main() -> None:
-            block_signals()
+            block(THREAD_SIGNALS)
             self.constructor().run()
 
         thread = threading.Thread(target=main, name=self.name)

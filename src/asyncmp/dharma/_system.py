@@ -25,11 +25,9 @@ recipe wants.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
@@ -38,16 +36,11 @@ if TYPE_CHECKING:
     from ._dispatcher import EventKind
 
 from .._closing import Closing
+from .._lowlevel._linux import THREAD_SIGNALS, block, blocked, unblock
 
 __all__ = ("SignalEventHandler", "block_signals", "unblock_signals")
 
-_BLOCKED = frozenset(
-    getattr(signal, name)
-    for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
-    if hasattr(signal, name)
-)
 _HANDLED = (signal.SIGINT, signal.SIGTERM)
-_HAVE_MASK = hasattr(signal, "pthread_sigmask")
 
 
 def block_signals() -> None:
@@ -60,27 +53,12 @@ def block_signals() -> None:
     *after* creating the handler leaves them pending, unhandled. A no-op where threads have
     no signal masks (Windows).
     """
-    if _HAVE_MASK:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    block(THREAD_SIGNALS)
 
 
 def unblock_signals() -> None:
     """Unblock SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 on the calling thread."""
-    if _HAVE_MASK:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
-
-
-@contextlib.contextmanager
-def _blocked_signals(enabled: bool) -> Iterator[None]:
-    """Block the signals on this thread for the block's duration, then restore the mask."""
-    if not (enabled and _HAVE_MASK):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    unblock(THREAD_SIGNALS)
 
 
 class _Stoppable(Protocol):
@@ -150,11 +128,8 @@ class SignalEventHandler(Closing):
             self._previous[signum] = signal.signal(signum, self._on_signal)
         # Blocked on the main thread, they would stay pending for ever (module doc):
         # unblock them, now that our handlers are in place, and block them again at close.
-        if _HAVE_MASK:
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-            self._unblocked = frozenset(s for s in _HANDLED if s in blocked)
-            if self._unblocked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, self._unblocked)
+        self._unblocked = blocked().intersection(_HANDLED)
+        unblock(self._unblocked)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs on the main thread at an arbitrary point: only hand the number over.
@@ -192,8 +167,7 @@ class SignalEventHandler(Closing):
             return
         self._closed = True
         if threading.current_thread() is threading.main_thread():
-            if self._unblocked:  # first, so a signal from now on waits, as it did before
-                signal.pthread_sigmask(signal.SIG_BLOCK, self._unblocked)
+            block(self._unblocked)  # first, so a signal from now on waits, as it did before
             for signum, previous in self._previous.items():
                 if signal.getsignal(signum) == self._on_signal:
                     signal.signal(signum, previous)

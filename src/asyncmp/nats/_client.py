@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from .._closing import Closing
 from .._errors import Closed, NoReply, ServerDisappeared
-from .._lowlevel._backend import on_trio
+from .._lowlevel._backend import running_asyncio_loop
+from .._lowlevel._check import check_timeout
 from .._lowlevel._finalize import finalize
 from .._lowlevel._format import seconds
 from .._lowlevel._outcome import Failure
 from .._lowlevel._public import NoPublicConstructor
-from .._lowlevel._wake import ThreadWaiter, check_timeout, ensure_blocking_allowed, new_async_waiter
+from .._lowlevel._wake import ThreadWaiter, ensure_blocking_allowed, new_async_waiter
 from .._pending import PendingReply as LocalPendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, Registry, ServiceError
@@ -39,8 +40,6 @@ __all__ = ("Client", "connect")
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
-
-_get_running_loop = asyncio._get_running_loop
 
 
 def connect(
@@ -97,7 +96,7 @@ class _Decoder:
         self._codec = codec
         self._registry = registry
 
-    def outcome(self, msg: Msg) -> Any:
+    def decode_reply(self, msg: Msg) -> Any:
         """The reply *msg* stands for, or raise the error it carries."""
         headers = msg.headers
         if not headers:  # a reply (the hot path: a successful reply has no headers)
@@ -189,8 +188,8 @@ class Client(
         if self._closed:
             raise Closed("this client is closed")
         hub = self._hub
-        loop = _get_running_loop()
-        if loop is None or _trio():
+        loop = running_asyncio_loop()
+        if loop is None:
             return await self._send_via_io(msg)  # type: ignore[no-any-return]
         link = hub.links.get(loop)
         timeout = hub.timeout
@@ -233,8 +232,8 @@ class Client(
             raise Closed("this client is closed")
         hub = self._hub
         call = _Call(hub, self._decoder)
-        loop = _get_running_loop()
-        if loop is not None and not _trio():
+        loop = running_asyncio_loop()
+        if loop is not None:
             link = hub.links.get(loop)
             payload = _encode(hub, msg, link if link is not None and not link.closed else None)
             task = loop.create_task(_start(hub, call, payload, None))
@@ -363,10 +362,6 @@ async def _start(hub: Hub, call: _Call, payload: bytes, link: _Link | None) -> N
 
 def _fail_unsent(call: _Call, error: BaseException) -> None:
     call.set(Failure(error))
-
-
-def _trio() -> bool:
-    return on_trio()
 
 
 @final

@@ -26,6 +26,7 @@ from .._errors import (
     ServerDisappeared,
     WouldBlock,
 )
+from .._lowlevel._check import is_int
 from ._wire import (
     BAD_REQUEST,
     ERROR,
@@ -96,8 +97,8 @@ class ServiceError(RemoteError):
     """The payload of the error reply (empty unless the service sent one)."""
 
     def __init__(self, code: int | str, description: str, *, data: bytes = b"") -> None:
-        text = str(code) if isinstance(code, (int, str)) else ""
-        if isinstance(code, bool) or not text.isdigit() or not text.isascii() or int(text) == 0:
+        text = str(code) if is_int(code) or isinstance(code, str) else ""
+        if not text.isdigit() or not text.isascii() or int(text) == 0:
             raise ValueError(f"a service error code is a positive integer, not {code!r}")
         if not isinstance(description, str):
             raise TypeError(f"a service error description is a str, not {description!r}")

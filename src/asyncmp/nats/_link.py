@@ -40,6 +40,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError("asyncmp.nats needs nats-py: pip install 'asyncmp[nats]'") from _exc
 
 from .._errors import Closed, ServerDisappeared
+from .._lowlevel._backend import get_running_loop
 from .._lowlevel._format import seconds
 from .._lowlevel._outcome import PENDING, Failure, OutcomeCell
 from .._lowlevel._wake import Waiter, new_async_waiter, park, wake
@@ -55,7 +56,7 @@ logger = logging.getLogger("asyncmp")
 
 
 class _Decodes(Protocol):
-    def outcome(self, msg: Msg) -> Any: ...
+    def decode_reply(self, msg: Msg) -> Any: ...
 
 
 @final
@@ -77,7 +78,7 @@ class _Call(OutcomeCell):
         value = self.value
         if type(value) is Failure:
             raise value.error
-        return self.decoder.outcome(value)
+        return self.decoder.decode_reply(value)
 
     def _given_up_value(self) -> object:
         return Failure(Closed("this request was cancelled"))
@@ -243,7 +244,7 @@ class _Link:
     def notify_cancel(self, token: str) -> None:
         """Tell the server holding request *token* that its requester gave up (any thread)."""
         try:
-            if _running_loop() is self.loop:
+            if get_running_loop() is self.loop:
                 self.loop.create_task(self._publish_cancel(token))
             else:
                 self.loop.call_soon_threadsafe(self._spawn_cancel, token)
@@ -282,10 +283,6 @@ class _Link:
         if agen is not None and not getattr(agen, "ag_running", False):
             with contextlib.suppress(Exception):
                 await agen.aclose()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    return asyncio._get_running_loop()
 
 
 def _spawn_close(link: _Link) -> None:
@@ -488,7 +485,7 @@ class _IOThread:
             self.loop.call_soon_threadsafe(start)
         except RuntimeError:
             return
-        if join and threading.current_thread() is not self.thread and _running_loop() is None:
+        if join and threading.current_thread() is not self.thread and get_running_loop() is None:
             self.thread.join(timeout=5)
 
 
@@ -623,7 +620,7 @@ class Hub:
             links = list(self.links.values())
             self.links.clear()
             io = self._io
-        here = _running_loop()
+        here = get_running_loop()
         mine: asyncio.Task[None] | None = None
         io_link = None
         for link in links:

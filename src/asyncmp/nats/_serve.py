@@ -39,6 +39,7 @@ import anyio
 
 from .._channel import Client as LocalClient
 from .._errors import Closed, NoReply, ServerDisappeared, WouldBlock
+from .._lowlevel._backend import running_asyncio_loop
 from .._pending import PendingReply
 from ._codec import Codec, resolve_codec
 from ._errors import MalformedMessage, PayloadTooLarge, failure_reply
@@ -179,7 +180,7 @@ async def serve(
 
 def check_asyncio(what: str) -> None:
     """Raise `RuntimeError` unless running on asyncio (nats-py is asyncio-only)."""
-    if _running_loop() is None or _on_trio():
+    if running_asyncio_loop() is None:
         raise RuntimeError(f"asyncmp.nats.{what}() runs on asyncio (nats-py is asyncio-only)")
 
 
@@ -199,16 +200,6 @@ def check_queue(queue: object) -> None:
     """Raise unless *queue* is a NATS queue group name, or None or "" (no queue group)."""
     if queue is not None and (not isinstance(queue, str) or any(c.isspace() for c in queue)):
         raise ValueError(f"queue must be a queue group name (no spaces) or None, not {queue!r}")
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    return asyncio._get_running_loop()
-
-
-def _on_trio() -> bool:
-    from .._lowlevel._backend import on_trio as trio_running
-
-    return trio_running()
 
 
 class _Run:

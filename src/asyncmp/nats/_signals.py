@@ -3,7 +3,6 @@ subscribers of a Signaler in other processes, through NATS subjects."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
@@ -15,6 +14,7 @@ from ..dharma._bridge import Defined, Receiver, _check_signal_id
 from ..dharma._signaler import Signaler
 from ._codec import Codec, resolve_codec
 from ._link import connect_nats, settle
+from ._serve import check_asyncio
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -58,12 +58,13 @@ async def bridge_signaler(
         **nats_options: passed to `nats.connect`.
 
     Raises:
+        RuntimeError: not called on an asyncio event loop (trio's guest mode on one
+            included): nats-py is asyncio-only.
         ServerDisappeared: the NATS server cannot be reached, or nats-py closed the
             connection for good (reconnection attempts exhausted): the bridge stops rather
             than run on with neither direction working.
     """
-    if asyncio._get_running_loop() is None:
-        raise RuntimeError("asyncmp.nats.bridge_signaler() runs on asyncio")
+    check_asyncio("bridge_signaler")
     if not isinstance(signaler, Signaler):
         raise TypeError(f"bridge_signaler() takes a Signaler, not {signaler!r}")
     outgoing = sorted({_check_signal_id(i) for i in publish})
