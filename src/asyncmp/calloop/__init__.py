@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .._lowlevel._public import publish
 from ._channel import (
+    CalloopChannelStatistics as CalloopChannelStatistics,
     Channel as Channel,
     ChannelClosed as ChannelClosed,
     ChannelSender as ChannelSender,
@@ -51,6 +52,7 @@ from ._token import (
 
 __all__ = (
     "Async",
+    "CalloopChannelStatistics",
     "Channel",
     "ChannelClosed",
     "ChannelSender",

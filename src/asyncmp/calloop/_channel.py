@@ -28,6 +28,7 @@ from ._token import Token
 from ._wakefd_source import WakeFdSource
 
 __all__ = (
+    "CalloopChannelStatistics",
     "Channel",
     "ChannelClosed",
     "ChannelSender",
@@ -60,6 +61,24 @@ class ChannelClosed:
 
 
 _CLOSED = ChannelClosed()
+
+
+@final
+@dataclass(frozen=True)
+class CalloopChannelStatistics:
+    """A snapshot of a calloop `Channel`, from `Channel.statistics` (the counterpart of
+    trio's ``MemoryChannelStatistics``)."""
+
+    queued: int
+    """Messages waiting for the loop to deliver them."""
+    max_queued: int | None
+    """The bound of a `sync_channel`; ``None`` for an unbounded `channel`."""
+    senders: int
+    """Open senders."""
+    senders_waiting: int
+    """Sends (tasks or threads) of a full `sync_channel` parked for room."""
+    closed: bool
+    """Whether the receiving end is closed."""
 
 
 @final
@@ -381,6 +400,23 @@ class Channel(
             callback_action(callback(_CLOSED, None), "Channel")
             return PostAction.REMOVE
         return PostAction.CONTINUE
+
+    def statistics(self) -> CalloopChannelStatistics:
+        """A snapshot of the channel. Takes no lock (each number is read as it was at some
+        instant), so it answers while a sender holds the channel's lock."""
+        state = self._state
+        return CalloopChannelStatistics(
+            queued=len(state.queue),
+            max_queued=state.bound,
+            senders=state.senders,
+            senders_waiting=len(state.room_waiters),
+            closed=not state.receiver_open,
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        state = "closed" if stats.closed else f"queued={stats.queued} senders={stats.senders}"
+        return f"<calloop Channel {state}>"
 
     def close(self) -> None:
         """Stop receiving (idempotent): queued messages are dropped, senders get errors."""

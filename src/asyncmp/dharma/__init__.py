@@ -21,6 +21,7 @@ from ._bridge import (
     Plain as Plain,
     Receiver as Receiver,
     ReceiveResult as ReceiveResult,
+    ReceiverStatistics as ReceiverStatistics,
     Sender as Sender,
     SignalId as SignalId,
     Special as Special,
@@ -46,6 +47,7 @@ from ._event_loop import (
 )
 from ._signaler import (
     Signaler as Signaler,
+    SignalerStatistics as SignalerStatistics,
 )
 from ._system import (
     SignalEventHandler as SignalEventHandler,
@@ -76,6 +78,7 @@ __all__ = (
     "Plain",
     "ReceiveResult",
     "Receiver",
+    "ReceiverStatistics",
     "Sender",
     "Service",
     "ServiceConstructor",
@@ -83,6 +86,7 @@ __all__ = (
     "SignalEventHandler",
     "SignalId",
     "Signaler",
+    "SignalerStatistics",
     "Special",
     "SpecialCommand",
     "block_signals",

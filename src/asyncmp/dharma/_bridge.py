@@ -70,6 +70,7 @@ __all__ = (
     "Plain",
     "ReceiveResult",
     "Receiver",
+    "ReceiverStatistics",
     "Sender",
     "SignalId",
     "Special",
@@ -226,6 +227,18 @@ class _ReceiverState:
 
 
 @final
+@dataclass(frozen=True)
+class ReceiverStatistics:
+    """A snapshot of a `Receiver`, from `Receiver.statistics` (the counterpart of trio's
+    ``MemoryChannelStatistics``)."""
+
+    queued: int
+    """Messages waiting to be received."""
+    receives_waiting: int
+    """Receives (tasks or threads) parked for a message."""
+
+
+@final
 class Receiver(Generic[T]):
     """The receiving end: an unbounded FIFO that any number of senders may feed.
 
@@ -298,8 +311,16 @@ class Receiver(Generic[T]):
         state = self._state
         finalize((state.lock,), state.kill)
 
+    def statistics(self) -> ReceiverStatistics:
+        """A snapshot: the messages queued and the receives parked. Takes no lock (each
+        number is read as it was at some instant), so it answers while another thread is
+        inside the receiver."""
+        state = self._state
+        return ReceiverStatistics(queued=len(state.items), receives_waiting=len(state.waiters))
+
     def __repr__(self) -> str:
-        return f"<Receiver queued={len(self._state.items)}>"
+        stats = self.statistics()
+        return f"<Receiver queued={stats.queued} waiting={stats.receives_waiting}>"
 
 
 @final

@@ -10,6 +10,7 @@ guarantee dharma has: all receivers see emits and terminates in one global order
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Generic, TypeVar, final
 
 from ._bridge import (
@@ -24,9 +25,23 @@ from ._bridge import (
     direct_connect,
 )
 
-__all__ = ("Signaler",)
+__all__ = ("Signaler", "SignalerStatistics")
 
 P = TypeVar("P")
+
+
+@final
+@dataclass(frozen=True)
+class SignalerStatistics:
+    """A snapshot of a `Signaler`, from `Signaler.statistics`."""
+
+    signals: int
+    """Signal ids with at least one subscription."""
+    subscriptions: int
+    """Deliveries one emit of every subscribed id would make: the subscriptions of
+    receivers still alive (a receiver subscribed twice counts twice)."""
+    registered: int
+    """Receivers, still alive, registered for control commands (`Signaler.terminate`)."""
 
 
 @final
@@ -105,8 +120,17 @@ class Signaler(Generic[P]):
             if not all(sender.connected for sender in registry):
                 self._registry = [sender for sender in registry if sender.connected]
 
+    def statistics(self) -> SignalerStatistics:
+        """A snapshot of the subscriptions and registrations. Takes no lock (the tables are
+        copied in one C call each), so it answers while another thread emits."""
+        senders = list(self._subscribers.values())
+        registry = list(self._registry)
+        return SignalerStatistics(
+            signals=sum(1 for sender in senders if sender.receivers),
+            subscriptions=sum(sender.receivers for sender in senders),
+            registered=sum(1 for sender in registry if sender.connected),
+        )
+
     def __repr__(self) -> str:
-        with self._lock:
-            signals = len(self._subscribers)
-            registered = len(self._registry)
-        return f"<Signaler signals={signals} registered={registered}>"
+        stats = self.statistics()
+        return f"<Signaler signals={stats.signals} registered={stats.registered}>"
