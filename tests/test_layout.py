@@ -180,13 +180,10 @@ def _outside(predicate: Callable[[ast.AST], bool], homes: set[str]) -> dict[str,
 
 def test_argument_checks_live_in_lowlevel_check() -> None:
     """`_lowlevel/_check.py` alone defines the argument checks and alone spells out "an int
-    that is not a bool" (``isinstance(x, bool)``): every other module calls it.
-
-    Exception, for now: the channel core (`_channel_py.py`) still spells out its
-    ``max_queued`` check; its timeout check is `_check.check_timeout` already (imported
-    through `_wake`, which re-exports it for the core)."""
+    that is not a bool" (``isinstance(x, bool)``): every other module calls it (the channel
+    core too)."""
     assert _outside(_defines_a_check, {"_lowlevel/_check.py"}) == {}
-    assert _outside(_tests_for_bool, {"_lowlevel/_check.py", "_channel_py.py"}) == {}
+    assert _outside(_tests_for_bool, {"_lowlevel/_check.py"}) == {}
 
 
 def test_libc_and_signal_masks_live_in_lowlevel_linux() -> None:

@@ -96,12 +96,12 @@ from ._errors import (
 )
 from ._loopwatch import stopped_loop_hint
 from ._lowlevel._backend import anyio_cancel_pending
+from ._lowlevel._check import check_int, check_timeout
 from ._lowlevel._finalize import finalize
 from ._lowlevel._format import seconds
 from ._lowlevel._outcome import PENDING, Failure, OutcomeCell
 from ._lowlevel._public import NoPublicConstructor
 from ._lowlevel._wake import (
-    check_timeout,
     deliver,
     new_async_waiter,
     park,
@@ -1117,10 +1117,7 @@ def channel(*, max_queued: int | None = None) -> tuple[Server[Any, Any], Client[
             and `request` raises [`WouldBlock`][asyncmp.WouldBlock].
     """
     if max_queued is not None:
-        if isinstance(max_queued, bool) or not isinstance(max_queued, int):
-            raise TypeError(f"max_queued must be an int or None, not {max_queued!r}")
-        if max_queued < 1:
-            raise ValueError(f"max_queued must be at least 1, not {max_queued}")
+        max_queued = check_int(max_queued, "max_queued", minimum=1)
     state = ChannelState(max_queued)
     return Server._create(state), Client._create(state, True)
 

@@ -46,7 +46,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, final
 
 from ._backend import get_running_loop, library_mark, on_trio, trio_api
-from ._check import check_timeout as check_timeout  # the channel core's import; home: _check
 from ._coalesce import resolve_soon
 
 if TYPE_CHECKING:
