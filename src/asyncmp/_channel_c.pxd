@@ -23,6 +23,7 @@ from asyncmp._speedups cimport (
 )
 
 cdef object _Future
+cdef object _BaseEventLoop
 cdef object _fut_done
 cdef object _fut_get_loop
 cdef object _fut_set_result

@@ -97,6 +97,7 @@ from ._errors import (
 from ._loopwatch import stopped_loop_hint
 from ._lowlevel._backend import anyio_cancel_pending
 from ._lowlevel._check import check_int, check_timeout
+from ._lowlevel._coalesce import post
 from ._lowlevel._finalize import finalize
 from ._lowlevel._format import seconds
 from ._lowlevel._outcome import PENDING, Failure, OutcomeCell
@@ -146,6 +147,7 @@ Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
 _Future = asyncio.Future
+_BaseEventLoop = asyncio.BaseEventLoop
 # Unbound methods, called as functions: no method look-up per call on either core (the hot
 # paths call them on objects of exactly these types).
 _fut_done = _Future.done
@@ -298,7 +300,13 @@ def settle(to: object, value: object) -> bool:
         return True
     _in_flight[fut] = value
     try:
-        loop.call_soon_threadsafe(_Resolve(fut, value))
+        if isinstance(loop, _BaseEventLoop) and loop._ready:  # type: ignore[attr-defined]
+            # asyncio's loop has work ready, so it is awake: batch this wake-up with the
+            # others that reach it meanwhile (`_coalesce`). A lone wake-up, and any to
+            # uvloop (whose C call_soon_threadsafe coalesces its own), go straight.
+            post(loop, _Resolve(fut, value))
+        else:
+            loop.call_soon_threadsafe(_Resolve(fut, value))
     except RuntimeError:  # its loop is closed: the requester is gone
         _in_flight.pop(fut, None)
         return False

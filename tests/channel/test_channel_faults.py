@@ -781,14 +781,16 @@ class Message:
     """A message a weak reference can watch."""
 
 
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
 @pytest.mark.parametrize("new_loop", LOOPS)
 def test_a_reply_to_a_loop_closed_before_it_ran_keeps_nothing_alive(
-    new_loop: Callable[[], asyncio.AbstractEventLoop],
+    new_loop: Callable[[], asyncio.AbstractEventLoop], busy: bool
 ) -> None:
     """A reply made while its requester's loop is not running, to a loop then closed without
     running its callbacks (the requester's task never cancelled), is dropped harmlessly as
     docs/threads.md says: nothing is left in flight, and the task, its coroutine and the
-    message are collected. (Before, the in-flight entry kept them alive for good.)"""
+    message are collected — also when the wake-up was batched with others. (Before, the
+    in-flight entry kept them alive for good.)"""
     server, client = asyncmp.channel()
     loop = new_loop()
     message = Message()
@@ -801,6 +803,8 @@ def test_a_reply_to_a_loop_closed_before_it_ran_keeps_nothing_alive(
     msg, rctx = item
     assert msg is message
     del msg, item, message
+    if busy:  # something ready on the loop: an asyncio loop's wake-up is batched (_coalesce)
+        loop.call_soon(lambda: None)
     assert rctx.reply("late") is True  # from outside the loop: a callback queued on it
     loop.close()  # the callback is dropped unrun
     del task, rctx
