@@ -36,9 +36,9 @@ WAIT = 2 * bounds.WAIT
 SHORT = (0, 0.0001, 0.001, 0.003)  # timeouts and cancel delays that make the mix
 MAIN_WAITS = (0, 0.001, 0.01, 0.05)  # the main thread's bridge and Stage timeouts
 HEAD_POLL = 0.005  # how long a Stage head reads the resource before it gives way
-# Growth after the warm-up round is the lowest reading of the last three rounds minus the
-# lowest of the first three after the warm-up: a leak raises every reading, while memory a
-# container keeps after shrinking (a dict never gives its table back) comes and goes. A
+# Growth after the warm-up round is the median growth of one round times the rounds (see
+# `growth`): a leak raises every reading, while memory a container keeps after it grew once
+# (a dict never gives its table back) is one step, in whichever round the peak came. A
 # round makes about 3,600 requests and 4,500 deliveries: leaking one object per hundred
 # requests, or a few bytes per request, exceeds a bound. (What grows without a leak — thread
 # bookkeeping, library caches — stays near 3 KiB and a few objects a round.)
