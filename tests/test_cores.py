@@ -29,6 +29,7 @@ import pytest
 
 import asyncmp
 from asyncmp._cores import cores
+from bounds import WAIT
 from core_switch import CORES, use_core
 
 SRC = Path(asyncmp.__file__).parent
@@ -282,6 +283,31 @@ async def test_send_never_awaited_warns_like_a_coroutine(core: ModuleType) -> No
     with pytest.warns(RuntimeWarning, match="never awaited"):
         client.send(1)  # dropped at once: CPython finalizes it on this line
     assert server.try_pop() is None
+
+
+async def test_an_operation_dropped_while_it_waits_gives_up(
+    core: ModuleType, anyio_backend_name: str
+) -> None:
+    """A send or a wait that was started and then dropped unfinished (its task gone, never
+    resumed) gives up as a coroutine closed by the collector does, on each core: the request
+    is withdrawn, the waiting server unparked, and the channel serves the next ones."""
+    if anyio_backend_name == "trio":
+        pytest.skip("driving an operation by hand needs a future to wait on (asyncio)")
+    server, client = core.channel()
+    send = client.send(1).__await__()
+    assert isinstance(send.send(None), asyncio.Future)  # queued, waiting for its reply
+    del send  # dropped while it waits
+    gc.collect()
+    assert server.try_pop() is None, "the dropped send's request was not withdrawn"
+    wait = server.wait().__await__()
+    assert isinstance(wait.send(None), asyncio.Future)  # parked, waiting for a request
+    del wait
+    gc.collect()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(echo, server)
+        with anyio.fail_after(WAIT):
+            assert await client.send(2) == 2  # the dropped wait did not take it
+        tg.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("runner", ["asyncio", "uvloop"])

@@ -178,3 +178,29 @@ cdef extern from *:
         asyncmp_store(&((__pyx_CyFunctionObject *)(f))->func_code, (code))
     """
     int _set_code "asyncmp_set_code" (object function, object code) except -1
+
+
+cdef extern from *:
+    """
+    /* Put *value* in a type's dict without touching its slots (type.__setattr__ would make
+       a `__del__` the type's finalizer, through the interpreter): what `inspect` and
+       `help()` read, while the C slot keeps running. */
+    static int asyncmp_show_in_type(PyObject *type, PyObject *name, PyObject *value) {
+        PyTypeObject *t = (PyTypeObject *)type;
+        if (PyDict_SetItem(t->tp_dict, name, value) < 0) return -1;
+        PyType_Modified(t);
+        return 0;
+    }
+    """
+    int _show_in_type "asyncmp_show_in_type" (object type, str name, object value) except -1
+
+
+cdef extern from *:
+    """
+    /* Run an object's C finalizer (the tp_finalize slot), as collecting it would. */
+    static void asyncmp_run_finalizer(PyObject *o) {
+        destructor finalize = Py_TYPE(o)->tp_finalize;
+        if (finalize != NULL) finalize(o);
+    }
+    """
+    void _run_finalizer "asyncmp_run_finalizer" (object o)

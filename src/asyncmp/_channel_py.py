@@ -373,6 +373,18 @@ class _Request:
     if not cython.compiled:
         __new__ = object.__new__  # what an extension type shows (`help()` is alike)
 
+    # Here, not on ReplyContext: compiled, the extension type's C finalizer then serves
+    # ReplyContext too (a Python ``__del__`` on the subclass would be looked up and called
+    # through the interpreter for every request). See the end of the module for its face.
+    def __del__(self) -> None:
+        """Collected unanswered: the requester gets `NoReply`."""
+        to = self._to
+        if to is not None and not sys.is_finalizing():
+            if type(to) is _Future:
+                self._close(None)  # answering a future takes no lock
+            else:
+                finalize((self._channel.lock,), self._close, None)
+
     def _close(self, cause: BaseException | None) -> None:
         to = self._to
         if to is not None and self._phase == ACTIVE:
@@ -486,16 +498,6 @@ class ReplyContext(_Request, Generic[Rep], metaclass=NoPublicConstructor, made_b
         """Close the context if it is unanswered: the requester gets `NoReply`, caused by
         the exception that ended the block, if one did."""
         self._close(exc)
-
-    @cython.locals(self=_Request)
-    def __del__(self) -> None:
-        """Collected unanswered: the requester gets `NoReply`."""
-        to = self._to
-        if to is not None and not sys.is_finalizing():
-            if type(to) is _Future:
-                self._close(None)  # answering a future takes no lock
-            else:
-                finalize((self._channel.lock,), self._close, None)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         """Refused: a reply context answers one request, once (no copy, no pickle)."""
@@ -1794,6 +1796,19 @@ def _name_homes() -> None:
                         pass
 
 
+if cython.compiled:
+    # `_Request.__del__` is the extension type's C finalizer, which `inspect` and `help()`
+    # see as a slot wrapper without a signature: they are shown this function in its place
+    # (put in the type's dict only, so the C slot stays what runs when one is collected;
+    # called, it runs that slot, which reports an error as unraisable).
+    def _request_del(self) -> None:  # type: ignore[no-untyped-def]
+        _run_finalizer(self)  # type: ignore[name-defined]  # noqa: F821
+
+    _request_del.__name__ = "__del__"
+    _request_del.__qualname__ = "_Request.__del__"
+    _request_del.__doc__ = _Request.__del__.__doc__
+    _show_in_type(_Request, "__del__", _request_del)  # type: ignore[name-defined]  # noqa: F821
+    del _request_del
 _name_homes()
 if not cython.compiled:
     # The field classes' annotations are for type checkers; an extension type has none.

@@ -33,8 +33,8 @@ import time
 import warnings
 
 cimport cython
-from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItemWithError, PyDict_SetItem
+from cpython.object cimport PyObject, PyTypeObject, destructor
 from cpython.exc cimport PyErr_Clear, PyErr_Fetch, PyErr_NormalizeException, PyErr_Restore
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.pystate cimport PyThreadState_GetDict
@@ -59,6 +59,8 @@ cdef extern from "pythread.h":
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
+    void Py_SET_REFCNT(PyObject*, Py_ssize_t)
+    Py_ssize_t _refcount "Py_REFCNT" (PyObject*)
     ctypedef enum PySendResult:
         PYGEN_RETURN
         PYGEN_ERROR
@@ -108,10 +110,17 @@ cdef object _fut_await = _Future.__await__
 cdef dict _sys_modules = sys.modules
 
 
+cdef inline PyObject* _get_item(dict d, str key) except? NULL:
+    """``d.get(key)``, borrowed, NULL if absent: PyDict_GetItemWithError, not PyDict_GetItem,
+    which saves and restores the error indicator around every look-up (a third of its cost
+    on a hit, on CPython 3.11). With str keys nothing can raise."""
+    return PyDict_GetItemWithError(d, key)
+
+
 cdef bint trio_may_run() except -1:
     """Whether trio (or another library sniffio knows) may be running this thread: never
     while trio is not even imported (a dict look-up instead of the thread-local's)."""
-    if PyDict_GetItem(_sys_modules, "trio") == NULL:
+    if _get_item(_sys_modules, "trio") == NULL:
         return False
     return library_mark.name is not None
 
@@ -149,7 +158,7 @@ cdef object running_loop():
     tsdict = <PyObject*>PyThreadState_GetDict()
     if tsdict == NULL:
         return _get_running_loop()
-    holder = PyDict_GetItem(<object>tsdict, _HOLDER_KEY)
+    holder = _get_item(<dict>tsdict, _HOLDER_KEY)
     if holder == NULL:  # no loop ever ran on this thread (3.10-3.11 keep the holder here)
         return None
     if holder == _known_holder:
@@ -422,7 +431,7 @@ cdef Parker checkout():
     cdef PyObject* tsdict = <PyObject*>PyThreadState_GetDict()
     cdef PyObject* found
     if tsdict != NULL:
-        found = PyDict_GetItem(<object>tsdict, _PARKER_KEY)
+        found = _get_item(<dict>tsdict, _PARKER_KEY)
         if found != NULL:
             parker = <Parker>found
             PyDict_DelItem(<object>tsdict, _PARKER_KEY)
@@ -444,7 +453,7 @@ def _parker_is_clean():
     cdef PyObject* tsdict = <PyObject*>PyThreadState_GetDict()
     cdef PyObject* found = NULL
     if tsdict != NULL:
-        found = PyDict_GetItem(<object>tsdict, _PARKER_KEY)
+        found = _get_item(<dict>tsdict, _PARKER_KEY)
     if found == NULL:
         return True
     return not PyThread_acquire_lock((<Parker>found)._lock, NOWAIT_LOCK)
@@ -466,7 +475,7 @@ LOST = object()
 
 @cython.final
 @cython.freelist(64)  # one per concurrent operation: 64 clients reuse theirs
-@cython.no_gc_clear  # __dealloc__ gives up through the fields (a collected cycle included)
+@cython.no_gc_clear  # its dealloc gives up through the fields (a collected cycle included)
 cdef class StepOp:
     """An async operation of the compiled core: the steps of a protocol, run as an awaitable.
 
@@ -536,16 +545,6 @@ cdef class StepOp:
         elif self.state == 1:
             self.leave(GeneratorExit())
         self.state = 2
-
-    def __dealloc__(self):
-        # Not __del__: a free list would hand an object's "finalized" mark to the next one
-        # made in its memory. The fields are still set here (Cython clears them after).
-        if self.state == 0 and self.name is not None:
-            warnings.warn(
-                f"coroutine '{self.name}' was never awaited", RuntimeWarning, stacklevel=1
-            )
-        elif self.state in (1, 3):
-            self.close()
 
     def __repr__(self):
         return f"<{self.name}() at {id(self):#x}>"
@@ -663,4 +662,48 @@ cdef PySendResult stepop_am_send(PyObject* op, PyObject* arg, PyObject** out) no
 
 
 asyncmp_set_am_send(<PyTypeObject*>StepOp, stepop_am_send)
+
+
+# An op dropped unfinished gives up (or warns, never awaited) as it is freed: StepOp's
+# tp_dealloc is Cython's (free list, fields) behind this test, so that a finished op — every
+# one on the hot path — is freed without the error save and restore that a ``__dealloc__``
+# costs each time. (Not ``__del__``: a free list would hand an object's "finalized" mark to
+# the next one made in its memory.)
+cdef destructor _stepop_free = (<PyTypeObject*>StepOp).tp_dealloc
+
+
+cdef void _stepop_dealloc(PyObject* o) noexcept:
+    cdef int state = (<StepOp>o).state
+    if state == 1 or state == 3 or (state == 0 and (<StepOp>o).name is not None):
+        if not _give_up_unfinished(o):
+            return  # resurrected by what it ran
+    _stepop_free(o)
+
+
+cdef bint _give_up_unfinished(PyObject* o) noexcept:
+    """Run what an unfinished op does as it goes (its fields are all still set), with the
+    error indicator saved; False if that made the op alive again."""
+    cdef PyObject* t
+    cdef PyObject* v
+    cdef PyObject* tb
+    PyErr_Fetch(&t, &v, &tb)
+    Py_SET_REFCNT(o, 1)  # alive while it runs
+    _leave_unfinished(<StepOp>o)
+    PyErr_Restore(t, v, tb)
+    if _refcount(o) > 1:
+        Py_SET_REFCNT(o, _refcount(o) - 1)
+        return False
+    Py_SET_REFCNT(o, 0)
+    return True
+
+
+cdef void _leave_unfinished(StepOp op) noexcept:
+    # An error here is reported as unraisable, as a coroutine's finalizer's is.
+    if op.state == 0:
+        warnings.warn(f"coroutine '{op.name}' was never awaited", RuntimeWarning, stacklevel=1)
+    else:
+        op.close()
+
+
+(<PyTypeObject*>StepOp).tp_dealloc = _stepop_dealloc
 collections.abc.Coroutine.register(StepOp)
