@@ -15,6 +15,11 @@ from asyncmp._speedups cimport (
     check_signals,
     checkin,
     checkout,
+    deque_append,
+    deque_popleft,
+    fut_done,
+    fut_get_loop,
+    fut_set_result,
     is_running_here,
     running_loop,
     thread_ident,
@@ -24,11 +29,6 @@ from asyncmp._speedups cimport (
 
 cdef object _Future
 cdef object _BaseEventLoop
-cdef object _fut_done
-cdef object _fut_get_loop
-cdef object _fut_set_result
-cdef object _append
-cdef object _popleft
 cdef object _Failure
 cdef object _monotonic
 cdef int QUEUED

@@ -124,6 +124,11 @@ if not cython.compiled:
         check_signals,
         checkin,
         checkout,
+        deque_append,
+        deque_popleft,
+        fut_done,
+        fut_get_loop,
+        fut_set_result,
         is_running_here,
         running_loop,
         thread_ident,
@@ -148,13 +153,6 @@ Rep = TypeVar("Rep")
 
 _Future = asyncio.Future
 _BaseEventLoop = asyncio.BaseEventLoop
-# Unbound methods, called as functions: no method look-up per call on either core (the hot
-# paths call them on objects of exactly these types).
-_fut_done = _Future.done
-_fut_get_loop = _Future.get_loop
-_fut_set_result = _Future.set_result
-_append = deque.append
-_popleft = deque.popleft
 _monotonic = time.monotonic
 _Failure = Failure  # the hot paths test ``type(value) is _Failure`` (a global, not an import)
 
@@ -239,10 +237,10 @@ _in_flight: dict[asyncio.Future[Any], object] = {}
 
 
 def _resolve(fut: asyncio.Future[Any], value: object) -> None:
-    if not _fut_done(fut):
+    if not fut_done(fut):
         # Remove the entry first: a `settle` that sees the future done must find it gone.
         _in_flight.pop(fut, None)
-        _fut_set_result(fut, value)
+        fut_set_result(fut, value)
     # Cancelled: the entry stays for the requester, whose give-up path removes it.
 
 
@@ -292,11 +290,11 @@ def settle(to: object, value: object) -> bool:
             return call.settle(value)
         return to.settle(value)  # type: ignore[attr-defined,no-any-return]
     fut: asyncio.Future[Any] = to
-    if _fut_done(fut):  # cancelled: the requester gave up
+    if fut_done(fut):  # cancelled: the requester gave up
         return False
-    loop = _fut_get_loop(fut)
+    loop = fut_get_loop(fut)
     if is_running_here(loop):
-        _fut_set_result(fut, value)
+        fut_set_result(fut, value)
         return True
     _in_flight[fut] = value
     try:
@@ -310,7 +308,7 @@ def settle(to: object, value: object) -> bool:
     except RuntimeError:  # its loop is closed: the requester is gone
         _in_flight.pop(fut, None)
         return False
-    if _fut_done(fut):
+    if fut_done(fut):
         # The requester gave up meanwhile (or the wake-up has run already): the answer went
         # to whoever removed the entry. Still there: nobody will take it.
         return _in_flight.pop(fut, LOST) is LOST
@@ -439,10 +437,10 @@ class ReplyContext(_Request, Generic[Rep], metaclass=NoPublicConstructor, made_b
             # catches a loop that has moved to another thread since the request was sent).
             if self._tid == thread_ident():
                 fut: asyncio.Future[Any] = to  # type: ignore[assignment]
-                if is_running_here(_fut_get_loop(fut)):
-                    if _fut_done(fut):
+                if is_running_here(fut_get_loop(fut)):
+                    if fut_done(fut):
                         return False
-                    _fut_set_result(fut, value)  # a running loop is not closed
+                    fut_set_result(fut, value)  # a running loop is not closed
                     return True
             return settle(to, value)
         except BaseException:
@@ -535,7 +533,7 @@ def _withdrawn(node: _Request) -> bool:
     to = node._to
     if type(to) is _Future:
         fut: asyncio.Future[Any] = to
-        return _fut_done(fut)
+        return fut_done(fut)
     if type(to) is _BlockingCall:
         call = to
         return call.state != PENDING
@@ -728,7 +726,7 @@ class ChannelState:
                             raise WouldBlock(
                                 f"the channel is full ({self.max_queued} requests queued)"
                             )
-                    _append(self.queue, node)
+                    deque_append(self.queue, node)
                     return
                 # Look, then change, with no call among the changes (see the design notes):
                 # an interrupt strikes before the parked server is taken, or after.
@@ -749,9 +747,9 @@ class ChannelState:
         first, a server task on the caller's own loop."""
         if type(waiter) is _Future:
             fut: asyncio.Future[Any] = waiter
-            if _fut_get_loop(fut) is (loop or running_loop()):
-                if not _fut_done(fut):
-                    _fut_set_result(fut, node)
+            if fut_get_loop(fut) is (loop or running_loop()):
+                if not fut_done(fut):
+                    fut_set_result(fut, node)
                 else:
                     self.requeue(node)
                 return
@@ -765,7 +763,7 @@ class ChannelState:
             parker.wake(node)
         elif type(waiter) is _Future:
             fut: asyncio.Future[Any] = waiter
-            loop = _fut_get_loop(fut)
+            loop = fut_get_loop(fut)
             if is_running_here(loop):
                 _HandOff(fut, node, self)()
             else:
@@ -788,7 +786,7 @@ class ChannelState:
         will ever come. Lock held."""
         queue = self.queue
         while queue:
-            node = _popleft(queue)
+            node = deque_popleft(queue)
             if not _withdrawn(node):
                 node._phase = ACTIVE
                 self.taken += 1
@@ -1676,8 +1674,8 @@ def _wait_start(server: _ServerFields, _unused: object) -> Any:
             # A request is queued (the hot path under load): `take`, inlined.
             node = queue[0]
             to = node._to
-            if type(to) is _Future and not _fut_done(to):
-                _popleft(queue)
+            if type(to) is _Future and not fut_done(to):
+                deque_popleft(queue)
                 node._phase = ACTIVE
                 state.taken += 1
                 return node._msg, node
@@ -1705,7 +1703,7 @@ def _wait_resume(server: _ServerFields, got: Any) -> Any:
         # The hot path: handed a live request by an asyncio client.
         if not state.server_closed:
             to = node._to
-            if type(to) is _Future and not _fut_done(to):
+            if type(to) is _Future and not fut_done(to):
                 return node._msg, node
         item = state.handed(node)
         if item is not None:

@@ -9,6 +9,11 @@ cdef bint is_running_here(object loop) except -1
 cdef bint trio_may_run() except -1
 cdef unsigned long thread_ident() noexcept
 cdef int check_signals() except -1
+cdef object fut_done(object fut)
+cdef object fut_get_loop(object fut)
+cdef object fut_set_result(object fut, object value)
+cdef object deque_append(object queue, object item)
+cdef object deque_popleft(object queue)
 
 
 cdef class Counter:

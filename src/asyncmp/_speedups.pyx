@@ -105,6 +105,93 @@ cdef object _Future = asyncio.Future
 cdef object _fut_await = _Future.__await__
 
 
+# -- the methods of a future and a deque, called without their descriptor -------------------
+
+cdef extern from *:
+    """
+    /* A method of a C type, called through its C function when the object is exactly of
+       that type (a subclass may override it) and the function takes the plain METH_NOARGS
+       or METH_O convention; otherwise through the method descriptor, as Python calls it.
+       The descriptor's own call costs as much again as the function (argument checks, the
+       recursion guard): this is most of a request's cost above the work itself. */
+    typedef struct {
+        PyTypeObject *type;
+        PyCFunction direct;  /* NULL: call through the descriptor */
+        PyObject *descr;
+    } asyncmp_method;
+
+    static int asyncmp_method_init(asyncmp_method *m, PyObject *type, const char *name,
+                                   int flags) {
+        PyObject *descr = PyObject_GetAttrString(type, name);
+        if (descr == NULL) return -1;
+        m->type = (PyTypeObject *)type;
+        m->descr = descr;  /* kept for the life of the process */
+        m->direct = NULL;
+        if (Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+            PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+            if (def->ml_flags == flags) m->direct = def->ml_meth;
+        }
+        return 0;
+    }
+    static PyObject *asyncmp_call0(asyncmp_method *m, PyObject *self) {
+        if (m->direct != NULL && Py_IS_TYPE(self, m->type)) return m->direct(self, NULL);
+        return PyObject_CallOneArg(m->descr, self);
+    }
+    static PyObject *asyncmp_call1(asyncmp_method *m, PyObject *self, PyObject *arg) {
+        PyObject *args[2];
+        if (m->direct != NULL && Py_IS_TYPE(self, m->type)) return m->direct(self, arg);
+        args[0] = self;
+        args[1] = arg;
+        return PyObject_Vectorcall(m->descr, args, 2, NULL);
+    }
+    /* `fut.__await__()` through its slot (a C future's iterator, made directly). */
+    static PyObject *asyncmp_await(PyObject *fut, PyObject *fallback) {
+        PyAsyncMethods *am = Py_TYPE(fut)->tp_as_async;
+        if (am != NULL && am->am_await != NULL) return am->am_await(fut);
+        return PyObject_CallOneArg(fallback, fut);
+    }
+    """
+    ctypedef struct asyncmp_method:
+        pass
+    int asyncmp_method_init(asyncmp_method* m, object type, const char* name, int flags) except -1
+    object asyncmp_call0(asyncmp_method* m, object self)
+    object asyncmp_call1(asyncmp_method* m, object self, object arg)
+    object asyncmp_await(object fut, object fallback)
+    int METH_NOARGS
+    int METH_O
+
+cdef asyncmp_method _m_done
+cdef asyncmp_method _m_get_loop
+cdef asyncmp_method _m_set_result
+cdef asyncmp_method _m_append
+cdef asyncmp_method _m_popleft
+asyncmp_method_init(&_m_done, _Future, "done", METH_NOARGS)
+asyncmp_method_init(&_m_get_loop, _Future, "get_loop", METH_NOARGS)
+asyncmp_method_init(&_m_set_result, _Future, "set_result", METH_O)
+asyncmp_method_init(&_m_append, collections.deque, "append", METH_O)
+asyncmp_method_init(&_m_popleft, collections.deque, "popleft", METH_NOARGS)
+
+
+cdef object fut_done(object fut):
+    return asyncmp_call0(&_m_done, fut)
+
+
+cdef object fut_get_loop(object fut):
+    return asyncmp_call0(&_m_get_loop, fut)
+
+
+cdef object fut_set_result(object fut, object value):
+    return asyncmp_call1(&_m_set_result, fut, value)
+
+
+cdef object deque_append(object queue, object item):
+    return asyncmp_call1(&_m_append, queue, item)
+
+
+cdef object deque_popleft(object queue):
+    return asyncmp_call0(&_m_popleft, queue)
+
+
 # -- which loop runs this thread ------------------------------------------------------------
 
 cdef dict _sys_modules = sys.modules
@@ -606,7 +693,7 @@ cdef class StepOp:
 
     cdef int wait(self, object fut, PyObject** out) except -1:
         self.fut = fut
-        self.it = _fut_await(fut)
+        self.it = asyncmp_await(fut, _fut_await)
         self.state = 1
         return self.step(None, out)
 

@@ -21,6 +21,9 @@ calls exactly these names:
 - ``check_signals()``: run the handlers of signals that arrived (the main thread only): a
   blocking call asks first, so that a Ctrl-C that came before it raises before it changes
   anything, and asks again before it returns what it took;
+- ``fut_done(fut)``, ``fut_get_loop(fut)``, ``fut_set_result(fut, value)``,
+  ``deque_append(queue, item)``, ``deque_popleft(queue)``: those methods of an asyncio future
+  and a deque, as functions (compiled: their C functions, called without the descriptor);
 - ``Counter()``: a count that any thread may ``add()`` to without a lock; ``value()`` reads it;
 - ``Delegate(awaitable)`` and ``LOST``: what the steps of an async operation return to hand it
   to another awaitable, and to say "nothing instead" (see ``asyncmp._speedups.StepOp``, in
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import collections
 import itertools
 import threading
 import time
@@ -47,6 +51,11 @@ __all__ = (
     "check_signals",
     "checkin",
     "checkout",
+    "deque_append",
+    "deque_popleft",
+    "fut_done",
+    "fut_get_loop",
+    "fut_set_result",
     "is_running_here",
     "running_loop",
     "thread_ident",
@@ -55,6 +64,13 @@ __all__ = (
 
 running_loop = asyncio._get_running_loop
 thread_ident = threading.get_ident
+# A future's and a deque's methods, called as functions (the compiled build calls their C
+# functions directly when the object is exactly of that type).
+fut_done = asyncio.Future.done
+fut_get_loop = asyncio.Future.get_loop
+fut_set_result = asyncio.Future.set_result
+deque_append = collections.deque.append
+deque_popleft = collections.deque.popleft
 
 
 _BaseEventLoop = asyncio.BaseEventLoop
