@@ -335,6 +335,18 @@ def test_a_closed_loop_is_not_kept_alive(runner: str, core: ModuleType) -> None:
 
 
 @needs_both
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the method conventions of 3.11")
+def test_the_compiled_core_calls_the_hot_methods_directly() -> None:
+    """On CPython 3.11 the compiled core calls a future's done/get_loop/set_result and the
+    queue's append/popleft through their C functions (it falls back to the method, correct
+    but slower, where a CPython changes a method's calling convention)."""
+    from asyncmp import _speedups
+
+    assert _speedups._direct_calls() == dict.fromkeys(_speedups._direct_calls(), True)
+    assert len(_speedups._direct_calls()) == 5
+
+
+@needs_both
 def test_the_primitives_stub_names_what_the_module_has() -> None:
     """`_speedups.pyi` (what type checkers read of the compiled primitives) names exactly
     the module's Python-visible API, and the pure primitives offer the same names."""

@@ -152,7 +152,7 @@ cdef extern from *:
     }
     """
     ctypedef struct asyncmp_method:
-        pass
+        void* direct
     int asyncmp_method_init(asyncmp_method* m, object type, const char* name, int flags) except -1
     object asyncmp_call0(asyncmp_method* m, object self)
     object asyncmp_call1(asyncmp_method* m, object self, object arg)
@@ -170,6 +170,17 @@ asyncmp_method_init(&_m_get_loop, _Future, "get_loop", METH_NOARGS)
 asyncmp_method_init(&_m_set_result, _Future, "set_result", METH_O)
 asyncmp_method_init(&_m_append, collections.deque, "append", METH_O)
 asyncmp_method_init(&_m_popleft, collections.deque, "popleft", METH_NOARGS)
+
+
+def _direct_calls():
+    """Tests only: which of the methods above are called through their C function."""
+    return {
+        "Future.done": _m_done.direct != NULL,
+        "Future.get_loop": _m_get_loop.direct != NULL,
+        "Future.set_result": _m_set_result.direct != NULL,
+        "deque.append": _m_append.direct != NULL,
+        "deque.popleft": _m_popleft.direct != NULL,
+    }
 
 
 cdef object fut_done(object fut):
