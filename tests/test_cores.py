@@ -310,6 +310,43 @@ async def test_an_operation_dropped_while_it_waits_gives_up(
         tg.cancel_scope.cancel()
 
 
+def test_freed_reply_contexts_let_go_of_their_type(core: ModuleType) -> None:
+    """Each ReplyContext holds its (heap) type, and lets go of it when freed, answered or
+    not, on each core: after many requests the type's reference count is what it was (the
+    compiled core frees an answered context by its own path; one reference too few would
+    free the type, one too many would leak it)."""
+    server, client = core.channel()
+    context_type = core.ReplyContext
+    gc.collect()
+    before = sys.getrefcount(context_type)
+    for i in range(1000):
+        pending = client.request(i)
+        item = server.try_pop()
+        assert item is not None
+        if i % 2:
+            item[1].reply(i)
+            assert pending.blocking.wait(timeout=WAIT) == i
+        del item  # unanswered: NoReply
+    del pending
+    gc.collect()
+    assert sys.getrefcount(context_type) == before
+
+
+def test_a_reply_context_collected_in_a_cycle_sends_no_reply(core: ModuleType) -> None:
+    """An unanswered ReplyContext that only a reference cycle keeps alive is collected with
+    the cycle, and its requester gets NoReply, on each core."""
+    server, client = core.channel()
+    pending = client.request("in a cycle")
+    item = server.try_pop()
+    assert item is not None
+    cycle: list[Any] = [item[1]]
+    cycle.append(cycle)
+    del item, cycle
+    gc.collect()
+    with pytest.raises(asyncmp.NoReply):
+        pending.blocking.wait(timeout=WAIT)
+
+
 @pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
 def test_a_closed_loop_is_not_kept_alive(runner: str, core: ModuleType) -> None:
     """Looking up the running loop (per request, on either core) keeps no reference to it:

@@ -3,6 +3,8 @@
 # the hot paths, and the primitives from asyncmp._speedups in place of the pure-Python ones
 # (`if not cython.compiled:` in the source skips their import).
 cimport cython
+from cpython.object cimport PyObject, PyTypeObject, destructor
+from cpython.ref cimport Py_DECREF
 
 from asyncmp._speedups cimport (
     LOST,
@@ -41,6 +43,7 @@ cdef bint settle(object to, object value) except -1
 cdef object reclaim(object fut, object exc)
 cdef object new_request(ChannelState state, object msg, object to, unsigned long tid)
 cdef bint _withdrawn(_Request node) except -1
+cdef _BlockingCall _new_call(Mutex lock, Parker parker)
 cdef object _pop_oldest(dict waiters)
 cdef object _oldest(dict waiters)
 cdef _deliver_surely(object waiter, object value, object undelivered)
@@ -58,6 +61,7 @@ cdef object _wait_abort(_ServerFields server, object waiter, object exc)
 
 
 @cython.final
+@cython.freelist(8)  # one per waiting thread
 cdef class _BlockingCall:
     cdef Mutex lock
     cdef Parker parker
@@ -204,3 +208,35 @@ cdef extern from *:
     }
     """
     void _run_finalizer "asyncmp_run_finalizer" (object o)
+
+
+# A ReplyContext is freed without the finalizer's round trip once it is answered (every
+# request on the hot path): the heap type's own tp_dealloc (CPython's subtype_dealloc) would
+# call the finalizer, which saves and restores the error indicator, for nothing. Its
+# replacement calls the finalizer only for a context still unanswered (NoReply), then
+# _Request's dealloc (which frees the fields and the memory, and runs no finalizer itself:
+# the object's type's dealloc is not its own), and lets go of the type, as each instance of a
+# heap type holds it. (subtype_dealloc cannot be called from here: it looks for the base's
+# dealloc by skipping its own, and would find this one.)
+cdef extern from *:
+    """
+    static destructor asyncmp_request_dealloc = NULL;
+    """
+    destructor asyncmp_request_dealloc
+    int PyObject_CallFinalizerFromDealloc(PyObject*)
+
+
+cdef inline void _free_reply_context(PyObject* o) noexcept:
+    cdef PyTypeObject* tp = o.ob_type
+    if (<_Request>o)._to is not None:
+        if PyObject_CallFinalizerFromDealloc(o) < 0:
+            return  # made alive again by the finalizer
+    asyncmp_request_dealloc(o)
+    Py_DECREF(<object><PyObject*>tp)
+
+
+cdef inline int _free_answered_quickly(object context, object request) except -1:
+    global asyncmp_request_dealloc
+    asyncmp_request_dealloc = (<PyTypeObject*>request).tp_dealloc
+    (<PyTypeObject*>context).tp_dealloc = _free_reply_context
+    return 0

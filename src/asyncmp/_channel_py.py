@@ -189,12 +189,11 @@ class _BlockingCall:
     changes under the channel's lock."""
 
     __slots__ = ("lock", "parker", "state", "value")
-
-    def __init__(self, lock: Mutex, parker: Parker) -> None:
-        self.lock = lock
-        self.parker = parker
-        self.state = PENDING
-        self.value: object = None
+    if TYPE_CHECKING:
+        lock: Mutex
+        parker: Parker
+        state: int
+        value: object
 
     def settle(self, value: object) -> bool:
         """Store the answer and wake the thread; ``False`` if it no longer waits."""
@@ -227,6 +226,18 @@ class _BlockingCall:
         if not pending:
             self.parker.consume()
         return pending
+
+
+@cython.locals(call=_BlockingCall)
+def _new_call(lock: Mutex, parker: Parker) -> _BlockingCall:
+    """A PENDING `_BlockingCall` (made without a constructor call: the compiled core takes it
+    from a free list)."""
+    call = _BlockingCall.__new__(_BlockingCall)
+    call.lock = lock
+    call.parker = parker
+    call.state = PENDING
+    call.value = None
+    return call
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -1310,7 +1321,7 @@ class _BlockingClient(Generic[Req, Rep]):
             raise Closed("this client is closed")
         state = client._channel
         parker = checkout()
-        call = _BlockingCall(state.lock, parker)
+        call = _new_call(state.lock, parker)
         try:
             state.push(new_request(state, msg, call, 0), False, None)
         except BaseException:
@@ -1807,6 +1818,8 @@ if cython.compiled:
     _request_del.__doc__ = _Request.__del__.__doc__
     _show_in_type(_Request, "__del__", _request_del)  # type: ignore[name-defined]  # noqa: F821
     del _request_del
+    # An answered ReplyContext is freed without its finalizer (see _channel_c.pxd).
+    _free_answered_quickly(ReplyContext, _Request)  # type: ignore[name-defined]  # noqa: F821
 _name_homes()
 if not cython.compiled:
     # The field classes' annotations are for type checkers; an extension type has none.
