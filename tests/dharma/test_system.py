@@ -69,6 +69,10 @@ def report(**extra):
 """
 
 THREADS_MAIN_DISPATCHER = """
+# What the handlers were: SIGINT's is Python's default_int_handler, or SIG_IGN when this
+# process was started from a background job (a shell ignores SIGINT there, and the child
+# inherits it).
+before = [signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)]
 signaler = Signaler()
 threads = []
 for name in ("one", "two"):
@@ -85,8 +89,8 @@ for thread in threads:
     thread.join(10)
     assert not thread.is_alive()
 handler.close()
-restored = [signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler]
+restored = [signal.getsignal(signal.SIGTERM) == before[0],
+            signal.getsignal(signal.SIGINT) == before[1]]
 report(received=[s.name for s in handler.received], restored=restored)
 """
 
