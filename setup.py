@@ -16,6 +16,16 @@ ext_modules = []
 if not os.environ.get("ASYNCMP_NO_EXTENSIONS"):
     from Cython.Build import cythonize
 
+    # Cython does not see the augmenting .pxd (nor the primitives' declarations) as a
+    # dependency of the channel's C file: after a change to one of them alone it would compile
+    # the C file of the old declarations. Such a C file is removed, to be generated again.
+    generated = "src/asyncmp/_channel_py.c"
+    declarations = ("src/asyncmp/_channel_c.pxd", "src/asyncmp/_speedups.pxd")
+    if os.path.exists(generated) and any(
+        os.path.getmtime(path) > os.path.getmtime(generated) for path in declarations
+    ):
+        os.remove(generated)
+
     ext_modules = cythonize(
         [
             Extension("asyncmp._speedups", ["src/asyncmp/_speedups.pyx"]),
