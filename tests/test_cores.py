@@ -82,6 +82,30 @@ def test_no_extensions_selects_the_pure_core(value: str) -> None:
     assert out.stdout.split() == ["pure", "asyncmp"]
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("no_extensions", ["", "1"], ids=["compiled", "pure"])
+def test_a_reply_context_subclass_made_later_is_freed_safely(no_extensions: str) -> None:
+    """A subclass of ReplyContext made after import (construction bypassed with __new__)
+    is freed without crashing, on each core: on the compiled core its finalizer is the
+    function shown for `__del__`, which must run _Request's C finalizer, not the object's
+    own slot (that was the same function again, recursing until the process crashed)."""
+    script = (
+        "import asyncmp\n"
+        "Sub = type('Sub', (asyncmp.ReplyContext,), {'__slots__': ()})\n"
+        "for _ in range(3):\n"
+        "    x = Sub.__new__(Sub)\n"
+        "    del x\n"
+        "print(asyncmp.CORE, 'freed')\n"
+    )
+    env = {**os.environ, "ASYNCMP_NO_EXTENSIONS": no_extensions}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = "pure" if no_extensions or COMPILED is None else "compiled"
+    assert out.stdout.split() == [expected, "freed"]
+
+
 def test_the_compiled_core_is_the_one_in_use_when_built() -> None:
     """When the compiled channel is built (and not switched off), asyncmp runs on it."""
     if COMPILED is None or os.environ.get("ASYNCMP_NO_EXTENSIONS"):

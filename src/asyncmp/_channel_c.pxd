@@ -201,13 +201,21 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* Run an object's C finalizer (the tp_finalize slot), as collecting it would. */
+    /* _Request's C finalizer (its tp_finalize slot), saved before its face is shown: a
+       subclass made later finds that face in the dict and gets CPython's slot_tp_finalize,
+       which calls the face, which calls this (not the object's own slot: that would be the
+       face again, for ever). */
+    static destructor asyncmp_request_finalize = NULL;
     static void asyncmp_run_finalizer(PyObject *o) {
-        destructor finalize = Py_TYPE(o)->tp_finalize;
-        if (finalize != NULL) finalize(o);
+        if (asyncmp_request_finalize != NULL) asyncmp_request_finalize(o);
+    }
+    static int asyncmp_save_finalizer(PyObject *type) {
+        asyncmp_request_finalize = ((PyTypeObject *)type)->tp_finalize;
+        return 0;
     }
     """
     void _run_finalizer "asyncmp_run_finalizer" (object o)
+    int _save_finalizer "asyncmp_save_finalizer" (object type) except -1
 
 
 # A ReplyContext is freed without the finalizer's round trip once it is answered (every

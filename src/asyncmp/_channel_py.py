@@ -1816,6 +1816,7 @@ if cython.compiled:
     _request_del.__name__ = "__del__"
     _request_del.__qualname__ = "_Request.__del__"
     _request_del.__doc__ = _Request.__del__.__doc__
+    _save_finalizer(_Request)  # type: ignore[name-defined]  # noqa: F821
     _show_in_type(_Request, "__del__", _request_del)  # type: ignore[name-defined]  # noqa: F821
     del _request_del
     # An answered ReplyContext is freed without its finalizer (see _channel_c.pxd).
